@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Shared kernel-side plumbing for every kerntrace tracer: ring buffers that
+ * count what they drop, and the set of traced processes.  Include it once,
+ * after vmlinux.h and the bpf helper headers. */
+#ifndef __KERNTRACE_BPF_H
+#define __KERNTRACE_BPF_H
+
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+/* Records a ring buffer could not take.  User space reads it from .bss and
+ * reports it with every summary: a lost event is never silent. */
+__u64 kt_lost_events = 0;
+
+/* When true, only tasks whose tgid is in kt_traced are recorded. */
+const volatile bool kt_filter_pids = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);   /* tgid */
+	__type(value, __u8);
+} kt_traced SEC(".maps");
+
+#define KT_RINGBUF(name, bytes)                                  \
+	struct {                                                 \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);              \
+		__uint(max_entries, bytes);                      \
+	} name SEC(".maps")
+
+/* Keeps an event struct in the object's BTF, where user space reads its
+ * layout; nothing else references the type by name. */
+#define KT_EXPORT(type_name) const struct type_name *__kt_export_##type_name __attribute__((unused))
+
+static __always_inline void *kt_reserve(void *ring, __u64 size)
+{
+	void *rec = bpf_ringbuf_reserve(ring, size, 0);
+
+	if (!rec)
+		__sync_fetch_and_add(&kt_lost_events, 1);
+	return rec;
+}
+
+static __always_inline bool kt_tgid_traced(__u32 tgid)
+{
+	if (!kt_filter_pids)
+		return true;
+	return bpf_map_lookup_elem(&kt_traced, &tgid) != NULL;
+}
+
+static __always_inline bool kt_current_traced(void)
+{
+	return kt_tgid_traced(bpf_get_current_pid_tgid() >> 32);
+}
+
+/* Follows fork for -f and -c.  Every tracer object carries this program;
+ * user space switches its autoload off when children are not followed.
+ * tp_btf gives the tgids; the classic tracepoint only has thread ids. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(kt_follow_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 parent_tgid = BPF_CORE_READ(parent, tgid);
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+	__u8 one = 1;
+
+	if (!kt_filter_pids || parent_tgid == child_tgid)
+		return 0;
+	if (bpf_map_lookup_elem(&kt_traced, &parent_tgid))
+		bpf_map_update_elem(&kt_traced, &child_tgid, &one, BPF_ANY);
+	return 0;
+}
+
+#endif /* __KERNTRACE_BPF_H */

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Events of the engine's self-test program (used by the kernel tests and by
+ * `make bench`); plain __u types so user space and BPF share it. */
+#ifndef __SELFTEST_H
+#define __SELFTEST_H
+
+#define KT_SELFTEST_MAX_BURST 512
+
+struct selftest_event {
+	__u64 ts_ns;
+	__u32 pid;
+	__u32 tid;
+	__u32 seq;      /* index within the burst of one trigger */
+	__u32 burst;    /* events emitted by the trigger this one belongs to */
+	char comm[16];
+};
+
+#endif /* __SELFTEST_H */

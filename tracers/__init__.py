@@ -1,0 +1,1 @@
+"""kerntrace engine, tracers and command lines."""

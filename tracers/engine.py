@@ -1,0 +1,467 @@
+"""The tracing engine: open an object, set options, choose hooks, load,
+attach, poll ring buffers, detach.
+
+A tracer describes itself with :class:`Hook` (what it observes, and the
+programs that can observe it, best first) and a mapping from ring-buffer maps
+to the event struct each carries.  :class:`BpfTracer` turns that into a loaded
+and attached object; :class:`Session` runs one or more tracers until a
+duration passes, the traced processes exit, or SIGINT/SIGTERM arrives, and
+always detaches.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import struct
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence
+
+from . import probe
+from .btf import Btf, scalar_type_code
+from .libbpf import Link, LibbpfError, Map, Object
+from .ringbuf import RingReader
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "AttachError",
+    "BpfTracer",
+    "Hook",
+    "HookChoice",
+    "Session",
+    "object_path",
+    "parse_section",
+]
+
+log = logging.getLogger("kerntrace.engine")
+
+
+class AttachError(RuntimeError):
+    """No alternative of a required hook can attach on this kernel."""
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One thing a tracer observes, and the programs that can observe it,
+    in order of preference (e.g. fentry, then kprobe, then a tracepoint)."""
+
+    name: str
+    programs: tuple[str, ...]
+    required: bool = True
+
+
+@dataclass
+class HookChoice:
+    hook: str
+    program: Optional[str]
+    kind: str
+    target: str
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (program, why not)
+
+    def describe(self) -> str:
+        if self.program is None:
+            return f"{self.hook}: unavailable"
+        return f"{self.hook}: {self.kind} {self.target}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hook": self.hook,
+            "program": self.program,
+            "method": self.kind if self.program else None,
+            "target": self.target,
+            "rejected": [{"program": p, "reason": r} for p, r in self.rejected],
+        }
+
+
+_SECTION_KINDS = {
+    "tp": "tracepoint",
+    "tracepoint": "tracepoint",
+    "tp_btf": "tp_btf",
+    "raw_tp": "raw_tp",
+    "raw_tracepoint": "raw_tp",
+    "fentry": "fentry",
+    "fexit": "fexit",
+    "kprobe": "kprobe",
+    "kretprobe": "kretprobe",
+}
+
+
+def parse_section(section: str) -> tuple[str, str]:
+    """ELF section name of a program -> (kind, target)."""
+    prefix, _, target = section.partition("/")
+    kind = _SECTION_KINDS.get(prefix)
+    if kind is None or not target:
+        raise ValueError(f"unsupported program section {section!r}")
+    return kind, target
+
+
+def object_path(name: str) -> str:
+    """Path of a shipped BPF object, e.g. ``odirect`` -> .../bpf/odirect.bpf.o."""
+    path = str(resources.files("kerntrace.bpf").joinpath(f"{name}.bpf.o"))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"BPF object {name}.bpf.o is not built; run `make bpf` in the source tree")
+    return path
+
+
+class BpfTracer:
+    """One BPF object, from open to detach."""
+
+    def __init__(
+        self,
+        object_name: str,
+        hooks: Sequence[Hook] = (),
+        rings: Mapping[str, str] = {},
+        options: Mapping[str, Any] = {},
+        ring_bytes: Optional[int] = None,
+        follow_children: bool = False,
+    ) -> None:
+        self.name = object_name
+        self.obj = Object(object_path(object_name))
+        self.btf = Btf(self.obj.btf_raw())
+        self.ring_structs = dict(rings)
+        self.readers: dict[str, RingReader] = {}
+        self.links: list[Link] = []
+        self.choices: list[HookChoice] = []
+        self._bss: Optional[Map] = None
+        if ring_bytes:
+            for ring in self.ring_structs:
+                self.obj.map(ring).max_entries = ring_bytes
+        self.set_options(options)
+        self._choose(hooks, follow_children)
+
+    # -- before load -----------------------------------------------------------
+
+    def _global_map(self, section: str) -> Map:
+        for m in self.obj.maps():
+            if m.name.endswith(section):
+                return m
+        raise KeyError(f"{self.name} has no {section} section")
+
+    def set_options(self, options: Mapping[str, Any]) -> None:
+        """Write ``const volatile`` globals; only valid before load."""
+        if not options:
+            return
+        if self.obj.loaded:
+            raise RuntimeError("options are read-only once the object is loaded")
+        variables = self.btf.datasec(".rodata")
+        addr, size = self._global_map(".rodata").data()
+        for name, value in options.items():
+            var = variables.get(name)
+            if var is None:
+                raise KeyError(f"{self.name} has no option {name}")
+            self._write_var(addr, size, var.offset, var.type_id, name, value)
+
+    def _write_var(self, addr: int, size: int, offset: int, type_id: int, name: str, value: Any) -> None:
+        import ctypes
+
+        t = self.btf.resolve(self.btf.types[type_id].ref)
+        if t.kind == "array":
+            elem_code = scalar_type_code(self.btf, t.array_elem)
+            elem_size = self.btf.sizeof(t.array_elem)
+            values = list(value)
+            if elem_code is None or len(values) > t.array_len:
+                raise ValueError(f"option {name}: at most {t.array_len} values")
+            data = b"".join(struct.pack("<" + elem_code, v) for v in values)
+            data = data.ljust(elem_size * t.array_len, b"\0")
+        else:
+            code = scalar_type_code(self.btf, t.id)
+            if code is None:
+                raise ValueError(f"option {name} has a type kerntrace cannot set")
+            data = struct.pack("<" + code, value)
+        if offset + len(data) > size:
+            raise ValueError(f"option {name} lies outside .rodata")
+        ctypes.memmove(addr + offset, data, len(data))
+
+    def _choose(self, hooks: Sequence[Hook], follow_children: bool) -> None:
+        programs = {p.name: p for p in self.obj.programs()}
+        if "kt_follow_fork" in programs:
+            programs["kt_follow_fork"].autoload = follow_children
+        for hook in hooks:
+            choice: Optional[HookChoice] = None
+            rejected: list[tuple[str, str]] = []
+            for prog_name in hook.programs:
+                prog = programs.get(prog_name)
+                if prog is None:
+                    raise KeyError(f"{self.name}: hook {hook.name} names unknown program {prog_name}")
+                kind, target = parse_section(prog.section)
+                if choice is not None:
+                    prog.autoload = False
+                    continue
+                verdict = probe.can_attach(kind, target)
+                if verdict:
+                    choice = HookChoice(hook.name, prog_name, kind, target, rejected)
+                    prog.autoload = True
+                else:
+                    rejected.append((prog_name, verdict.reason))
+                    prog.autoload = False
+            if choice is None:
+                if hook.required:
+                    reasons = "; ".join(f"{p}: {r}" for p, r in rejected)
+                    raise AttachError(f"{self.name}: cannot hook {hook.name} on this kernel ({reasons})")
+                choice = HookChoice(hook.name, None, "none", "", rejected)
+            self.choices.append(choice)
+
+    # -- load and attach -------------------------------------------------------
+
+    def load(self) -> None:
+        self.obj.load()
+        for ring, struct_name in self.ring_structs.items():
+            m = self.obj.map(ring)
+            self.readers[ring] = RingReader(m.fd, m.max_entries, self.btf.dtype(struct_name), ring)
+        try:
+            self._bss = self._global_map(".bss")
+        except KeyError:
+            self._bss = None
+
+    def attach(self) -> None:
+        for prog in self.obj.programs():
+            if prog.autoload:
+                self.links.append(prog.attach())
+
+    def trace_pids(self, pids: Iterable[int]) -> None:
+        traced = self.obj.map("kt_traced")
+        for pid in pids:
+            traced.update(struct.pack("<I", pid), b"\x01")
+
+    def untrace_pid(self, pid: int) -> None:
+        self.obj.map("kt_traced").delete(struct.pack("<I", pid))
+
+    # -- while running ---------------------------------------------------------
+
+    def read_global(self, name: str) -> int:
+        """A scalar in .bss (counters the BPF side keeps), read live."""
+        if self._bss is None:
+            raise KeyError(f"{self.name} has no .bss")
+        var = self.btf.datasec(".bss").get(name)
+        if var is None:
+            raise KeyError(f"{self.name} has no global {name}")
+        code = scalar_type_code(self.btf, self.btf.types[var.type_id].ref)
+        if code is None:
+            raise ValueError(f"global {name} is not a scalar")
+        # libbpf only maps global data into user memory for skeletons; a
+        # lookup of the one-element array reads the live value.
+        data = self._bss.lookup(b"\0\0\0\0")
+        if data is None:
+            raise KeyError(f"{self.name}: .bss not readable")
+        return int(struct.unpack_from("<" + code, data, var.offset)[0])
+
+    @property
+    def lost_events(self) -> int:
+        try:
+            return self.read_global("kt_lost_events")
+        except KeyError:
+            return 0
+
+    def drain(self) -> dict[str, "np.ndarray[Any, Any]"]:
+        return {name: reader.drain() for name, reader in self.readers.items()}
+
+    def detach(self) -> None:
+        for link in self.links:
+            link.destroy()
+        self.links.clear()
+
+    def close(self) -> None:
+        self.detach()
+        for reader in self.readers.values():
+            reader.close()
+        self.readers.clear()
+        self.obj.close()
+
+    def __enter__(self) -> "BpfTracer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+EventSink = Callable[[BpfTracer, str, "np.ndarray[Any, Any]"], None]
+
+
+class Session:
+    """Runs tracers until the duration passes, the traced processes exit or a
+    signal arrives.  Always detaches and drains the rings one last time."""
+
+    def __init__(self, tracers: Sequence[BpfTracer]) -> None:
+        self.tracers = list(tracers)
+        self.stop_reason = ""
+        self.started_ns = 0
+        self.ended_ns = 0
+        self.child_pid: Optional[int] = None
+        self.child_status: Optional[int] = None  # exit code, or -signal
+        self._stop = False
+        self._pidfds: dict[int, int] = {}
+
+    # Wall-clock time of a bpf_ktime_get_ns() value.
+    @staticmethod
+    def wall_offset_ns() -> int:
+        return time.time_ns() - time.monotonic_ns()
+
+    def start(self) -> None:
+        for tracer in self.tracers:
+            tracer.load()
+        for tracer in self.tracers:
+            tracer.attach()
+        self.started_ns = time.monotonic_ns()
+
+    def trace_pids(self, pids: Iterable[int]) -> None:
+        pids = list(pids)
+        for tracer in self.tracers:
+            tracer.trace_pids(pids)
+
+    def watch_exit(self, pid: int) -> None:
+        """End the run when ``pid`` exits (pidfds poll readable on exit)."""
+        try:
+            self._pidfds[pid] = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._pidfds[pid] = -1
+
+    def spawn(self, argv: Sequence[str]) -> int:
+        """Start a command that execs only once it is traced: the forked
+        child blocks on a pipe until its pid is in every tracer's pid map,
+        so not one of its syscalls is missed."""
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                os.close(write_fd)
+                os.read(read_fd, 1)
+                os.close(read_fd)
+                os.execvp(argv[0], list(argv))
+            except BaseException:
+                os._exit(127)
+        os.close(read_fd)
+        self.child_pid = pid
+        self.trace_pids([pid])
+        self.watch_exit(pid)
+        os.write(write_fd, b"x")
+        os.close(write_fd)
+        return pid
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop:
+            self.stop_reason = reason
+        self._stop = True
+
+    def run(self, sink: EventSink, duration: Optional[float] = None, tick: Optional[Callable[[], None]] = None,
+            tick_interval: float = 1.0) -> None:
+        """Poll until stopped; every batch goes to ``sink``."""
+        epoll = select.epoll()
+        fds: dict[int, Optional[BpfTracer]] = {}
+        for tracer in self.tracers:
+            for reader_name in tracer.readers:
+                fd = tracer.obj.map(reader_name).fd
+                epoll.register(fd, select.EPOLLIN)
+                fds[fd] = tracer
+        for pid, pidfd in self._pidfds.items():
+            if pidfd < 0:
+                self.request_stop(f"process {pid} exited")
+                continue
+            epoll.register(pidfd, select.EPOLLIN)
+        old_handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.signal(sig, lambda s, _f: self.request_stop(signal.Signals(s).name))
+        deadline = None if duration is None else time.monotonic() + duration
+        next_tick = time.monotonic() + tick_interval
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                timeout = 0.2
+                if deadline is not None:
+                    timeout = min(timeout, max(deadline - now, 0.0))
+                if tick is not None:
+                    timeout = min(timeout, max(next_tick - now, 0.0))
+                try:
+                    ready = epoll.poll(timeout)
+                except InterruptedError:
+                    ready = []
+                self._drain(sink)
+                for fd, _ev in ready:
+                    if fd not in fds:
+                        pid = next((p for p, f in self._pidfds.items() if f == fd), None)
+                        self._reap_child(pid)
+                        self.request_stop(f"process {pid} exited")
+                now = time.monotonic()
+                if tick is not None and now >= next_tick:
+                    tick()
+                    next_tick += tick_interval
+                if deadline is not None and now >= deadline:
+                    self.request_stop("duration elapsed")
+        finally:
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            self._drain(sink)
+            self.ended_ns = time.monotonic_ns()
+            epoll.close()
+
+    def _reap_child(self, pid: Optional[int]) -> None:
+        if self.child_pid is not None and pid == self.child_pid and self.child_status is None:
+            _, status = os.waitpid(pid, 0)
+            self.child_status = os.waitstatus_to_exitcode(status)
+
+    def _drain(self, sink: EventSink) -> None:
+        for tracer in self.tracers:
+            for ring, batch in tracer.drain().items():
+                if len(batch):
+                    sink(tracer, ring, batch)
+
+    @property
+    def lost_events(self) -> int:
+        return sum(t.lost_events for t in self.tracers)
+
+    @property
+    def choices(self) -> list[HookChoice]:
+        return [c for t in self.tracers for c in t.choices]
+
+    @property
+    def duration_s(self) -> float:
+        end = self.ended_ns or time.monotonic_ns()
+        return (end - self.started_ns) / 1e9 if self.started_ns else 0.0
+
+    def close(self) -> None:
+        for tracer in self.tracers:
+            tracer.close()
+        for fd in self._pidfds.values():
+            if fd >= 0:
+                os.close(fd)
+        self._pidfds.clear()
+        if self.child_pid is not None and self.child_status is None:
+            # Tracing ended first (Ctrl-C, -d): the command gets SIGINT too.
+            try:
+                os.kill(self.child_pid, signal.SIGINT)
+                for _ in range(50):
+                    done, status = os.waitpid(self.child_pid, os.WNOHANG)
+                    if done:
+                        self.child_status = os.waitstatus_to_exitcode(status)
+                        return
+                    time.sleep(0.1)
+                os.kill(self.child_pid, signal.SIGKILL)
+                _, status = os.waitpid(self.child_pid, 0)
+                self.child_status = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                pass
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def describe_errno(err: int) -> str:
+    return errno.errorcode.get(err, str(err))

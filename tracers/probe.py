@@ -1,0 +1,337 @@
+"""What the running kernel allows, found by trying, never from its version.
+
+Each probe loads a two-instruction program of the kind in question and
+attaches it to a real target, then detaches.  Results are cached per process:
+a kind refused as a whole (fentry on a kernel whose lockdown or LSM refuses
+tracing programs, kprobes on a kernel without CONFIG_KPROBES) is not tried
+again for every hook.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .libbpf import lib
+
+__all__ = [
+    "Verdict",
+    "can_attach",
+    "capabilities",
+    "ensure_tracefs",
+    "lockdown_mode",
+    "probe_kind",
+    "tracefs_root",
+]
+
+# enum bpf_prog_type / bpf_attach_type values from the kernel UAPI.
+BPF_PROG_TYPE_KPROBE = 2
+BPF_PROG_TYPE_TRACEPOINT = 5
+BPF_PROG_TYPE_RAW_TRACEPOINT = 17
+BPF_PROG_TYPE_TRACING = 26
+BPF_TRACE_RAW_TP = 23
+BPF_TRACE_FENTRY = 24
+BPF_TRACE_FEXIT = 25
+BTF_KIND_TYPEDEF = 8
+BTF_KIND_FUNC = 12
+BPF_MAP_TYPE_RINGBUF = 27
+PERF_TYPE_TRACEPOINT = 2
+PERF_FLAG_FD_CLOEXEC = 8
+PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_SET_BPF = 0x40042408
+SYS_perf_event_open = 298  # x86_64
+
+# r0 = 0; exit
+_TRIVIAL_INSNS = bytes.fromhex("b700000000000000" "9500000000000000")
+
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+
+class _ProgLoadOpts(ctypes.Structure):
+    # The stable prefix of libbpf's struct bpf_prog_load_opts; libbpf takes
+    # any prefix because the struct starts with its own size.
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("attempts", ctypes.c_int),
+        ("expected_attach_type", ctypes.c_int),
+        ("prog_btf_fd", ctypes.c_uint32),
+        ("prog_flags", ctypes.c_uint32),
+        ("prog_ifindex", ctypes.c_uint32),
+        ("kern_version", ctypes.c_uint32),
+        ("attach_btf_id", ctypes.c_uint32),
+        ("attach_btf_obj_fd", ctypes.c_uint32),
+        ("attach_prog_fd", ctypes.c_int),
+    ]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str = ""  # why not, in words a user can act on
+    kind_refused: bool = False  # the whole kind is unavailable, not just this target
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_libc.mount.restype = ctypes.c_int
+
+_cache: dict[tuple[str, str], Verdict] = {}
+_kind_refused: dict[str, Verdict] = {}
+_kind_works: dict[str, bool] = {}
+_vmlinux_btf: Optional[Any] = None
+
+
+def _mount(source: str, target: str, fstype: str) -> int:
+    if _libc.mount(source.encode(), target.encode(), fstype.encode(), 0, None) != 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def tracefs_root(mount_if_missing: bool = False) -> Optional[str]:
+    """Where tracefs is, mounting it at /sys/kernel/tracing when asked."""
+    for root in TRACEFS_CANDIDATES:
+        if os.path.isdir(os.path.join(root, "events")):
+            return root
+    if mount_if_missing and os.path.isdir(TRACEFS_CANDIDATES[0]):
+        if _mount("nodev", TRACEFS_CANDIDATES[0], "tracefs") == 0:
+            return TRACEFS_CANDIDATES[0]
+    return None
+
+
+def ensure_tracefs() -> str:
+    root = tracefs_root(mount_if_missing=True)
+    if root is None:
+        raise OSError(errno.ENOENT, "tracefs is not mounted and cannot be mounted at /sys/kernel/tracing")
+    return root
+
+
+def lockdown_mode() -> str:
+    """The active lockdown mode ('none', 'integrity', 'confidentiality'), or
+    'unknown' when securityfs cannot be read."""
+    path = "/sys/kernel/security/lockdown"
+    if not os.path.exists(path) and os.path.isdir("/sys/kernel/security"):
+        _mount("securityfs", "/sys/kernel/security", "securityfs")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return "unknown"
+    for word in text.split():
+        if word.startswith("["):
+            return word.strip("[]")
+    return "unknown"
+
+
+_CAPS = {"CAP_SYS_ADMIN": 21, "CAP_PERFMON": 38, "CAP_BPF": 39}
+
+
+def capabilities() -> dict[str, bool]:
+    eff = 0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                eff = int(line.split()[1], 16)
+    return {name: bool(eff >> bit & 1) for name, bit in _CAPS.items()}
+
+
+def _vmlinux() -> Any:
+    global _vmlinux_btf
+    if _vmlinux_btf is None:
+        ctypes.set_errno(0)
+        btf = lib().btf__load_vmlinux_btf()
+        if not btf:
+            raise OSError(ctypes.get_errno() or errno.ENOENT, "kernel BTF (/sys/kernel/btf/vmlinux) not readable")
+        _vmlinux_btf = btf
+    return _vmlinux_btf
+
+
+def _btf_id(name: str, kind: int) -> int:
+    return int(lib().btf__find_by_name_kind(_vmlinux(), name.encode(), kind))
+
+
+def _load(prog_type: int, attach_type: int = 0, btf_id: int = 0) -> int:
+    opts = _ProgLoadOpts(sz=ctypes.sizeof(_ProgLoadOpts), expected_attach_type=attach_type, attach_btf_id=btf_id)
+    insns = ctypes.create_string_buffer(_TRIVIAL_INSNS, len(_TRIVIAL_INSNS))
+    ctypes.set_errno(0)
+    fd = lib().bpf_prog_load(prog_type, b"kt_probe", b"GPL", insns, 2, ctypes.byref(opts))
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd))
+    return int(fd)
+
+
+def _perf_event_open(pmu_type: int, config: int, config1: int = 0) -> int:
+    attr = ctypes.create_string_buffer(72)
+    ctypes.memmove(attr, (ctypes.c_uint32 * 2)(pmu_type, 72), 8)
+    ctypes.c_uint64.from_buffer(attr, 8).value = config
+    ctypes.c_uint64.from_buffer(attr, 16).value = 1  # sample_period
+    ctypes.c_uint32.from_buffer(attr, 48).value = 1  # wakeup_events
+    ctypes.c_uint64.from_buffer(attr, 56).value = config1
+    ctypes.set_errno(0)
+    fd = _libc.syscall(SYS_perf_event_open, attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(fd)
+
+
+def _attach_perf(prog_fd: int, pmu_type: int, config: int, config1: int = 0) -> None:
+    pfd = _perf_event_open(pmu_type, config, config1)
+    try:
+        fcntl.ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog_fd)
+        fcntl.ioctl(pfd, PERF_EVENT_IOC_ENABLE, 0)
+    finally:
+        os.close(pfd)
+
+
+def _raw_tp_open(name: Optional[str], prog_fd: int) -> None:
+    ctypes.set_errno(0)
+    fd = lib().bpf_raw_tracepoint_open(name.encode() if name else None, prog_fd)
+    if fd < 0:
+        raise OSError(-fd, os.strerror(-fd))
+    os.close(fd)
+
+
+def _kprobe_pmu_type() -> Optional[int]:
+    try:
+        with open("/sys/bus/event_source/devices/kprobe/type") as f:
+            return int(f.read())
+    except OSError:
+        return None
+
+
+def _try(kind: str, target: str) -> Verdict:
+    prog_fd = -1
+    try:
+        if kind in ("fentry", "fexit"):
+            btf_id = _btf_id(target, BTF_KIND_FUNC)
+            if btf_id < 0:
+                return Verdict(False, f"no function {target} in kernel BTF")
+            attach = BPF_TRACE_FENTRY if kind == "fentry" else BPF_TRACE_FEXIT
+            try:
+                prog_fd = _load(BPF_PROG_TYPE_TRACING, attach, btf_id)
+            except OSError as exc:
+                return Verdict(False, f"{kind} program load refused: {exc.strerror}", kind_refused=exc.errno != errno.ESRCH)
+            _raw_tp_open(None, prog_fd)
+        elif kind == "tp_btf":
+            btf_id = _btf_id(f"btf_trace_{target}", BTF_KIND_TYPEDEF)
+            if btf_id < 0:
+                return Verdict(False, f"no raw tracepoint {target} in kernel BTF")
+            try:
+                prog_fd = _load(BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, btf_id)
+            except OSError as exc:
+                return Verdict(False, f"tp_btf program load refused: {exc.strerror}", kind_refused=True)
+            _raw_tp_open(None, prog_fd)
+        elif kind == "raw_tp":
+            try:
+                prog_fd = _load(BPF_PROG_TYPE_RAW_TRACEPOINT)
+            except OSError as exc:
+                return Verdict(False, f"raw_tp program load refused: {exc.strerror}", kind_refused=True)
+            _raw_tp_open(target, prog_fd)
+        elif kind == "tracepoint":
+            root = tracefs_root(mount_if_missing=True)
+            if root is None:
+                return Verdict(False, "tracefs is not mounted and cannot be mounted", kind_refused=True)
+            try:
+                with open(os.path.join(root, "events", target, "id")) as f:
+                    tp_id = int(f.read())
+            except OSError:
+                return Verdict(False, f"no tracepoint {target.replace('/', ':')}")
+            try:
+                prog_fd = _load(BPF_PROG_TYPE_TRACEPOINT)
+            except OSError as exc:
+                return Verdict(False, f"tracepoint program load refused: {exc.strerror}", kind_refused=True)
+            _attach_perf(prog_fd, PERF_TYPE_TRACEPOINT, tp_id)
+        elif kind in ("kprobe", "kretprobe"):
+            pmu = _kprobe_pmu_type()
+            if pmu is None:
+                return Verdict(False, "kernel has no kprobe PMU (CONFIG_KPROBES is off)", kind_refused=True)
+            try:
+                prog_fd = _load(BPF_PROG_TYPE_KPROBE)
+            except OSError as exc:
+                return Verdict(False, f"kprobe program load refused: {exc.strerror}", kind_refused=True)
+            func = ctypes.create_string_buffer(target.encode())
+            # config bit 0 selects a return probe on the kprobe PMU.
+            _attach_perf(prog_fd, pmu, 1 if kind == "kretprobe" else 0, ctypes.addressof(func))
+        else:
+            raise ValueError(f"unknown hook kind {kind}")
+    except OSError as exc:
+        return Verdict(False, f"{kind} {target}: {exc.strerror}")
+    finally:
+        if prog_fd >= 0:
+            os.close(prog_fd)
+    return Verdict(True)
+
+
+def _known_target(kind: str, target: str) -> Optional[Verdict]:
+    """Once a kind has attached somewhere, a tracepoint or raw tracepoint
+    attaches wherever it exists; only its existence needs checking."""
+    if kind == "tracepoint":
+        root = tracefs_root(mount_if_missing=True)
+        exists = root is not None and os.path.exists(os.path.join(root, "events", target, "id"))
+        return Verdict(True) if exists else Verdict(False, f"no tracepoint {target.replace('/', ':')}")
+    if kind in ("tp_btf", "raw_tp"):
+        if _btf_id(f"btf_trace_{target}", BTF_KIND_TYPEDEF) >= 0:
+            return Verdict(True)
+        return Verdict(False, f"no raw tracepoint {target} in kernel BTF")
+    return None
+
+
+def can_attach(kind: str, target: str) -> Verdict:
+    """Whether a program of ``kind`` loads and attaches to ``target`` here.
+
+    ``target`` is a function for fentry/fexit/kprobe/kretprobe, a raw
+    tracepoint name for tp_btf/raw_tp, and ``category/name`` for tracepoint.
+    """
+    key = (kind, target)
+    if key in _cache:
+        return _cache[key]
+    if kind in _kind_refused:
+        return _kind_refused[kind]
+    proven = _kind_works.get(kind)
+    verdict = _known_target(kind, target) if proven else None
+    if verdict is None:
+        verdict = _try(kind, target)
+    if verdict.ok:
+        _kind_works[kind] = True
+    _cache[key] = verdict
+    if verdict.kind_refused:
+        _kind_refused[kind] = verdict
+    return verdict
+
+
+# A target every kernel we support has, per kind, for `doctor`.
+DOCTOR_TARGETS = {
+    "tracepoint": "syscalls/sys_enter_getpid",
+    "tp_btf": "sched_switch",
+    "raw_tp": "sched_switch",
+    "fentry": "do_sys_openat2",
+    "kprobe": "do_sys_openat2",
+}
+
+
+def probe_kind(kind: str) -> Verdict:
+    return can_attach(kind, DOCTOR_TARGETS[kind])
+
+
+def probe_ringbuf() -> Verdict:
+    ctypes.set_errno(0)
+    fd = lib().bpf_map_create(BPF_MAP_TYPE_RINGBUF, b"kt_probe_rb", 0, 0, 4096, None)
+    if fd < 0:
+        return Verdict(False, f"ring buffer map refused: {os.strerror(-fd)}")
+    os.close(fd)
+    return Verdict(True)
+
+
+def reset_cache() -> None:
+    """Forget every verdict (tests use it)."""
+    _cache.clear()
+    _kind_refused.clear()
+    _kind_works.clear()
+
