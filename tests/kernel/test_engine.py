@@ -133,18 +133,24 @@ def test_verifier_log_reaches_the_exception():
         assert "invalid access to map value" in info.value.verifier_log
 
 
-def _our_programs():
-    """BPF programs this test process holds (bpftool lists holders' pids)."""
+def _loaded_prog_ids():
     out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
-    me = os.getpid()
-    return [p for p in json.loads(out.stdout) if any(h.get("pid") == me for h in p.get("pids", []))]
+    return {p["id"] for p in json.loads(out.stdout)}
+
+
+def _prog_id(fd):
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            if line.startswith("prog_id:"):
+                return int(line.split()[1])
+    raise AssertionError(f"fd {fd} is not a BPF program")
 
 
 def test_nothing_stays_loaded_after_close():
-    assert _our_programs() == []
     tracer = open_selftest()
     tracer.load()
     tracer.attach()
-    assert len(_our_programs()) == 1
+    ours = {_prog_id(p.fd) for p in tracer.obj.programs() if p.autoload}
+    assert len(ours) == 1 and ours <= _loaded_prog_ids()
     tracer.close()
-    assert _our_programs() == []
+    assert ours & _loaded_prog_ids() == set()
