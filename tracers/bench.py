@@ -1,0 +1,220 @@
+"""``make bench``: start-up cost and ring-buffer throughput, measured against
+the tools people use instead.  A benchmark, not a test: it prints figures and
+ratios from one run (the machine is noisy) and exits non-zero only when a
+measurement could not be taken.
+
+    (a) launch -> probes attached: ``iotrace odirect -p PID -d 0`` against
+        bpftrace attaching two tracepoints, both whole processes, best of N.
+    (b) ring buffer -> DataFrame decode throughput (events/s).
+    (c) sustained 200,000 events/s for 60 s: events lost must be 0.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Optional
+
+__all__ = ["main"]
+
+LAUNCH_GOAL_S = 0.25
+DECODE_GOAL_EPS = 1_000_000
+
+
+def _best_wall(cmd: list[str], runs: int) -> Optional[float]:
+    best: Optional[float] = None
+    for _ in range(runs):
+        start = time.perf_counter()
+        res = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        elapsed = time.perf_counter() - start
+        if res.returncode != 0:
+            print(f"  ! {' '.join(cmd)} failed: {res.stderr.strip().splitlines()[-1:]}")
+            return None
+        best = elapsed if best is None else min(best, elapsed)
+    return best
+
+
+def bench_launch(runs: int = 5) -> dict[str, Any]:
+    iotrace = os.path.join(os.path.dirname(sys.executable), "iotrace")
+    target = subprocess.Popen(["sleep", "600"])
+    try:
+        ours = _best_wall([iotrace, "odirect", "-p", str(target.pid), "-d", "0"], runs)
+    finally:
+        target.kill()
+        target.wait()
+    out: dict[str, Any] = {"iotrace_odirect_s": ours, "goal_s": LAUNCH_GOAL_S}
+    if shutil.which("bpftrace"):
+        script = (
+            "tracepoint:syscalls:sys_enter_read { @e = count(); } "
+            "tracepoint:syscalls:sys_exit_read { @x = count(); } "
+            "BEGIN { exit(); }"
+        )
+        out["bpftrace_2tp_s"] = _best_wall(["bpftrace", "-e", script], runs)
+    if ours and out.get("bpftrace_2tp_s"):
+        out["ratio_vs_bpftrace"] = ours / out["bpftrace_2tp_s"]
+    return out
+
+
+def _selftest(burst: int, ring_bytes: int) -> Any:
+    from .engine import BpfTracer, Hook
+
+    return BpfTracer(
+        "selftest",
+        hooks=[Hook("getppid", ("selftest_fentry", "selftest_kprobe", "selftest_getppid"))],
+        rings={"selftest_events": "selftest_event"},
+        options={"kt_filter_pids": True, "burst": burst},
+        ring_bytes=ring_bytes,
+    )
+
+
+def bench_decode(events: int = 2_000_000) -> dict[str, Any]:
+    """Fill the ring from this process, then time drain + DataFrame decode."""
+    from .common import decode_events
+
+    burst = 512
+    ring_bytes = 64 * 1024 * 1024
+    tracer = _selftest(burst, ring_bytes)
+    dtype = tracer.btf.dtype("selftest_event")
+    total = 0
+    spent = 0.0
+    with tracer:
+        tracer.load()
+        tracer.trace_pids([os.getpid()])
+        tracer.attach()
+        per_fill = (ring_bytes // tracer.readers["selftest_events"].stride) // burst - 1
+        while total < events:
+            for _ in range(per_fill):
+                os.getppid()
+            while True:
+                start = time.perf_counter()
+                batch = tracer.drain()["selftest_events"]
+                if not len(batch):
+                    break
+                frame = decode_events([batch], dtype)
+                spent += time.perf_counter() - start
+                total += len(frame)
+        lost = tracer.lost_events
+    return {"events": total, "seconds": spent, "events_per_s": total / spent if spent else 0.0,
+            "goal_events_per_s": DECODE_GOAL_EPS, "lost": lost}
+
+
+_GENERATOR = r"""
+import os, sys, time
+rate, seconds = int(sys.argv[1]), float(sys.argv[2])
+os.read(0, 1)                     # start when the tracer is attached
+start = time.monotonic()
+done = 0
+getppid = os.getppid
+while True:
+    now = time.monotonic() - start
+    if now >= seconds:
+        break
+    due = int(now * rate) - done
+    if due <= 0:
+        time.sleep(0.0005)
+        continue
+    for _ in range(due):
+        getppid()
+    done += due
+print(done)
+"""
+
+
+def bench_sustained(rate: int = 200_000, seconds: float = 60.0, burst: int = 50) -> dict[str, Any]:
+    """A separate process makes rate/burst getppid() calls a second; each
+    emits `burst` events.  Every event must arrive: lost == 0."""
+    from .common import decode_events
+    from .engine import Session
+
+    tracer = _selftest(burst, 16 * 1024 * 1024)
+    dtype = tracer.btf.dtype("selftest_event")
+    received = 0
+    frames = 0
+
+    def sink(_t: Any, _ring: str, batch: Any) -> None:
+        nonlocal received, frames
+        received += len(decode_events([batch], dtype))
+        frames += 1
+
+    gen = subprocess.Popen([sys.executable, "-c", _GENERATOR, str(rate // burst), str(seconds)],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    with Session([tracer]) as session:
+        session.start()
+        session.trace_pids([gen.pid])
+        session.watch_exit(gen.pid)
+        assert gen.stdin is not None
+        gen.stdin.write("x")
+        gen.stdin.flush()
+        session.run(sink, duration=seconds + 30)
+        out_text = gen.communicate()[0]
+        triggers = int(out_text.strip() or 0)
+        lost = session.lost_events
+        elapsed = session.duration_s
+    emitted = triggers * burst
+    return {"target_events_per_s": rate, "seconds": seconds, "emitted": emitted, "received": received,
+            "lost": lost, "achieved_events_per_s": emitted / seconds, "batches": frames,
+            "elapsed_s": elapsed}
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.3f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--sustain-seconds", type=float, default=60.0)
+    parser.add_argument("--only", choices=["launch", "decode", "sustained", "odirect"], action="append")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("make bench needs root (it loads BPF programs)", file=sys.stderr)
+        return 2
+    wanted = set(args.only or ["launch", "decode", "sustained", "odirect"])
+    failed = False
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    if "launch" in wanted:
+        steps.append(("launch", bench_launch))
+    if "decode" in wanted:
+        steps.append(("decode", bench_decode))
+    if "sustained" in wanted:
+        steps.append(("sustained", lambda: bench_sustained(seconds=args.sustain_seconds)))
+    if "odirect" in wanted:
+        try:
+            from . import bench_odirect
+        except ImportError:
+            bench_odirect = None  # type: ignore[assignment]
+        if bench_odirect is not None:
+            steps.append(("odirect", bench_odirect.run))
+    for name, step in steps:
+        print(f"== {name}", flush=True)
+        try:
+            result = step()
+        except Exception as exc:  # a benchmark reports what it could not measure
+            print(f"  ! {name} failed: {exc}")
+            failed = True
+            continue
+        if name == "launch":
+            print(f"  iotrace odirect -d 0 (launch -> attached -> exit): {_fmt(result['iotrace_odirect_s'], ' s')}"
+                  f"  (goal <= {LAUNCH_GOAL_S} s)")
+            print(f"  bpftrace, two tracepoints:                      {_fmt(result.get('bpftrace_2tp_s'), ' s')}")
+            if result.get("ratio_vs_bpftrace"):
+                print(f"  ratio iotrace / bpftrace:                       {result['ratio_vs_bpftrace']:.2f}")
+            failed |= result["iotrace_odirect_s"] is None
+        elif name == "decode":
+            print(f"  {result['events']:,} events decoded to a DataFrame in {result['seconds']:.3f} s: "
+                  f"{result['events_per_s']:,.0f} events/s (goal >= {DECODE_GOAL_EPS:,}); lost {result['lost']}")
+        elif name == "sustained":
+            print(f"  {result['achieved_events_per_s']:,.0f} events/s for {result['seconds']:.0f} s: "
+                  f"emitted {result['emitted']:,}, received {result['received']:,}, lost {result['lost']:,}")
+            failed |= result["received"] != result["emitted"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
