@@ -391,7 +391,7 @@ int BPF_PROG(ns_console, const char *text, size_t len)
 		return 0;
 	__sync_fetch_and_add(&kmsg_seen, 1);
 	n = len < NS_KMSG_LEN - 1 ? len : NS_KMSG_LEN - 1;
-	if (bpf_probe_read_kernel(s->text, n & (NS_KMSG_LEN - 1 | 0xff), text))
+	if (bpf_probe_read_kernel(s->text, n, text))
 		return 0;
 	for (__u32 i = 0; i < NS_KMSG_LEN - 1; i++) {
 		if (i >= n)

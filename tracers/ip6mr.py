@@ -194,15 +194,20 @@ class Ip6mrTrace:
             elif kind == "icmp6_close" and int(ev["ret"]) != -errno.EBADF:
                 self._open_icmp6.get(int(ev["pid"]), set()).discard(int(ev["fd"]))
             elif kind == "icmp6_exit":
-                self._exit_closes(int(ev["pid"]))
+                closed = self._exit_closes(int(ev["pid"]))
+                if not closed:
+                    continue  # it had closed them all itself
+                self._emit(kind, ev, closed_fds=closed)
+                continue
             self._emit(kind, ev)
 
-    def _exit_closes(self, tgid: int) -> None:
+    def _exit_closes(self, tgid: int) -> int:
         fds = self._open_icmp6.pop(tgid, set())
         self.icmp6_closed_by_exit += len(fds)
         fd_map = self.tracer.obj.map("icmp6_fds")
         for fd in fds:
             fd_map.delete(struct.pack("<Ii", tgid, fd))
+        return len(fds)
 
     def _event_dict(self, kind: str, ev: Any) -> dict[str, Any]:
         d: dict[str, Any] = {"type": kind, "time": self._clock(ev["ts_ns"]), "pid": int(ev["pid"]),
@@ -220,8 +225,6 @@ class Ip6mrTrace:
             d.pop("tid")
         elif kind.startswith("icmp6"):
             d.update(fd=int(ev["fd"]), errno=errno_name(int(ev["err"])), netns=int(ev["netns"]) or None)
-            if kind == "icmp6_exit":
-                d["closed_fds"] = None
         else:
             d.update(netns=int(ev["netns"]) or None, errno=errno_name(int(ev["err"])))
             if kind in ("copy_net_ns_ret",):
@@ -230,8 +233,9 @@ class Ip6mrTrace:
                 d["protocol"] = int(ev["ret"])
         return d
 
-    def _emit(self, kind: str, ev: Any) -> None:
+    def _emit(self, kind: str, ev: Any, **extra: Any) -> None:
         d = self._event_dict(kind, ev)
+        d.update(extra)
         if self.json_out is not None:
             self.json_out.emit(d)
         if not self.live:
@@ -250,7 +254,7 @@ class Ip6mrTrace:
         elif kind == "icmp6_close":
             line = f"{t:<12} {pid:<7} {comm:<16} raw ICMPv6 socket close fd {d['fd']} (rawv6_close -> ip6mr_sk_done)"
         elif kind == "icmp6_exit":
-            line = f"{t:<12} {pid:<7} {comm:<16} exited: the kernel closed its raw ICMPv6 sockets"
+            line = f"{t:<12} {pid:<7} {comm:<16} exited: the kernel closed its {d['closed_fds']} raw ICMPv6 socket(s)"
         else:
             extra = f" {d['errno']}" if d.get("errno") else ""
             line = f"{t:<12} {pid:<7} {comm:<16} kernel {kind} net:[{d['netns'] or '?'}]{extra}"
