@@ -281,7 +281,6 @@ class Ip6mrTrace:
         pass
 
     def frames(self) -> dict[str, "pd.DataFrame"]:
-        import numpy as np
         import pandas as pd
 
         from ..analysis.precursors import classify_line
@@ -293,8 +292,9 @@ class Ip6mrTrace:
         kind = raw["kind"].map(KINDS) if len(raw) else pd.Series([], dtype=object)
         attempts = raw[kind == "attempt"].copy()
         attempts["method"] = attempts["method"].map(METHODS)
-        attempts["errno"] = [errno_name(e) for e in attempts["err"]] if len(attempts) else []
-        attempts["result"] = [errno_name(e) if e else int(n) for e, n in zip(attempts["err"], attempts["netns"])]
+        attempts["errno"] = pd.Series([errno_name(e) for e in attempts["err"]], index=attempts.index, dtype=object)
+        attempts["result"] = pd.Series([errno_name(e) if e else int(n) for e, n in zip(attempts["err"], attempts["netns"])],
+                                       index=attempts.index, dtype=object)
         frames["attempts"] = attempts.reset_index(drop=True)
         frames["oom"] = raw[kind == "oom"].rename(columns={"child_pid": "victim_pid"}).reset_index(drop=True)
         icmp = raw[kind.isin(["icmp6_open", "icmp6_close", "icmp6_exit"])].copy()
@@ -310,7 +310,6 @@ class Ip6mrTrace:
             if p is not None:
                 rows.append({"ts_ns": int(ts), "pid": int(pid), "kind": p.kind, "text": str(text).rstrip()})
         frames["kmsg"] = pd.DataFrame(rows, columns=["ts_ns", "pid", "kind", "text"])
-        del np
         return frames
 
     def summary(self, frames: dict[str, "pd.DataFrame"]) -> dict[str, Any]:
