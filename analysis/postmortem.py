@@ -85,7 +85,10 @@ class Oops:
 
     @property
     def is_ip6mr(self) -> bool:
-        return self.rip == "ip6mr_sk_done" or (bool(self.frames) and self.frames[0] == "ip6mr_sk_done")
+        # the faulting function; without a RIP line, the innermost frame
+        if self.rip is not None:
+            return self.rip == "ip6mr_sk_done"
+        return bool(self.frames) and self.frames[0] == "ip6mr_sk_done"
 
     def reached_through(self, names: Iterable[str]) -> list[str]:
         wanted = set(names)
