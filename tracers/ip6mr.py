@@ -295,14 +295,16 @@ class Ip6mrTrace:
         attempts["errno"] = pd.Series([errno_name(e) for e in attempts["err"]], index=attempts.index, dtype=object)
         attempts["result"] = pd.Series([errno_name(e) if e else int(n) for e, n in zip(attempts["err"], attempts["netns"])],
                                        index=attempts.index, dtype=object)
-        frames["attempts"] = attempts.reset_index(drop=True)
-        frames["oom"] = raw[kind == "oom"].rename(columns={"child_pid": "victim_pid"}).reset_index(drop=True)
+        # The numeric kind is the frame itself; "method" only means something for attempts.
+        frames["attempts"] = attempts.drop(columns=["kind"]).reset_index(drop=True)
+        frames["oom"] = (raw[kind == "oom"].rename(columns={"child_pid": "victim_pid"})
+                         .drop(columns=["kind", "method"]).reset_index(drop=True))
         icmp = raw[kind.isin(["icmp6_open", "icmp6_close", "icmp6_exit"])].copy()
         icmp["event"] = kind[icmp.index]
-        frames["icmp6"] = icmp.reset_index(drop=True)
+        frames["icmp6"] = icmp.drop(columns=["kind", "method"]).reset_index(drop=True)
         kern = raw[kind.isin(list(KERNEL_KINDS))].copy()
         kern["event"] = kind[kern.index]
-        frames["kernel"] = kern.reset_index(drop=True)
+        frames["kernel"] = kern.drop(columns=["kind", "method"]).reset_index(drop=True)
         kraw = decode_events(self._kmsg_batches, self.tracer.btf.dtype("kmsg_event"))
         rows = []
         for ts, pid, text in zip(kraw.get("ts_ns", []), kraw.get("pid", []), kraw.get("text", [])):
@@ -411,7 +413,10 @@ def report(trace: Ip6mrTrace, session: Session, frames: dict[str, "pd.DataFrame"
     if output:
         from .common import write_parquet
 
-        write_parquet({k: v for k, v in frames.items() if len(v)}, output,
+        tables = {k: v.copy() for k, v in frames.items() if len(v)}
+        if "attempts" in tables:  # an inode or an errno name: one type per column in Parquet
+            tables["attempts"]["result"] = tables["attempts"]["result"].astype(str)
+        write_parquet(tables, output,
                       {"tracer": "ip6mr", "hooks": hooks, "duration_s": duration_s, "lost_events": lost,
                        "host": host.as_dict()})
     if as_json and json_out is not None:

@@ -315,9 +315,11 @@ def test_oom_kill_in_a_memory_cgroup_is_seen(trace):
 
 def test_cli_json_summary_with_command(tmp_path):
     out_file = tmp_path / "out.jsonl"
+    trace_file = tmp_path / "trace.parquet"
     with open(out_file, "w") as out:
         proc = subprocess.run(
-            [os.path.join(os.path.dirname(sys.executable), "nstrace"), "ip6mr", "--json", "-c", "unshare -n true"],
+            [os.path.join(os.path.dirname(sys.executable), "nstrace"), "ip6mr", "--json", "-o", str(trace_file),
+             "-c", "unshare -n true"],
             stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(l) for l in out_file.read_text().splitlines()]
@@ -336,6 +338,12 @@ def test_cli_json_summary_with_command(tmp_path):
     assert len(events) == 1 and events[0]["pid"] == attempt["pid"]
     (risk,) = [f for f in summary["findings"] if f["id"] == "ip6mr-crash-risk"]
     assert "disable_ipv6=1 does not stop" in risk["recommendation"]
+    import pyarrow.parquet as pq
+
+    assert os.stat(trace_file).st_mode & 0o777 == 0o600
+    table = pq.read_table(trace_file).to_pandas()
+    rows = table[table["type"] == "attempts"]
+    assert rows["pid"].tolist() == [attempt["pid"]] and rows["result"].tolist() == [str(attempt["result"])]
 
 
 def test_hooks_named_and_kernel_functions_reported_unavailable(capsys):
