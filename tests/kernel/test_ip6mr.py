@@ -212,6 +212,21 @@ def test_four_ways_to_create_and_two_refusals(trace, netns_name):
     assert (mine["latency_ns"] > 0).all()
     assert (mine["cgroup_id"] > 0).all()
 
+    # The rule on this real trace: right for this kernel, and for an unfixed one.
+    from kerntrace.analysis import ip6mr as rule
+
+    host = ip6mr.read_host_facts()
+    (risk,) = rule.findings({**frames, "attempts": mine}, host, duration_s=2.0)
+    status = rule.kernel_fix_status(host.release, host.version)
+    assert risk.severity == ("info" if not status.at_risk else risk.severity)
+    if host.release.startswith("6.18"):
+        assert risk.title.startswith("Not at risk") and "4 namespace creations" in risk.summary
+    centos = rule.HostFacts(release="3.10.0-862.el7.x86_64", mroute_multiple_tables="y")
+    (risk,) = rule.findings({**frames, "attempts": mine, "oom": frames["oom"].iloc[0:0],
+                             "kmsg": frames["kmsg"].iloc[0:0]}, centos, duration_s=2.0)
+    assert risk.severity == "warning"   # EPERM and EINVAL are no memory failures
+    assert "4 namespaces created (2.00/s), 2 failed (0 for lack of memory)" in risk.summary
+
 
 ICMP6 = """
 import os, socket
