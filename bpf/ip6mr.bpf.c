@@ -310,7 +310,7 @@ int ns_setns_enter(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	target = nsfs_fd_netns(fd, &is_nsfs);
 	/* nstype 0 means "whatever the fd is": count it when the fd is a netns. */
-	if (!(nstype & CLONE_NEWNET) && !target)
+	if (!(nstype & CLONE_NEWNET) && !(nstype == 0 && target))
 		return 0;
 	return attempt_enter(NS_M_SETNS, nstype, fd, target);
 }
@@ -367,7 +367,8 @@ int ns_oom_victim(struct trace_event_raw_mark_victim *ctx)
 		return 0;
 	e->child_pid = BPF_CORE_READ(ctx, pid);
 	e->fd = -1;
-	/* The victim's comm joined the event in Linux 72ba14deb40a (v6.8). */
+	e->comm[0] = 0;  /* the victim's, when the event has it; not the allocating task's */
+	/* The victim's comm joined the event in Linux 72ba14deb40a. */
 	if (bpf_core_field_exists(ctx->__data_loc_comm)) {
 		__u32 loc = BPF_CORE_READ(ctx, __data_loc_comm);
 
