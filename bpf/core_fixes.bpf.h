@@ -25,4 +25,29 @@ static __always_inline __u32 get_task_state(void *task)
 	return BPF_CORE_READ((struct task_struct___o *)task, state);
 }
 
+
+/* Linux commit 4055526d3574 ("ns: move ns type into struct ns_common")
+ * (v6.18) moved the namespace type (a CLONE_NEW* flag) from
+ * proc_ns_operations::type to ns_common::ns_type. */
+struct proc_ns_operations___o {
+	int type;
+} __attribute__((preserve_access_index));
+
+struct ns_common___o {
+	const struct proc_ns_operations___o *ops;
+} __attribute__((preserve_access_index));
+
+struct ns_common___x {
+	__u32 ns_type;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u32 get_ns_type(void *ns)
+{
+	struct ns_common___x *n = ns;
+
+	if (bpf_core_field_exists(n->ns_type))
+		return BPF_CORE_READ(n, ns_type);
+	return BPF_CORE_READ((struct ns_common___o *)ns, ops, type);
+}
+
 #endif /* __CORE_FIXES_BPF_H */

@@ -1,0 +1,686 @@
+// SPDX-License-Identifier: GPL-2.0
+/* nstrace ip6mr: every attempt to create or enter a network namespace
+ * (unshare, clone, clone3 with CLONE_NEWNET, setns into a netns) with its
+ * result and latency; OOM kills; kernel-log lines that precede the
+ * ip6mr_sk_done crash; raw ICMPv6 sockets (closing one runs rawv6_close ->
+ * ip6mr_sk_done); and, where fentry or kprobes are allowed, the kernel path
+ * itself: copy_net_ns, setup_net, ip6mr_net_init/exit, ip6mr_sk_done. */
+#include "vmlinux.h"
+#include "kerntrace.bpf.h"
+#include "core_fixes.bpf.h"
+#include "ip6mr.h"
+
+#define CLONE_NEWNET 0x40000000
+#define AF_INET6 10
+#define SOCK_RAW 3
+#define SOCK_TYPE_MASK 0xf
+#define IPPROTO_ICMPV6 58
+#define NSFS_MAGIC 0x6e736673
+#define MAX_ERRNO 4095
+
+KT_RINGBUF(ns_events, 1024 * 1024);
+KT_RINGBUF(kmsg_events, 256 * 1024);
+KT_EXPORT(ns_event);
+KT_EXPORT(kmsg_event);
+
+/* Console messages scanned, and those a needle matched (user space checks
+ * the whole pattern; the needle only decides what crosses the ring). */
+__u64 kmsg_seen = 0;
+__u64 kmsg_matched = 0;
+
+/* A syscall between entry and exit, per thread. */
+struct pending {
+	__u64 start_ns;
+	__u64 flags;
+	__u32 method;
+	__u32 old_netns;
+	__u32 target_netns;
+	__u32 child_pid;
+	__u32 child_netns;
+	__s32 fd;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 10240);
+	__type(key, __u32);
+	__type(value, struct pending);
+} pending_ns SEC(".maps");
+
+/* Network namespaces created or entered by traced processes: with -p, the
+ * kernel hooks that run in kworkers (netns cleanup) are kept for these. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u8);
+} seen_netns SEC(".maps");
+
+/* Raw ICMPv6 sockets: the socket() calls in flight, the open fds, their owners. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);   /* tid */
+	__type(value, __u8);
+} socket_pending SEC(".maps");
+
+struct icmp6_fd_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct icmp6_fd_key);
+	__type(value, __u64);  /* open time */
+} icmp6_fds SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);   /* tid */
+	__type(value, __s32); /* fd */
+} close_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);   /* tgid */
+	__type(value, __u8);
+} icmp6_owners SEC(".maps");
+
+/* copy_net_ns entry time per thread, for its return hook. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} copy_net_start SEC(".maps");
+
+/* 8-byte windows of the kernel's precursor messages, filled by user space:
+ * one map lookup per byte of a console line instead of a string search. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u64);
+	__type(value, __u32);
+} kmsg_needles SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kmsg_event);
+} kmsg_scratch SEC(".maps");
+
+static __always_inline __u32 net_inum(struct net *net)
+{
+	if (!net)
+		return 0;
+	return BPF_CORE_READ(net, ns.inum);
+}
+
+static __always_inline __u32 current_netns(void)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+}
+
+static __always_inline struct ns_event *new_event(__u32 kind)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct ns_event *e;
+
+	e = kt_reserve(&ns_events, sizeof(*e));
+	if (!e)
+		return NULL;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	return e;
+}
+
+static __always_inline void remember_netns(__u32 inum)
+{
+	__u8 one = 1;
+
+	if (inum)
+		bpf_map_update_elem(&seen_netns, &inum, &one, BPF_ANY);
+}
+
+/* With -p: keep what traced processes do, and what the kernel does later to
+ * their namespaces (netns cleanup runs in a kworker). */
+static __always_inline bool netns_traced(__u32 inum)
+{
+	if (!kt_filter_pids || kt_current_traced())
+		return true;
+	return inum && bpf_map_lookup_elem(&seen_netns, &inum);
+}
+
+/* -- attempts ------------------------------------------------------------ */
+
+static __always_inline int attempt_enter(__u32 method, __u64 flags, __s32 fd, __u32 target)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending p = {};
+
+	if (!kt_current_traced())
+		return 0;
+	p.start_ns = bpf_ktime_get_ns();
+	p.flags = flags;
+	p.method = method;
+	p.old_netns = current_netns();
+	p.target_netns = target;
+	p.fd = fd;
+	bpf_map_update_elem(&pending_ns, &tid, &p, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int attempt_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending *p = bpf_map_lookup_elem(&pending_ns, &tid);
+	struct ns_event *e;
+
+	if (!p)
+		return 0;
+	e = new_event(NS_EV_ATTEMPT);
+	if (e) {
+		e->latency_ns = e->ts_ns - p->start_ns;
+		e->method = p->method;
+		e->flags = p->flags;
+		e->ret = ret;
+		e->old_netns = p->old_netns;
+		e->fd = p->fd;
+		if (ret < 0) {
+			e->err = -ret;
+			/* setns: the namespace it tried to enter, when known */
+			e->netns = p->target_netns;
+		} else if (p->method == NS_M_CLONE || p->method == NS_M_CLONE3) {
+			e->child_pid = p->child_pid ? p->child_pid : ret;
+			e->netns = p->child_netns;
+		} else {
+			e->netns = current_netns();
+		}
+		if (!e->err)
+			remember_netns(e->netns);
+		bpf_ringbuf_submit(e, 0);
+	}
+	bpf_map_delete_elem(&pending_ns, &tid);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_unshare")
+int ns_unshare_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 flags = ctx->args[0];
+
+	if (!(flags & CLONE_NEWNET))
+		return 0;
+	return attempt_enter(NS_M_UNSHARE, flags, -1, 0);
+}
+
+SEC("tp/syscalls/sys_exit_unshare")
+int ns_unshare_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return attempt_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_enter_clone")
+int ns_clone_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 flags = ctx->args[0];
+
+	if (!(flags & CLONE_NEWNET))
+		return 0;
+	return attempt_enter(NS_M_CLONE, flags, -1, 0);
+}
+
+/* The child returns from clone too (ret 0), on a thread with no entry here. */
+SEC("tp/syscalls/sys_exit_clone")
+int ns_clone_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return attempt_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_enter_clone3")
+int ns_clone3_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct clone_args *uargs = (void *)ctx->args[0];
+	__u64 flags = 0;
+
+	/* The flags live in user memory, in struct clone_args. */
+	if (bpf_core_read_user(&flags, sizeof(flags), &uargs->flags))
+		return 0;
+	if (!(flags & CLONE_NEWNET))
+		return 0;
+	return attempt_enter(NS_M_CLONE3, flags, -1, 0);
+}
+
+SEC("tp/syscalls/sys_exit_clone3")
+int ns_clone3_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return attempt_exit(ctx->ret);
+}
+
+/* The namespace an fd refers to, when it is an nsfs file: its type (a
+ * CLONE_NEW* flag) and inode.  0 for anything else (pidfds, bad fds). */
+static __always_inline __u32 nsfs_fd_netns(int fd, bool *is_nsfs)
+{
+	struct task_struct *task = (void *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+	struct inode *inode;
+	void *ns;
+
+	*is_nsfs = false;
+	if (fd < 0 || !fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	inode = BPF_CORE_READ(file, f_inode);
+	if (BPF_CORE_READ(inode, i_sb, s_magic) != NSFS_MAGIC)
+		return 0;
+	*is_nsfs = true;
+	ns = BPF_CORE_READ(inode, i_private);
+	if (!ns || get_ns_type(ns) != CLONE_NEWNET)
+		return 0;
+	return BPF_CORE_READ((struct ns_common *)ns, inum);
+}
+
+SEC("tp/syscalls/sys_enter_setns")
+int ns_setns_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	int fd = (int)ctx->args[0];
+	__u64 nstype = (__u32)ctx->args[1];
+	bool is_nsfs;
+	__u32 target;
+
+	if (!kt_current_traced())
+		return 0;
+	target = nsfs_fd_netns(fd, &is_nsfs);
+	/* nstype 0 means "whatever the fd is": count it when the fd is a netns. */
+	if (!(nstype & CLONE_NEWNET) && !(nstype == 0 && target))
+		return 0;
+	return attempt_enter(NS_M_SETNS, nstype, fd, target);
+}
+
+SEC("tp/syscalls/sys_exit_setns")
+int ns_setns_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return attempt_exit(ctx->ret);
+}
+
+/* Fires in the parent at the end of copy_process, the child's namespaces set. */
+SEC("tp_btf/task_newtask")
+int BPF_PROG(ns_newtask, struct task_struct *task, __u64 clone_flags)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending *p;
+	struct ns_event *e;
+	__u32 child_netns;
+
+	if (!(clone_flags & CLONE_NEWNET))
+		return 0;
+	child_netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	p = bpf_map_lookup_elem(&pending_ns, &tid);
+	if (p && (p->method == NS_M_CLONE || p->method == NS_M_CLONE3)) {
+		p->child_pid = BPF_CORE_READ(task, tgid);
+		p->child_netns = child_netns;
+		return 0;
+	}
+	if (!kt_current_traced())
+		return 0;
+	e = new_event(NS_EV_ATTEMPT);
+	if (!e)
+		return 0;
+	e->method = NS_M_NEWTASK;
+	e->flags = clone_flags;
+	e->child_pid = BPF_CORE_READ(task, tgid);
+	e->netns = child_netns;
+	e->old_netns = current_netns();
+	e->fd = -1;
+	remember_netns(child_netns);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* -- memory pressure and the kernel log ------------------------------------ */
+
+/* Every OOM kill, whoever is traced: memory pressure is host-wide evidence. */
+SEC("tp/oom/mark_victim")
+int ns_oom_victim(struct trace_event_raw_mark_victim *ctx)
+{
+	struct ns_event *e = new_event(NS_EV_OOM_VICTIM);
+
+	if (!e)
+		return 0;
+	e->child_pid = BPF_CORE_READ(ctx, pid);
+	e->fd = -1;
+	e->comm[0] = 0;  /* the victim's, when the event has it; not the allocating task's */
+	/* The victim's comm joined the event in Linux 72ba14deb40a. */
+	if (bpf_core_field_exists(ctx->__data_loc_comm)) {
+		__u32 loc = BPF_CORE_READ(ctx, __data_loc_comm);
+
+		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), (void *)ctx + (loc & 0xffff));
+	}
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/console")
+int BPF_PROG(ns_console, const char *text, size_t len)
+{
+	__u32 zero = 0;
+	struct kmsg_event *s = bpf_map_lookup_elem(&kmsg_scratch, &zero);
+	struct kmsg_event *e;
+	__u32 *needle = NULL;
+	__u64 window = 0;
+	__u32 n;
+
+	if (!s)
+		return 0;
+	__sync_fetch_and_add(&kmsg_seen, 1);
+	n = len < NS_KMSG_LEN - 1 ? len : NS_KMSG_LEN - 1;
+	if (bpf_probe_read_kernel(s->text, n, text))
+		return 0;
+	for (__u32 i = 0; i < NS_KMSG_LEN - 1; i++) {
+		if (i >= n)
+			break;
+		/* little-endian: the window's bytes are in string order */
+		window = (window >> 8) | ((__u64)(__u8)s->text[i] << 56);
+		if (i < 7)
+			continue;
+		needle = bpf_map_lookup_elem(&kmsg_needles, &window);
+		if (needle)
+			break;
+	}
+	if (!needle)
+		return 0;
+	__sync_fetch_and_add(&kmsg_matched, 1);
+	e = kt_reserve(&kmsg_events, sizeof(*e));
+	if (!e)
+		return 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->needle = *needle;
+	e->len = n;
+	e->pad = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	__builtin_memcpy(e->text, s->text, NS_KMSG_LEN);
+	e->text[NS_KMSG_LEN - 1] = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* -- raw ICMPv6 sockets ---------------------------------------------------- */
+
+SEC("tp/syscalls/sys_enter_socket")
+int ns_socket_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u8 one = 1;
+
+	if ((int)ctx->args[0] != AF_INET6 || ((int)ctx->args[1] & SOCK_TYPE_MASK) != SOCK_RAW ||
+	    (int)ctx->args[2] != IPPROTO_ICMPV6)
+		return 0;
+	if (!kt_current_traced())
+		return 0;
+	bpf_map_update_elem(&socket_pending, &tid, &one, BPF_ANY);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_socket")
+int ns_socket_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	long ret = ctx->ret;
+	struct ns_event *e;
+
+	if (!bpf_map_lookup_elem(&socket_pending, &tid))
+		return 0;
+	bpf_map_delete_elem(&socket_pending, &tid);
+	if (ret >= 0) {
+		struct icmp6_fd_key key = { .tgid = pid_tgid >> 32, .fd = ret };
+		__u64 now = bpf_ktime_get_ns();
+		__u8 one = 1;
+
+		bpf_map_update_elem(&icmp6_fds, &key, &now, BPF_ANY);
+		bpf_map_update_elem(&icmp6_owners, &key.tgid, &one, BPF_ANY);
+	}
+	e = new_event(NS_EV_ICMP6_OPEN);
+	if (!e)
+		return 0;
+	e->ret = ret;
+	e->fd = ret >= 0 ? ret : -1;
+	e->err = ret < 0 ? -ret : 0;
+	e->netns = current_netns();
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_close")
+int ns_close_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	struct icmp6_fd_key key = { .tgid = pid_tgid >> 32, .fd = (int)ctx->args[0] };
+
+	if (!bpf_map_lookup_elem(&icmp6_fds, &key))
+		return 0;
+	bpf_map_update_elem(&close_pending, &tid, &key.fd, BPF_ANY);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_close")
+int ns_close_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	__s32 *fd = bpf_map_lookup_elem(&close_pending, &tid);
+	struct icmp6_fd_key key = { .tgid = pid_tgid >> 32 };
+	struct ns_event *e;
+
+	if (!fd)
+		return 0;
+	key.fd = *fd;
+	bpf_map_delete_elem(&close_pending, &tid);
+	/* close() releases the fd even when it reports an error (except EBADF). */
+	if (ctx->ret != -9)
+		bpf_map_delete_elem(&icmp6_fds, &key);
+	e = new_event(NS_EV_ICMP6_CLOSE);
+	if (!e)
+		return 0;
+	e->fd = key.fd;
+	e->ret = ctx->ret;
+	e->err = ctx->ret < 0 ? -ctx->ret : 0;
+	e->netns = current_netns();
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* The kernel closes what a process still holds when it exits; user space
+ * marks that process's ICMPv6 sockets closed and forgets their fds. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ns_process_exit, struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	struct ns_event *e;
+
+	if (BPF_CORE_READ(task, pid) != tgid || !bpf_map_lookup_elem(&icmp6_owners, &tgid))
+		return 0;
+	bpf_map_delete_elem(&icmp6_owners, &tgid);
+	e = new_event(NS_EV_ICMP6_EXIT);
+	if (!e)
+		return 0;
+	e->fd = -1;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* -- the kernel path (fentry or kprobe, where allowed) --------------------- */
+
+static __always_inline int on_copy_net_ns(__u64 flags, struct net *old_net)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 now = bpf_ktime_get_ns();
+	struct ns_event *e;
+
+	/* Called for every new nsproxy; only CLONE_NEWNET makes a namespace. */
+	if (!(flags & CLONE_NEWNET) || !kt_current_traced())
+		return 0;
+	bpf_map_update_elem(&copy_net_start, &tid, &now, BPF_ANY);
+	e = new_event(NS_EV_COPY_NET_NS);
+	if (!e)
+		return 0;
+	e->flags = flags;
+	e->old_netns = net_inum(old_net);
+	e->fd = -1;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int on_copy_net_ns_ret(struct net *ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *start = bpf_map_lookup_elem(&copy_net_start, &tid);
+	struct ns_event *e;
+	long value = (long)ret;
+
+	if (!start)
+		return 0;
+	e = new_event(NS_EV_COPY_NET_NS_RET);
+	if (e) {
+		e->latency_ns = e->ts_ns - *start;
+		e->ret = value;
+		e->fd = -1;
+		if (value < 0 && value >= -MAX_ERRNO) {
+			e->err = -value;
+		} else {
+			e->netns = net_inum(ret);
+			remember_netns(e->netns);
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+	bpf_map_delete_elem(&copy_net_start, &tid);
+	return 0;
+}
+
+static __always_inline int on_net_hook(__u32 kind, struct net *net)
+{
+	__u32 inum = net_inum(net);
+	struct ns_event *e;
+
+	if (!netns_traced(inum))
+		return 0;
+	e = new_event(kind);
+	if (!e)
+		return 0;
+	e->netns = inum;
+	e->fd = -1;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline int on_sk_done(struct sock *sk)
+{
+	__u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	struct ns_event *e;
+
+	if (!netns_traced(inum))
+		return 0;
+	e = new_event(NS_EV_IP6MR_SK_DONE);
+	if (!e)
+		return 0;
+	e->netns = inum;
+	e->ret = BPF_CORE_READ(sk, __sk_common.skc_num); /* the raw protocol */
+	e->fd = -1;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("fentry/copy_net_ns")
+int BPF_PROG(ns_fentry_copy_net_ns, unsigned long flags, struct user_namespace *user_ns, struct net *old_net)
+{
+	return on_copy_net_ns(flags, old_net);
+}
+
+SEC("kprobe/copy_net_ns")
+int BPF_KPROBE(ns_kprobe_copy_net_ns, unsigned long flags, struct user_namespace *user_ns, struct net *old_net)
+{
+	return on_copy_net_ns(flags, old_net);
+}
+
+SEC("fexit/copy_net_ns")
+int BPF_PROG(ns_fexit_copy_net_ns, unsigned long flags, struct user_namespace *user_ns, struct net *old_net,
+	     struct net *ret)
+{
+	return on_copy_net_ns_ret(ret);
+}
+
+SEC("kretprobe/copy_net_ns")
+int BPF_KRETPROBE(ns_kretprobe_copy_net_ns, struct net *ret)
+{
+	return on_copy_net_ns_ret(ret);
+}
+
+SEC("fentry/setup_net")
+int BPF_PROG(ns_fentry_setup_net, struct net *net)
+{
+	return on_net_hook(NS_EV_SETUP_NET, net);
+}
+
+SEC("kprobe/setup_net")
+int BPF_KPROBE(ns_kprobe_setup_net, struct net *net)
+{
+	return on_net_hook(NS_EV_SETUP_NET, net);
+}
+
+SEC("fentry/ip6mr_net_init")
+int BPF_PROG(ns_fentry_ip6mr_net_init, struct net *net)
+{
+	return on_net_hook(NS_EV_IP6MR_NET_INIT, net);
+}
+
+SEC("kprobe/ip6mr_net_init")
+int BPF_KPROBE(ns_kprobe_ip6mr_net_init, struct net *net)
+{
+	return on_net_hook(NS_EV_IP6MR_NET_INIT, net);
+}
+
+SEC("fentry/ip6mr_net_exit")
+int BPF_PROG(ns_fentry_ip6mr_net_exit, struct net *net)
+{
+	return on_net_hook(NS_EV_IP6MR_NET_EXIT, net);
+}
+
+SEC("kprobe/ip6mr_net_exit")
+int BPF_KPROBE(ns_kprobe_ip6mr_net_exit, struct net *net)
+{
+	return on_net_hook(NS_EV_IP6MR_NET_EXIT, net);
+}
+
+SEC("fentry/ip6mr_sk_done")
+int BPF_PROG(ns_fentry_ip6mr_sk_done, struct sock *sk)
+{
+	return on_sk_done(sk);
+}
+
+SEC("kprobe/ip6mr_sk_done")
+int BPF_KPROBE(ns_kprobe_ip6mr_sk_done, struct sock *sk)
+{
+	return on_sk_done(sk);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,287 @@
+"""``nstrace netns``: every network namespace on the host, named (under
+/run/netns) or only held by a process (/proc/*/ns/net), with its processes,
+links, addresses, IPv6 state (disable_ipv6 inside it), bridges without any
+address (the "empty subnet" clue of the Docker ip6mr case) and IPv6
+multicast routes.
+
+Each namespace is inspected by a short-lived child that setns()es into it
+and asks rtnetlink there (pyroute2), so the inventory needs no `ip netns
+exec` and sees namespaces that have no name.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import click
+
+from .environment import UsageProblem, require_root
+
+__all__ = ["Namespace", "command", "inventory", "inspect_netns", "list_namespaces"]
+
+CLONE_NEWNET = 0x40000000
+NETNS_DIRS = ("/run/netns", "/var/run/netns")
+MAX_LINES_PER_NS = 64
+
+
+@dataclass
+class Namespace:
+    inode: int
+    names: list[str] = field(default_factory=list)
+    pids: list[dict[str, Any]] = field(default_factory=list)
+    path: str = ""            # something that can be opened to enter it
+    host: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"inode": self.inode, "names": self.names, "host": self.host, "pids": self.pids, **self.details}
+
+
+def _comm(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def list_namespaces() -> list[Namespace]:
+    """Named namespaces and those held by processes, by inode."""
+    found: dict[int, Namespace] = {}
+    host_ino = 0
+    # init's namespace; kthreadd (pid 2) is always in it too, when init is hidden
+    for pid in ("1", "2"):
+        try:
+            host_ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+            break
+        except OSError:
+            continue
+    seen_dirs = set()
+    for d in NETNS_DIRS:
+        try:
+            real = os.path.realpath(d)
+            if real in seen_dirs:
+                continue
+            seen_dirs.add(real)
+            names = sorted(os.listdir(d))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(d, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if st.st_dev == os.stat(d).st_dev:
+                continue  # a plain file: the bind mount is gone (stale name)
+            ns = found.setdefault(st.st_ino, Namespace(st.st_ino, path=path))
+            ns.names.append(name)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        path = f"/proc/{pid}/ns/net"
+        try:
+            ino = os.stat(path).st_ino
+        except OSError:
+            continue  # exited, or a kernel thread we cannot see into
+        ns = found.setdefault(ino, Namespace(ino, path=path))
+        ns.pids.append({"pid": int(pid), "comm": _comm(pid)})
+        if not ns.path:
+            ns.path = path
+    for ns in found.values():
+        ns.host = ns.inode == host_ino
+        ns.pids.sort(key=lambda p: p["pid"])
+    return sorted(found.values(), key=lambda n: (not n.host, n.inode))
+
+
+def _read_int(path: str) -> Optional[int]:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _mroutes6() -> list[str]:
+    """/proc/net/ip6_mr_cache of the current namespace, without its header."""
+    try:
+        with open("/proc/self/net/ip6_mr_cache") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return []
+    return [ln.strip() for ln in lines[:MAX_LINES_PER_NS] if ln.strip()]
+
+
+def _collect_here() -> dict[str, Any]:
+    """What this process's current network namespace holds."""
+    from pyroute2 import IPRoute
+
+    links: dict[int, dict[str, Any]] = {}
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            info = link.get_attr("IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info else None
+            if link["flags"] & 0x8:  # IFF_LOOPBACK
+                kind = kind or "loopback"
+            links[link["index"]] = {
+                "index": link["index"], "ifname": link.get_attr("IFLA_IFNAME"), "kind": kind or "device",
+                "state": "UP" if link["flags"] & 0x1 else "DOWN", "master": link.get_attr("IFLA_MASTER"),
+                "addresses": [],
+            }
+        for addr in ipr.get_addr():
+            entry = links.get(addr["index"])
+            if entry is None:
+                continue
+            family = "inet6" if addr["family"] == socket.AF_INET6 else "inet"
+            entry["addresses"].append({"family": family, "address": f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}",
+                                       "scope": "link" if addr["scope"] == 253 else "host" if addr["scope"] == 254 else "global"})
+    bridges_empty = [
+        l["ifname"] for l in links.values()
+        if l["kind"] == "bridge" and not [a for a in l["addresses"] if a["scope"] != "link"]
+    ]
+    ipv6 = os.path.exists("/proc/sys/net/ipv6")
+    return {
+        "links": list(links.values()),
+        "ipv6": ipv6,
+        "disable_ipv6": {"all": _read_int("/proc/sys/net/ipv6/conf/all/disable_ipv6"),
+                         "default": _read_int("/proc/sys/net/ipv6/conf/default/disable_ipv6")} if ipv6 else None,
+        "mc_forwarding": _read_int("/proc/sys/net/ipv6/conf/all/mc_forwarding") if ipv6 else None,
+        "bridges_without_address": bridges_empty,
+        "ip6_mroutes": _mroutes6(),
+    }
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def inspect_netns(path: str) -> dict[str, Any]:
+    """Enter the namespace at ``path`` in a child and collect what it holds."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return {"error": f"cannot open {path}: {exc.strerror}"}
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into the caller's code
+        status = 0
+        try:
+            os.close(read_fd)
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                result: dict[str, Any] = {"error": f"setns: {os.strerror(err)}"}
+            else:
+                result = _collect_here()
+            data = json.dumps(result).encode()
+            while data:
+                data = data[os.write(write_fd, data):]
+        except BaseException as exc:  # report, never raise into the parent's stack
+            try:
+                os.write(write_fd, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+            except OSError:
+                pass
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    os.close(fd)
+    chunks = []
+    with os.fdopen(read_fd, "rb") as r:
+        while True:
+            chunk = r.read(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    os.waitpid(pid, 0)
+    try:
+        return json.loads(b"".join(chunks) or b'{"error": "no answer from the namespace probe"}')
+    except ValueError:
+        return {"error": "unreadable answer from the namespace probe"}
+
+
+def inventory() -> list[Namespace]:
+    namespaces = list_namespaces()
+    for ns in namespaces:
+        ns.details = inspect_netns(ns.path)
+    return namespaces
+
+
+def findings(namespaces: list[Namespace]) -> list[Any]:
+    from ..analysis.findings import Finding
+
+    out = []
+    rows = [{"netns": f"net:[{ns.inode}]", "name": ",".join(ns.names) or "-", "bridge": b}
+            for ns in namespaces for b in ns.details.get("bridges_without_address", [])]
+    if rows:
+        out.append(Finding(
+            "bridge-without-address", "info", f"{len(rows)} bridge(s) without any address",
+            f"{len(rows)} bridges have no IPv4 or global IPv6 address: the \"empty subnet\" network of the Docker "
+            "ip6mr_sk_done case looks like this. Harmless by itself; it marks a network whose containers churn "
+            "namespaces without a usable subnet.",
+            rows, "Check the network's configuration (docker network inspect / CNI config)."))
+    return out
+
+
+def _render(namespaces: list[Namespace]) -> str:
+    from ..analysis.report import format_table
+
+    rows = []
+    for ns in namespaces:
+        d = ns.details
+        dis = d.get("disable_ipv6") or {}
+        procs = ", ".join(f"{p['comm']}({p['pid']})" for p in ns.pids[:3]) + (f", +{len(ns.pids) - 3}" if len(ns.pids) > 3 else "")
+        rows.append({
+            "netns": f"net:[{ns.inode}]", "name": "(host)" if ns.host else (",".join(ns.names) or "-"),
+            "pids": len(ns.pids), "processes": procs or "-", "links": len(d.get("links", [])),
+            "ipv6": "error" if "error" in d else ("off (not loaded)" if not d.get("ipv6")
+                    else f"disable_ipv6 all={dis.get('all')} default={dis.get('default')}"),
+            "mroutes6": len(d.get("ip6_mroutes", [])),
+        })
+    lines = [format_table(rows), ""]
+    for ns in namespaces:
+        d = ns.details
+        if ns.host:
+            label = "(host)"
+        elif ns.names:
+            label = ",".join(ns.names)
+        else:
+            label = f"held by pid {ns.pids[0]['pid']}" if ns.pids else ""
+        title = f"net:[{ns.inode}] {label}".rstrip()
+        if "error" in d:
+            lines.append(f"{title}: {d['error']}")
+            continue
+        lines.append(title + ":")
+        for link in d.get("links", [])[:MAX_LINES_PER_NS]:
+            addrs = ", ".join(a["address"] for a in link["addresses"]) or "no address"
+            flag = "  <- bridge without address" if link["ifname"] in d.get("bridges_without_address", []) else ""
+            lines.append(f"  {link['ifname']:<16} {link['kind']:<9} {link['state']:<5} {addrs}{flag}")
+        for route in d.get("ip6_mroutes", []):
+            lines.append(f"  ip6 mroute: {route}")
+    return "\n".join(lines)
+
+
+@click.command("netns")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: namespaces and findings.")
+def command(as_json: bool) -> int:
+    """Every network namespace: its processes, links, addresses, IPv6 state,
+    bridges without an address and IPv6 multicast routes."""
+    from ..analysis.report import print_findings
+
+    require_root()
+    try:
+        import pyroute2  # noqa: F401
+    except ImportError:
+        raise UsageProblem("nstrace netns needs pyroute2 (pip install pyroute2)") from None
+    namespaces = inventory()
+    found = findings(namespaces)
+    if as_json:
+        sys.stdout.write(json.dumps({"type": "netns", "namespaces": [ns.as_dict() for ns in namespaces],
+                                     "findings": [f.as_dict() for f in found]}) + "\n")
+        return 0
+    sys.stdout.write(_render(namespaces) + "\n")
+    print_findings(found, sys.stdout)
+    return 0
