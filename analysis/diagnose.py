@@ -1,0 +1,124 @@
+"""Rule ``iowait-cause``: who causes the iowait, from the D-state totals,
+the O_DIRECT reads and block requests, and the system counters.
+
+Frames used: ``dstate_totals`` (analysis.dstate), odirect's read and block
+frames when present (recognized by their columns: reads carry pid, direct,
+ret; block requests carry pid, disk, bytes), and ``counters`` (one row per
+second: usr, sys, idl, wai, read_bytes, write_bytes).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from . import dstate
+from .findings import Finding
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["findings", "odirect_frames"]
+
+MIN_IOWAIT_S = 0.25
+
+
+def odirect_frames(frames: "dict[str, pd.DataFrame]") -> "tuple[Optional[pd.DataFrame], Optional[pd.DataFrame]]":
+    reads = blocks = None
+    for frame in frames.values():
+        cols = set(frame.columns)
+        if reads is None and {"pid", "direct", "ret"} <= cols:
+            reads = frame
+        elif blocks is None and {"pid", "disk", "bytes"} <= cols:
+            blocks = frame
+    return reads, blocks
+
+
+def _path_column(reads: "pd.DataFrame") -> "pd.Series":
+    if "path" in reads.columns:
+        return reads["path"].astype(str)
+    if "name" in reads.columns:
+        if "parent" in reads.columns:
+            return ".../" + reads["parent"].astype(str) + "/" + reads["name"].astype(str)
+        return reads["name"].astype(str)
+    return reads["fd"].astype(str).radd("fd ")
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]:
+    procs = dstate.per_process(frames)
+    if procs.empty:
+        return []
+    io_total_ms = float(procs["iowait_ms"].sum())
+    if io_total_ms / 1e3 < float(context.get("min_iowait_s", MIN_IOWAIT_S)):
+        return []
+    # Readers are often many processes with one program (forked workers): group by comm.
+    groups = procs.groupby("comm", sort=False).agg(iowait_ms=("iowait_ms", "sum"), d_ms=("d_ms", "sum"))
+    comm = str(groups["iowait_ms"].idxmax())
+    group = procs[procs["comm"] == comm].sort_values("iowait_ms", ascending=False)
+    pids = [int(p) for p in group["pid"]]
+    io_ms = float(group["iowait_ms"].sum())
+    share = io_ms / io_total_ms
+
+    who = (f"pid {pids[0]} ({comm})" if len(pids) == 1
+           else f"{len(pids)} {comm} processes (pids {', '.join(str(p) for p in sorted(pids)[:6])}"
+                f"{', ...' if len(pids) > 6 else ''})")
+    parts = [f"{who} caused {100 * share:.0f} % of the traced tasks' iowait time "
+             f"({io_ms / 1e3:.2f} s asleep in D waiting for I/O)"]
+
+    evidence: list[dict[str, Any]] = []
+    reads, blocks = odirect_frames(frames)
+    file_rows: list[dict[str, Any]] = []
+    if reads is not None and not reads.empty:
+        mine = reads[reads["pid"].isin(pids) & (reads["ret"] > 0)]
+        if not mine.empty:
+            mine = mine.assign(path=_path_column(mine), direct=mine["direct"].astype(bool))
+            by_file = mine.groupby("path", sort=False).agg(
+                reads=("ret", "size"), bytes=("ret", "sum"),
+                direct_bytes=("ret", lambda s: int(s[mine.loc[s.index, "direct"]].sum()))).reset_index()
+            by_file = by_file.sort_values("bytes", ascending=False)
+            for r in by_file.head(3).itertuples():
+                file_rows.append({"path": r.path, "reads": int(r.reads), "bytes": int(r.bytes),
+                                  "odirect_bytes": int(r.direct_bytes)})
+            top = file_rows[0]
+            how = "with O_DIRECT" if top["odirect_bytes"] >= top["bytes"] / 2 else "through the page cache"
+            parts.append(f"reading {top['path']} {how} ({_mib(top['bytes'])} in {top['reads']} reads)")
+    if blocks is not None and not blocks.empty:
+        mine = blocks[blocks["pid"].isin(pids)]
+        if not mine.empty:
+            by_disk = mine.groupby(mine["disk"].astype(str), sort=False)["bytes"].sum().sort_values(ascending=False)
+            disk, nbytes = str(by_disk.index[0]), int(by_disk.iloc[0])
+            parts.append(f"from {disk} ({_mib(nbytes)} of block reads)")
+            for r in file_rows:
+                r["device"] = disk
+    counters = frames.get("counters")
+    if counters is not None and not counters.empty:
+        wai = counters["wai"]
+        parts.append(f"the CPUs were {wai.mean():.0f} % iowait on average (peak {wai.max():.0f} %) "
+                     f"and the disks read {_mib(float(counters['read_bytes'].sum()))}")
+    summary = "; ".join(parts) + "."
+
+    for r in group.head(10).itertuples():
+        evidence.append({"pid": int(r.pid), "comm": r.comm, "iowait_s": round(r.iowait_ms / 1e3, 3),
+                         "other_d_s": round(r.other_ms / 1e3, 3),
+                         "share_of_iowait": round(r.iowait_ms / io_total_ms, 3),
+                         "longest_ms": round(r.longest_ms, 3), "wait_site": r.wait_site})
+    for r in file_rows:
+        evidence.append({"file": r["path"], "reads": r["reads"], "bytes": r["bytes"],
+                         "odirect_bytes": r["odirect_bytes"], "device": r.get("device", "")})
+    direct = any(r["odirect_bytes"] for r in file_rows)
+    return [Finding(
+        id="iowait-cause",
+        severity="warning",
+        title="Who causes the iowait",
+        summary=summary,
+        evidence=evidence,
+        recommendation=(
+            "The iowait is these processes waiting for their own reads. "
+            + ("They read with O_DIRECT, so every read goes to the disk: drop O_DIRECT (buffered reads are "
+               "served from the page cache after the first), unless the program keeps its own cache."
+               if direct else
+               "Make the reads hit the page cache (more memory, fewer re-reads) or make them asynchronous.")
+        ),
+    )]
