@@ -22,12 +22,12 @@ MIN_IOWAIT_S = 0.25
 
 
 def odirect_frames(frames: "dict[str, pd.DataFrame]") -> "tuple[Optional[pd.DataFrame], Optional[pd.DataFrame]]":
-    reads = blocks = None
+    reads, blocks = frames.get("read"), frames.get("block")
     for frame in frames.values():
         cols = set(frame.columns)
         if reads is None and {"pid", "direct", "ret"} <= cols:
             reads = frame
-        elif blocks is None and {"pid", "disk", "bytes"} <= cols:
+        elif blocks is None and {"pid", "bytes", "attributed"} <= cols:
             blocks = frame
     return reads, blocks
 
@@ -86,8 +86,11 @@ def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]
             parts.append(f"reading {top['path']} {how} ({_mib(top['bytes'])} in {top['reads']} reads)")
     if blocks is not None and not blocks.empty:
         mine = blocks[blocks["pid"].isin(pids)]
-        if not mine.empty:
-            by_disk = mine.groupby(mine["disk"].astype(str), sort=False)["bytes"].sum().sort_values(ascending=False)
+        if "op" in mine.columns and mine["op"].dtype == object:
+            mine = mine[mine["op"].astype(str) == "R"]
+        disk_col = "disk" if "disk" in mine.columns else "dev"
+        if not mine.empty and disk_col in mine.columns:
+            by_disk = mine.groupby(mine[disk_col].astype(str), sort=False)["bytes"].sum().sort_values(ascending=False)
             disk, nbytes = str(by_disk.index[0]), int(by_disk.iloc[0])
             parts.append(f"from {disk} ({_mib(nbytes)} of block reads)")
             for r in file_rows:
