@@ -67,23 +67,24 @@ def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]
     parts = [f"{who} caused {100 * share:.0f} % of the traced tasks' iowait time "
              f"({io_ms / 1e3:.2f} s asleep in D waiting for I/O)"]
 
-    evidence: list[dict[str, Any]] = []
     reads, blocks = odirect_frames(frames)
-    file_rows: list[dict[str, Any]] = []
+    file_of: dict[int, tuple[str, int, int]] = {}      # pid -> (top file, bytes, O_DIRECT bytes)
+    disk_of: dict[int, str] = {}
     if reads is not None and not reads.empty:
         mine = reads[reads["pid"].isin(pids) & (reads["ret"] > 0)]
         if not mine.empty:
-            mine = mine.assign(path=_path_column(mine), direct=mine["direct"].astype(bool))
+            mine = mine.assign(path=_path_column(mine), direct=mine["direct"].astype(bool),
+                               nbytes=mine["ret"].astype("int64"))
+            mine = mine.assign(dbytes=mine["nbytes"].where(mine["direct"], 0))
             by_file = mine.groupby("path", sort=False).agg(
-                reads=("ret", "size"), bytes=("ret", "sum"),
-                direct_bytes=("ret", lambda s: int(s[mine.loc[s.index, "direct"]].sum()))).reset_index()
-            by_file = by_file.sort_values("bytes", ascending=False)
-            for r in by_file.head(3).itertuples():
-                file_rows.append({"path": r.path, "reads": int(r.reads), "bytes": int(r.bytes),
-                                  "odirect_bytes": int(r.direct_bytes)})
-            top = file_rows[0]
-            how = "with O_DIRECT" if top["odirect_bytes"] >= top["bytes"] / 2 else "through the page cache"
-            parts.append(f"reading {top['path']} {how} ({_mib(top['bytes'])} in {top['reads']} reads)")
+                reads=("nbytes", "size"), nbytes=("nbytes", "sum"), dbytes=("dbytes", "sum"))
+            by_file = by_file.sort_values("nbytes", ascending=False)
+            path, top = str(by_file.index[0]), by_file.iloc[0]
+            how = "with O_DIRECT" if top["dbytes"] >= top["nbytes"] / 2 else "through the page cache"
+            parts.append(f"reading {path} {how} ({_mib(float(top['nbytes']))} in {int(top['reads'])} reads)")
+            per = mine.groupby(["pid", "path"], sort=False).agg(nbytes=("nbytes", "sum"), dbytes=("dbytes", "sum"))
+            for (pid, p), r in per.sort_values("nbytes").iterrows():
+                file_of[int(pid)] = (str(p), int(r["nbytes"]), int(r["dbytes"]))
     if blocks is not None and not blocks.empty:
         mine = blocks[blocks["pid"].isin(pids)]
         if "op" in mine.columns and mine["op"].dtype == object:
@@ -93,8 +94,9 @@ def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]
             by_disk = mine.groupby(mine[disk_col].astype(str), sort=False)["bytes"].sum().sort_values(ascending=False)
             disk, nbytes = str(by_disk.index[0]), int(by_disk.iloc[0])
             parts.append(f"from {disk} ({_mib(nbytes)} of block reads)")
-            for r in file_rows:
-                r["device"] = disk
+            per_disk = mine.groupby(["pid", mine[disk_col].astype(str)], sort=False)["bytes"].sum()
+            for (pid, d), _n in per_disk.sort_values().items():
+                disk_of[int(pid)] = str(d)
     counters = frames.get("counters")
     if counters is not None and not counters.empty:
         wai = counters["wai"]
@@ -102,15 +104,16 @@ def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]
                      f"and the disks read {_mib(float(counters['read_bytes'].sum()))}")
     summary = "; ".join(parts) + "."
 
+    evidence: list[dict[str, Any]] = []
     for r in group.head(10).itertuples():
+        path, nbytes, dbytes = file_of.get(int(r.pid), ("", 0, 0))
         evidence.append({"pid": int(r.pid), "comm": r.comm, "iowait_s": round(r.iowait_ms / 1e3, 3),
                          "other_d_s": round(r.other_ms / 1e3, 3),
                          "share_of_iowait": round(r.iowait_ms / io_total_ms, 3),
-                         "longest_ms": round(r.longest_ms, 3), "wait_site": r.wait_site})
-    for r in file_rows:
-        evidence.append({"file": r["path"], "reads": r["reads"], "bytes": r["bytes"],
-                         "odirect_bytes": r["odirect_bytes"], "device": r.get("device", "")})
-    direct = any(r["odirect_bytes"] for r in file_rows)
+                         "longest_ms": round(r.longest_ms, 3), "wait_site": r.wait_site,
+                         "file": path, "read_bytes": nbytes, "odirect_bytes": dbytes,
+                         "device": disk_of.get(int(r.pid), "")})
+    direct = any(e["odirect_bytes"] for e in evidence)
     return [Finding(
         id="iowait-cause",
         severity="warning",

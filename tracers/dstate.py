@@ -32,7 +32,7 @@ class DStateTrace:
     """One dstate run: owns its BpfTracer, collects sleeps, prints live lines."""
 
     def __init__(self, target: Target, *, live: bool = True, json_out: Optional[JsonLines] = None,
-                 min_ms: float = 1.0, out: Any = None) -> None:
+                 min_ms: float = 1.0, min_event_ms: float = 0.0, out: Any = None) -> None:
         self.target = target
         self.live = live
         self.json_out = json_out
@@ -42,7 +42,7 @@ class DStateTrace:
             "dstate",
             hooks=HOOKS,
             rings={"dstate_events": "dstate_event"},
-            options={"kt_filter_pids": target.filtered},
+            options={"kt_filter_pids": target.filtered, "min_event_ns": int(min_event_ms * 1e6)},
             follow_children=target.follow,
         )
         self.t0_ns = 0

@@ -213,8 +213,11 @@ def test_iowait_cause_names_processes_file_device_and_counters():
     assert f.summary.startswith("2 repro processes (pids 201, 202) caused 90 % of the traced tasks' iowait time")
     assert "reading /var/tmp/d/data with O_DIRECT (0.0 MiB in 2 reads)" in f.summary
     assert "from vda" in f.summary and "20 % iowait on average (peak 30 %)" in f.summary
-    files = [e for e in f.evidence if "file" in e]
-    assert files == [{"file": "/var/tmp/d/data", "reads": 2, "bytes": 8192, "odirect_bytes": 8192, "device": "vda"}]
+    by_pid = {e["pid"]: e for e in f.evidence}
+    assert set(by_pid) == {201, 202}
+    assert by_pid[201]["file"] == "/var/tmp/d/data" and by_pid[201]["odirect_bytes"] == 4096
+    assert by_pid[202]["read_bytes"] == 4096 and by_pid[202]["device"] == "vda"
+    assert by_pid[201]["share_of_iowait"] == pytest.approx(0.6)
     assert "drop O_DIRECT" in f.recommendation
 
 
