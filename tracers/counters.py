@@ -72,5 +72,8 @@ class CounterSampler:
         self._last = (now, cpu, disk)
         return row
 
+    def since_last(self) -> float:
+        return time.monotonic() - self._last[0] if self._last else 0.0
+
     def rows(self) -> list[dict[str, Any]]:
         return list(self._rows)

@@ -119,7 +119,8 @@ def run_diagnose(target: Any, duration: Optional[float], *, out: Any = sys.stdou
                          before_spawn=before_spawn, on_spawn=lambda pid: setattr(zombies, "command_pid", pid),
                          quiet=quiet)
     try:
-        tick()  # the last partial second
+        if sampler.since_last() >= 0.3:
+            tick()  # the last partial second, unless too short to mean anything
         import pandas as pd
 
         frames_by: dict[str, dict[str, pd.DataFrame]] = {name: t.frames() for name, t in traces.items()}
