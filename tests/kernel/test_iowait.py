@@ -169,8 +169,14 @@ def test_zombies_exact_reaping_wait4_waitid_and_subreaper(data_dir):
 def test_still_a_zombie_confirmed_from_proc(data_dir):
     script = os.path.join(data_dir, "holder.py")
     with open(script, "w") as f:
-        f.write("import os, time\ntime.sleep(1.0)\nkids = [os.fork() or 0 for _ in range(1)]\n"
-                "if kids[0] == 0: os._exit(0)\npid = os.fork()\nif pid == 0: os._exit(0)\ntime.sleep(30)\n")
+        f.write(textwrap.dedent("""
+            import os, time
+            time.sleep(1.0)          # forks once tracing has started
+            for _ in range(2):
+                if os.fork() == 0:
+                    os._exit(0)
+            time.sleep(30)           # never waits
+        """))
     holder = subprocess.Popen([sys.executable, script])
     try:
         trace, frames, _pid, _status = run_one(ZombieTrace, Target(pids=[holder.pid]), duration=2.5)
