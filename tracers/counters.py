@@ -43,6 +43,10 @@ class CounterSampler:
 
     def __init__(self) -> None:
         self._disks = _whole_disks()
+        self.restart()
+
+    def restart(self) -> None:
+        """Start counting from now (once the probes are attached)."""
         self._t0 = time.monotonic()
         self._last: Optional[tuple[float, list[int], tuple[int, int]]] = None
         self._rows: list[dict[str, Any]] = []

@@ -117,7 +117,7 @@ def run_diagnose(target: Any, duration: Optional[float], *, out: Any = sys.stdou
 
     session = run_traces("diagnose", list(traces.values()), target, duration, tick=tick,
                          before_spawn=before_spawn, on_spawn=lambda pid: setattr(zombies, "command_pid", pid),
-                         quiet=quiet)
+                         on_start=lambda _s: sampler.restart(), quiet=quiet)
     try:
         if sampler.since_last() >= 0.3:
             tick()  # the last partial second, unless too short to mean anything

@@ -71,7 +71,7 @@ class DStateTrace:
             return
         from .ksyms import wait_site
 
-        for ev in batch:
+        for ev in batch[batch["duration_ns"] >= self.min_live_ns]:
             dur = int(ev["duration_ns"])
             t = (int(ev["ts_ns"]) - self.t0_ns) / 1e9
             comm = bytes(ev["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -83,7 +83,7 @@ class DStateTrace:
                     "comm": comm, "iowait": bool(ev["iowait"]), "duration_ms": dur / 1e6,
                     "state": int(ev["state"]), "wait_site": site,
                 })
-            elif self.live and dur >= self.min_live_ns:
+            elif self.live:
                 if not self._header_done:
                     self.out.write(LIVE_HEADER + "\n")
                     self._header_done = True
@@ -164,7 +164,7 @@ def print_report(trace: DStateTrace, frames: "dict[str, pd.DataFrame]", out: Any
 @click.command("dstate")
 @pid_options(required=False)
 @click.option("--min-ms", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Show sleeps at least this long live (all are counted).")
+              help="Show (or with --json, emit) sleeps at least this long; all are counted.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
             as_json: bool, output: Optional[str], verbose: int, min_ms: float) -> int:
     """Uninterruptible (D-state) sleeps of the traced tasks (all tasks without

@@ -41,6 +41,7 @@ def run_traces(
     tick: Optional[Callable[[], None]] = None,
     before_spawn: Optional[Callable[[Session], None]] = None,
     on_spawn: Optional[Callable[[int], None]] = None,
+    on_start: Optional[Callable[[Session], None]] = None,
     quiet: bool = False,
 ) -> Session:
     """Runs the traces to their end and calls finish() on each; the caller
@@ -59,6 +60,8 @@ def run_traces(
             session.trace_pids(target.pids)
             for pid in target.pids:
                 session.watch_exit(pid)
+        if on_start is not None:
+            on_start(session)
         if not quiet:
             print(ready_line(name, target, session), file=sys.stderr, flush=True)
         if target.argv and duration != 0:

@@ -274,3 +274,33 @@ def test_repro_fixed_has_neither_finding(repro_runs):
     assert all(k["reaped_by"] == "parent" and k["zombie_s"] < 0.5 for k in kids)
     if "odirect" in s["tracers"]:
         assert sum(p["odirect_bytes"] for p in s["processes"]) == 0
+
+
+
+def test_dstate_leaves_out_idle_kernel_threads(data_dir):
+    """Idle kernel threads wait in TASK_IDLE (UNINTERRUPTIBLE|NOLOAD, 'I' in
+    ps); they must not count as D although the UNINTERRUPTIBLE bit is set.
+    fsync keeps the block kworkers and RCU threads going to sleep that way
+    (without the NOLOAD test, about half the recorded sleeps here are theirs)
+    while the writer's own fsync waits are real D sleeps."""
+    from kerntrace.tracers.engine import Session
+
+    writer = [sys.executable, "-c", textwrap.dedent(f"""
+        import os
+        for i in range(20):
+            with open({os.path.join(data_dir, 'w')!r}, 'wb') as f:
+                f.write(os.urandom(65536)); f.flush(); os.fsync(f.fileno())
+    """)]
+    everyone = DStateTrace(Target(), live=False)
+    session = Session([everyone.tracer])
+    try:
+        session.start()
+        subprocess.run(writer, check=True)
+        session.run(lambda t, r, b: everyone.on_batch(t, r, b), duration=0.5)
+        everyone.finish()
+        sleeps = everyone.frames()["dstate_sleeps"]
+    finally:
+        session.close()
+    assert len(sleeps) > 0
+    assert ((sleeps["state"] & 0x2) != 0).all()
+    assert not ((sleeps["state"] & 0x400) != 0).any()
