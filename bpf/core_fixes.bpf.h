@@ -50,4 +50,24 @@ static __always_inline __u32 get_ns_type(void *ns)
 	return BPF_CORE_READ((struct ns_common___o *)ns, ops, type);
 }
 
+/* Linux commit cf25e24db61c ("time: Rename tsk->real_start_time to
+ * ->start_boottime") (v5.5).  Boot-based start time: what /proc/PID/stat
+ * shows as starttime, so a pid can be matched to the process we saw. */
+struct task_struct___boottime_o {
+	u64 real_start_time;
+} __attribute__((preserve_access_index));
+
+struct task_struct___boottime_x {
+	u64 start_boottime;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 task_start_boottime(void *task)
+{
+	struct task_struct___boottime_x *t = task;
+
+	if (bpf_core_field_exists(t->start_boottime))
+		return BPF_CORE_READ(t, start_boottime);
+	return BPF_CORE_READ((struct task_struct___boottime_o *)task, real_start_time);
+}
+
 #endif /* __CORE_FIXES_BPF_H */

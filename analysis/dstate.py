@@ -1,0 +1,119 @@
+"""D-state time: per-task and per-process tables, and rule ``dstate-io``.
+
+Input frame ``dstate_totals`` (one row per thread, kernel stack and iowait
+flag): pid, tid, comm, iowait, count, total_ns, max_ns, wait_site, stack.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .findings import Finding
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["findings", "per_process", "per_task", "top_stacks"]
+
+# D time below this is noise on any machine (a few page-cache misses).
+MIN_D_S = 0.25
+IO_SHARE = 0.5
+
+
+def _totals(frames: "dict[str, pd.DataFrame]") -> "pd.DataFrame":
+    import pandas as pd
+
+    t = frames.get("dstate_totals")
+    cols = ["pid", "tid", "comm", "iowait", "count", "total_ns", "max_ns", "wait_site", "stack"]
+    if t is None or t.empty:
+        return pd.DataFrame(columns=cols)
+    return t
+
+
+def _aggregate(t: "pd.DataFrame", keys: list[str]) -> "pd.DataFrame":
+    import pandas as pd
+
+    cols = keys + ["comm", "count", "d_ms", "iowait_ms", "other_ms", "longest_ms", "wait_site"]
+    if t.empty:
+        return pd.DataFrame(columns=cols)
+    t = t.assign(io_ns=t["total_ns"].where(t["iowait"].astype(bool), 0))
+    g = t.groupby(keys, sort=False)
+    out = g.agg(count=("count", "sum"), total_ns=("total_ns", "sum"), io_ns=("io_ns", "sum"),
+                max_ns=("max_ns", "max"), comm=("comm", "last")).reset_index()
+    # The wait site that holds most of each group's time.
+    site = (t.groupby(keys + ["wait_site"], sort=False)["total_ns"].sum().reset_index()
+            .sort_values("total_ns", ascending=False).drop_duplicates(keys)[keys + ["wait_site"]])
+    out = out.merge(site, on=keys, how="left")
+    out["d_ms"] = out["total_ns"] / 1e6
+    out["iowait_ms"] = out["io_ns"] / 1e6
+    out["other_ms"] = (out["total_ns"] - out["io_ns"]) / 1e6
+    out["longest_ms"] = out["max_ns"] / 1e6
+    return out.sort_values("d_ms", ascending=False)[cols].reset_index(drop=True)
+
+
+def per_task(frames: "dict[str, pd.DataFrame]") -> "pd.DataFrame":
+    return _aggregate(_totals(frames), ["pid", "tid"])
+
+
+def per_process(frames: "dict[str, pd.DataFrame]") -> "pd.DataFrame":
+    return _aggregate(_totals(frames), ["pid"])
+
+
+def top_stacks(frames: "dict[str, pd.DataFrame]", n: int) -> "pd.DataFrame":
+    import pandas as pd
+
+    t = _totals(frames)
+    cols = ["pid", "comm", "iowait", "sleeps", "d_ms", "longest_ms", "wait_site", "stack"]
+    if t.empty:
+        return pd.DataFrame(columns=cols)
+    g = t.groupby(["pid", "iowait", "stack"], sort=False).agg(
+        comm=("comm", "last"), sleeps=("count", "sum"), total_ns=("total_ns", "sum"),
+        max_ns=("max_ns", "max"), wait_site=("wait_site", "first")).reset_index()
+    g["d_ms"] = g["total_ns"] / 1e6
+    g["longest_ms"] = g["max_ns"] / 1e6
+    g["iowait"] = g["iowait"].astype(bool)
+    return g.sort_values("d_ms", ascending=False).head(n)[cols].reset_index(drop=True)
+
+
+def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]:
+    """``dstate-io``: the traced tasks' D time is mostly I/O waits."""
+    procs = per_process(frames)
+    if procs.empty:
+        return []
+    total_ms = float(procs["d_ms"].sum())
+    io_ms = float(procs["iowait_ms"].sum())
+    min_d_s = float(context.get("min_d_s", MIN_D_S))
+    if total_ms / 1e3 < min_d_s or io_ms / total_ms < IO_SHARE:
+        return []
+    top = procs.sort_values("iowait_ms", ascending=False)
+    first = top.iloc[0]
+    evidence = []
+    for r in top.head(5).itertuples():
+        if r.d_ms <= 0:
+            continue
+        evidence.append({
+            "pid": int(r.pid), "comm": r.comm, "sleeps": int(r.count), "d_s": round(r.d_ms / 1e3, 3),
+            "iowait_s": round(r.iowait_ms / 1e3, 3), "other_d_s": round(r.other_ms / 1e3, 3),
+            "share_of_iowait": round(r.iowait_ms / io_ms, 3) if io_ms else 0.0,
+            "longest_ms": round(r.longest_ms, 3), "wait_site": r.wait_site,
+        })
+    duration = context.get("duration_s")
+    over = f" over {duration:.1f} s of tracing" if duration else ""
+    summary = (
+        f"D-state time is mostly I/O: {io_ms / 1e3:.2f} s of {total_ms / 1e3:.2f} s "
+        f"({100 * io_ms / total_ms:.0f} %) was spent in io_schedule{over}; "
+        f"pid {int(first.pid)} ({first.comm}) accounts for {100 * first.iowait_ms / io_ms:.0f} % of it, "
+        f"mostly in {first.wait_site}."
+    )
+    return [Finding(
+        id="dstate-io",
+        severity="warning",
+        title="Uninterruptible sleep is mostly waiting for I/O",
+        summary=summary,
+        evidence=evidence,
+        recommendation=(
+            f"See what the I/O is: `iotrace odirect -p {int(first.pid)}` lists each read, whether it "
+            "bypasses the page cache (O_DIRECT) and the block requests it causes; reads served from the "
+            "page cache do not sleep. `iotrace diagnose` does both at once."
+        ),
+        references=["https://docs.kernel.org/block/stat.html"],
+    )]

@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: GPL-2.0
+/* D-state sleeps.  At sched_switch the outgoing task's state tells whether it
+ * goes to sleep uninterruptibly; the sleep ends at its wakeup (or, if that
+ * was missed, when it is switched in again).  The state is tested as a bit
+ * mask: TASK_KILLABLE is TASK_UNINTERRUPTIBLE|TASK_WAKEKILL and is still D in
+ * ps, while TASK_IDLE (TASK_UNINTERRUPTIBLE|TASK_NOLOAD) is how idle kernel
+ * threads wait and is neither D in ps nor counted in the load average.
+ * libbpf-tools offcputime --state tests equality and misses killable sleeps. */
+#include "vmlinux.h"
+#include "kerntrace.bpf.h"
+#include "core_fixes.bpf.h"
+#include "dstate.h"
+
+/* include/linux/sched.h; stable ABI values reported by /proc. */
+#define TASK_UNINTERRUPTIBLE 0x0002
+#define TASK_NOLOAD 0x0400
+
+#define MAX_SLEEPERS 16384
+
+/* Also emit one ring record per sleep (the aggregate is always kept). */
+const volatile bool emit_events = true;
+/* Sleeps shorter than this are only aggregated, not emitted. */
+const volatile __u64 min_event_ns = 0;
+
+KT_RINGBUF(dstate_events, 4 * 1024 * 1024);
+KT_EXPORT(dstate_event);
+KT_EXPORT(dstate_key);
+KT_EXPORT(dstate_total);
+
+struct sleep_start {
+	__u64 ts_ns;
+	__s32 stack_id;
+	__u32 state;
+	__u32 iowait;
+	__u32 pid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MAX_SLEEPERS);
+	__type(key, __u32);  /* tid */
+	__type(value, struct sleep_start);
+} dstate_sleeping SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 8192);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 127 * sizeof(__u64));
+} dstate_stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct dstate_key);
+	__type(value, struct dstate_total);
+} dstate_totals SEC(".maps");
+
+/* Sleeps ended, and sleeps whose aggregate slot could not be created. */
+__u64 sleeps_seen = 0;
+__u64 totals_full = 0;
+
+static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 how, __u32 waker)
+{
+	struct sleep_start *start = bpf_map_lookup_elem(&dstate_sleeping, &tid);
+	struct dstate_key key = {};
+	struct dstate_total *total;
+	__u64 now, delta;
+
+	if (!start)
+		return;
+	now = bpf_ktime_get_ns();
+	delta = now - start->ts_ns;
+	key.tid = tid;
+	key.stack_id = start->stack_id;
+	key.iowait = start->iowait;
+	__sync_fetch_and_add(&sleeps_seen, 1);
+
+	total = bpf_map_lookup_elem(&dstate_totals, &key);
+	if (!total) {
+		struct dstate_total zero = {};
+
+		zero.pid = start->pid;
+		bpf_probe_read_kernel_str(zero.comm, sizeof(zero.comm), task->comm);
+		/* Another CPU may have created it meanwhile: NOEXIST then fails harmlessly. */
+		bpf_map_update_elem(&dstate_totals, &key, &zero, BPF_NOEXIST);
+		total = bpf_map_lookup_elem(&dstate_totals, &key);
+	}
+	if (total) {
+		__sync_fetch_and_add(&total->count, 1);
+		__sync_fetch_and_add(&total->total_ns, delta);
+		if (delta > total->max_ns)
+			total->max_ns = delta;
+	} else {
+		__sync_fetch_and_add(&totals_full, 1);
+	}
+
+	if (emit_events && delta >= min_event_ns) {
+		struct dstate_event *e = kt_reserve(&dstate_events, sizeof(*e));
+
+		if (e) {
+			e->ts_ns = now;
+			e->duration_ns = delta;
+			e->pid = start->pid;
+			e->tid = tid;
+			e->stack_id = start->stack_id;
+			e->state = start->state;
+			e->waker_pid = waker;
+			e->iowait = start->iowait;
+			e->end = how;
+			e->_pad[0] = e->_pad[1] = 0;
+			bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
+	bpf_map_delete_elem(&dstate_sleeping, &tid);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(dstate_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	__u32 prev_tid = BPF_CORE_READ(prev, pid);
+	__u32 next_tid = BPF_CORE_READ(next, pid);
+	__u32 state;
+
+	/* A preempted task is runnable whatever its state says. */
+	if (!preempt && prev_tid != 0) {
+		state = get_task_state(prev);
+		if ((state & TASK_UNINTERRUPTIBLE) && !(state & TASK_NOLOAD)) {
+			__u32 tgid = BPF_CORE_READ(prev, tgid);
+
+			if (kt_tgid_traced(tgid)) {
+				struct sleep_start start = {};
+
+				start.ts_ns = bpf_ktime_get_ns();
+				start.state = state;
+				start.pid = tgid;
+				start.iowait = BPF_CORE_READ_BITFIELD_PROBED(prev, in_iowait);
+				/* prev is current here: its kernel stack is where it sleeps. */
+				start.stack_id = bpf_get_stackid(ctx, &dstate_stacks, 0);
+				bpf_map_update_elem(&dstate_sleeping, &prev_tid, &start, BPF_ANY);
+			}
+		}
+	}
+	if (next_tid != 0)
+		end_sleep(next, next_tid, DSTATE_END_SWITCH, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(dstate_wakeup, struct task_struct *p)
+{
+	end_sleep(p, BPF_CORE_READ(p, pid), DSTATE_END_WAKEUP, bpf_get_current_pid_tgid() >> 32);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Uninterruptible (D-state) sleeps: one record per finished sleep, and the
+ * in-kernel aggregate per (task, kernel stack, iowait).  Plain __u types:
+ * shared by the BPF program and, through BTF, by user space. */
+#ifndef __DSTATE_H
+#define __DSTATE_H
+
+#define DSTATE_COMM_LEN 16
+
+/* How a sleep ended. */
+#define DSTATE_END_WAKEUP 1   /* sched_wakeup of the sleeper */
+#define DSTATE_END_SWITCH 2   /* it was switched in without a wakeup we saw */
+
+struct dstate_event {
+	__u64 ts_ns;        /* end of the sleep (bpf_ktime_get_ns) */
+	__u64 duration_ns;  /* switch-out to wakeup */
+	__u32 pid;          /* tgid */
+	__u32 tid;
+	__s32 stack_id;     /* kernel stack in dstate_stacks, or -errno */
+	__u32 state;        /* task state at switch-out */
+	__u32 waker_pid;    /* tgid of current at the wakeup (an interrupt runs
+	                     * on whoever was on the CPU; 0 is the idle task) */
+	__u8 iowait;        /* in_iowait at switch-out (io_schedule) */
+	__u8 end;           /* DSTATE_END_* */
+	__u8 _pad[2];
+	char comm[DSTATE_COMM_LEN];
+};
+
+struct dstate_key {
+	__u32 tid;
+	__s32 stack_id;
+	__u32 iowait;
+};
+
+struct dstate_total {
+	__u64 count;
+	__u64 total_ns;
+	__u64 max_ns;
+	__u32 pid;          /* tgid of the task */
+	__u32 _pad;
+	char comm[DSTATE_COMM_LEN];
+};
+
+#endif /* __DSTATE_H */

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Process lifecycles as the parent sees them: fork, exit (the process becomes
+ * a zombie), the wait4/waitid calls that reap it, and the final free.  One
+ * struct for every kind so one ring carries them in order. */
+#ifndef __ZOMBIES_H
+#define __ZOMBIES_H
+
+#define ZOMBIES_COMM_LEN 16
+
+#define ZOMBIE_FORK 1   /* pid was created by ppid */
+#define ZOMBIE_EXIT 2   /* the last thread of pid exited: a zombie until reaped */
+#define ZOMBIE_WAIT 3   /* pid (the waiter) returned from wait4/waitid with target */
+#define ZOMBIE_FREE 4   /* pid was released and its task freed */
+
+#define ZOMBIE_SYS_WAIT4 1
+#define ZOMBIE_SYS_WAITID 2
+
+struct zombie_event {
+	__u64 ts_ns;          /* bpf_ktime_get_ns at the event (wait: at return) */
+	__u64 enter_ns;       /* wait: when the call started */
+	__u64 start_ns;       /* fork/exit/free: the process's start_boottime */
+	__s64 ret;            /* wait: the syscall's return value */
+	__u32 kind;           /* ZOMBIE_* */
+	__u32 pid;            /* the process (wait: the waiter's tgid) */
+	__u32 tid;            /* the thread that caused the event */
+	__u32 ppid;           /* real parent's tgid at the event */
+	__u32 target;         /* wait: pid it reported (0: none) */
+	__u32 options;        /* wait: options argument */
+	__s32 wait_pid;       /* wait: pid/id argument (-1: any child) */
+	__u32 exit_code;      /* exit: task exit code (status << 8 | signal) */
+	__u8 syscall;         /* wait: ZOMBIE_SYS_* */
+	__u8 subreaper;       /* wait: the waiter is a child subreaper */
+	__u8 _pad[6];
+	char comm[ZOMBIES_COMM_LEN];
+	char parent_comm[ZOMBIES_COMM_LEN];
+};
+
+#endif /* __ZOMBIES_H */
