@@ -115,7 +115,8 @@ class TaskSampler:
                                 iowait_share=100.0 * iow_ns / iowait_all if iowait_all else 0.0)
         if top_r is not None and top_r[1][2] > 0:
             tgid, (_d, _i, r_b, w_b) = top_r
-            reader = TaskFigure(tgid, comms.get(tgid, "?"), read_rate=r_b / seconds, write_rate=w_b / seconds)
+            reader = TaskFigure(tgid, comms.get(tgid, "?"), read_rate=r_b / seconds, write_rate=w_b / seconds,
+                                read_bytes=r_b)
         self.previous, self.previous_ns = current, now
         self._forget_exited(current)
         return TopTasks(dstate=dstate, reader=reader, iowait_ms_all=iowait_all / 1e6)
@@ -152,10 +153,10 @@ class Output:
     optional CSV file."""
 
     def __init__(self, disks: list[str], nets: list[str], as_json: bool, csv_file: Optional[IO[str]],
-                 bpf_note: Optional[str], stream: IO[str] = sys.stdout) -> None:
+                 bpf_note: Optional[str], stream: Optional[IO[str]] = None) -> None:
         self.disks, self.nets = disks, nets
         self.as_json = as_json
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stdout
         self.bpf_note = bpf_note
         self.rows_since_header = 0
         self.header = header_lines(disks, nets)
@@ -217,7 +218,17 @@ def _parse_count(text: Optional[str]) -> Optional[int]:
     return value
 
 
-@click.command("stat", context_settings={"ignore_unknown_options": False})
+class _StatCommand(click.Command):
+    """Says what is wrong with ``stat -1`` (click would call -1 an unknown option)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        for arg in args:
+            if arg.startswith("-") and arg[1:2].isdigit():
+                raise UsageProblem(f"INTERVAL and COUNT must be more than 0, not {arg!r}")
+        return super().parse_args(ctx, args)
+
+
+@click.command("stat", cls=_StatCommand)
 @click.argument("interval", required=False, metavar="[INTERVAL")
 @click.argument("count", required=False, metavar="[COUNT]]")
 @click.option("-D", "--disks", "disk_spec", metavar="DISKS",

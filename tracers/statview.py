@@ -36,6 +36,7 @@ class TaskFigure:
     iowait_ms: float = 0.0
     iowait_share: float = 0.0     # of all tasks' iowait sleep in the interval, percent
     read_rate: float = 0.0        # block bytes queued per second
+    read_bytes: int = 0           # block bytes queued in the interval
     write_rate: float = 0.0
 
     def label(self, width: int = TASK_WIDTH) -> str:
@@ -154,7 +155,7 @@ def _task_dict(t: Optional[TaskFigure], kind: str) -> Optional[dict[str, Any]]:
     if kind == "dstate":
         return {"pid": t.pid, "comm": t.comm, "dstate_ms": round(t.dstate_ms, 3),
                 "iowait_ms": round(t.iowait_ms, 3), "iowait_share_pct": round(t.iowait_share, 2)}
-    return {"pid": t.pid, "comm": t.comm, "read_bytes_s": round(t.read_rate, 1),
+    return {"pid": t.pid, "comm": t.comm, "read_bytes": t.read_bytes, "read_bytes_s": round(t.read_rate, 1),
             "write_bytes_s": round(t.write_rate, 1)}
 
 
