@@ -60,8 +60,9 @@ class TaskSampler:
     """Per-process D-state time and block bytes between two calls of
     :meth:`sample`, from the cumulative maps of the stat object."""
 
-    def __init__(self, tracer: "BpfTracer") -> None:
+    def __init__(self, tracer: "BpfTracer", ranked: int = 10) -> None:
         self.tracer = tracer
+        self.ranked = ranked  # how many processes --json lists per ranking
         self.tasks = tracer.obj.map("stat_tasks")
         self.sleeping = tracer.obj.map("stat_sleeping")
         self.task_dtype = tracer.btf.dtype("stat_task")
@@ -106,20 +107,19 @@ class TaskSampler:
             before = self.previous.get(tgid, (0, 0, 0, 0))
             deltas[tgid] = tuple(max(a - b, 0) for a, b in zip(values, before))  # type: ignore[assignment]
         iowait_all = sum(d[1] for d in deltas.values())
-        top_d = max(deltas.items(), key=lambda kv: kv[1][0], default=None)
-        top_r = max(deltas.items(), key=lambda kv: kv[1][2], default=None)
-        dstate = reader = None
-        if top_d is not None and top_d[1][0] > 0:
-            tgid, (d_ns, iow_ns, _r, _w) = top_d
-            dstate = TaskFigure(tgid, comms.get(tgid, "?"), dstate_ms=d_ns / 1e6, iowait_ms=iow_ns / 1e6,
-                                iowait_share=100.0 * iow_ns / iowait_all if iowait_all else 0.0)
-        if top_r is not None and top_r[1][2] > 0:
-            tgid, (_d, _i, r_b, w_b) = top_r
-            reader = TaskFigure(tgid, comms.get(tgid, "?"), read_rate=r_b / seconds, write_rate=w_b / seconds,
-                                read_bytes=r_b)
+        by_dstate = sorted((kv for kv in deltas.items() if kv[1][0] > 0), key=lambda kv: -kv[1][0])
+        by_read = sorted((kv for kv in deltas.items() if kv[1][2] > 0), key=lambda kv: -kv[1][2])
+        dstate = tuple(
+            TaskFigure(tgid, comms.get(tgid, "?"), dstate_ms=d_ns / 1e6, iowait_ms=iow_ns / 1e6,
+                       iowait_share=100.0 * iow_ns / iowait_all if iowait_all else 0.0)
+            for tgid, (d_ns, iow_ns, _r, _w) in by_dstate[:self.ranked])
+        readers = tuple(
+            TaskFigure(tgid, comms.get(tgid, "?"), read_rate=r_b / seconds, write_rate=w_b / seconds,
+                       read_bytes=r_b)
+            for tgid, (_d, _i, r_b, w_b) in by_read[:self.ranked])
         self.previous, self.previous_ns = current, now
         self._forget_exited(current)
-        return TopTasks(dstate=dstate, reader=reader, iowait_ms_all=iowait_all / 1e6)
+        return TopTasks(dstate, readers, iowait_ms_all=iowait_all / 1e6)
 
     def _forget_exited(self, current: dict[int, Any]) -> None:
         # An exited process's totals were just counted; its entry would only

@@ -46,11 +46,20 @@ class TaskFigure:
 
 @dataclass(frozen=True)
 class TopTasks:
-    """The BPF column group for one interval; None fields: nobody did it."""
+    """The BPF column group for one interval: processes ranked by D-state
+    time and by block-read bytes (only those with some), best first."""
 
-    dstate: Optional[TaskFigure]
-    reader: Optional[TaskFigure]
+    dstate_ranked: tuple[TaskFigure, ...]
+    readers_ranked: tuple[TaskFigure, ...]
     iowait_ms_all: float          # sum over tasks of iowait sleep in the interval
+
+    @property
+    def dstate(self) -> Optional[TaskFigure]:
+        return self.dstate_ranked[0] if self.dstate_ranked else None
+
+    @property
+    def reader(self) -> Optional[TaskFigure]:
+        return self.readers_ranked[0] if self.readers_ranked else None
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,8 @@ def json_record(row: Row, bpf_note: Optional[str]) -> dict[str, Any]:
             "most_dstate": _task_dict(row.top.dstate, "dstate"),
             "top_reader": _task_dict(row.top.reader, "reader"),
             "iowait_ms_all_tasks": round(row.top.iowait_ms_all, 3),
+            "dstate_ranked": [_task_dict(t, "dstate") for t in row.top.dstate_ranked],
+            "readers_ranked": [_task_dict(t, "reader") for t in row.top.readers_ranked],
         }
     return record
 

@@ -170,8 +170,8 @@ def make_row(top=None):
 
 def test_row_lines_up_with_header():
     titles, columns = header_lines(["total"], ["total"])
-    top = TopTasks(TaskFigure(4242, "reader-with-a-long-name", dstate_ms=812, iowait_ms=800, iowait_share=97.6),
-                   TaskFigure(4242, "reader-with-a-long-name", read_rate=98 << 20, read_bytes=98 << 20), 820.0)
+    top = TopTasks((TaskFigure(4242, "reader-with-a-long-name", dstate_ms=812, iowait_ms=800, iowait_share=97.6),),
+                   (TaskFigure(4242, "reader-with-a-long-name", read_rate=98 << 20, read_bytes=98 << 20),), 820.0)
     for row in (make_row(top), make_row(None)):
         line = row_line(row, ["total"], ["total"])
         assert len(line) == len(columns) == len(titles)
