@@ -244,3 +244,14 @@ def test_bad_arguments_exit_2_with_one_line(capsys, args):
     assert out == ""
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
+
+
+def test_without_root_bpf_columns_say_unavailable(capsys, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    rc, out, err = run_cli(capsys, "0.2", "1")
+    assert rc == 0
+    assert err.strip() == "note: most-D-state and top-reader columns unavailable (needs root); they show '-'"
+    row = out.splitlines()[2].split("|")
+    assert row[-2].split() == ["-", "-", "-"] and row[-1].split() == ["-", "-"]
+    rc, out, err = run_cli(capsys, "0.2", "1", "--json")
+    assert json.loads(out)["bpf_unavailable"] == "needs root" and err == ""
