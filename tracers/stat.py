@@ -70,6 +70,7 @@ class TaskSampler:
         # tgid -> (dstate ns, iowait ns, read bytes, write bytes) as of the last sample
         self.previous: dict[int, tuple[int, int, int, int]] = {}
         self.previous_ns = 0
+        self.map_full = 0  # D-state sleeps or processes the BPF maps had no room for
 
     def _snapshot(self) -> tuple[int, dict[int, tuple[int, int, int, int]], dict[int, str]]:
         import numpy as np
@@ -119,7 +120,8 @@ class TaskSampler:
             for tgid, (_d, _i, r_b, w_b) in by_read[:self.ranked])
         self.previous, self.previous_ns = current, now
         self._forget_exited(current)
-        return TopTasks(dstate, readers, iowait_ms_all=iowait_all / 1e6)
+        self.map_full = self.tracer.read_global("stat_map_full")
+        return TopTasks(dstate, readers, iowait_ms_all=iowait_all / 1e6, map_full=self.map_full)
 
     def _forget_exited(self, current: dict[int, Any]) -> None:
         # An exited process's totals were just counted; its entry would only
@@ -159,6 +161,7 @@ class Output:
         self.stream = stream if stream is not None else sys.stdout
         self.bpf_note = bpf_note
         self.rows_since_header = 0
+        self.map_full_reported = 0
         self.header = header_lines(disks, nets)
         # dstat's rule: a header, then as many rows as fit under it on screen.
         self.screen_rows = max(shutil.get_terminal_size((80, 25)).lines - len(self.header), 1)
@@ -168,6 +171,12 @@ class Output:
             self.csv_writer = csv.DictWriter(csv_file, fieldnames=csv_fields(disks, nets), lineterminator="\n")
             self.csv_writer.writeheader()
             csv_file.flush()
+
+    def note_map_full(self, count: int) -> None:
+        """Says once, and again when it grows, that the BPF maps overflowed."""
+        if count > self.map_full_reported:
+            sys.stderr.write(f"note: {count} D-state sleeps or processes not counted: BPF maps full\n")
+            self.map_full_reported = count
 
     def begin(self) -> None:
         if not self.as_json:
@@ -263,12 +272,19 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
     disk_groups = resolve_disks(disk_spec)
     net_groups = resolve_interfaces(net_spec)
 
+    csv_file: Optional[IO[str]] = None
+    if csv_path:
+        try:
+            csv_file = open(csv_path, "w", newline="")
+        except OSError as exc:
+            raise UsageProblem(f"cannot write {csv_path}: {exc.strerror}") from None
+
     note = _bpf_unavailable_reason(no_bpf)
     sampler: Optional[TaskSampler] = None
     tracer = None
     if note is None:
-        from .libbpf import LibbpfError
         from .engine import AttachError
+        from .libbpf import LibbpfError
 
         try:
             tracer = open_tracer()
@@ -278,14 +294,6 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
     if note is not None and not as_json:
         sys.stderr.write(f"note: most-D-state and top-reader columns unavailable ({note}); they show '-'\n")
 
-    csv_file: Optional[IO[str]] = None
-    if csv_path:
-        try:
-            csv_file = open(csv_path, "w", newline="")
-        except OSError as exc:
-            if tracer is not None:
-                tracer.close()
-            raise UsageProblem(f"cannot write {csv_path}: {exc.strerror}") from None
     try:
         out = Output(list(disk_groups), list(net_groups), as_json, csv_file, note)
         out.begin()
@@ -299,11 +307,17 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
                 pause = deadline - time.monotonic()
                 if pause > 0:
                     time.sleep(pause)
+                elif pause < -seconds:
+                    # Far behind (the machine was suspended or stalled): one
+                    # long line, not a burst of short ones.
+                    deadline = time.monotonic()
                 deadline += seconds
                 after = read_sample()
                 top = sampler.sample() if sampler is not None else None
                 iv = Interval.between(before, after, disk_groups, net_groups)
                 out.emit(Row(_wall_now(), iv, top))
+                if sampler is not None and not as_json:
+                    out.note_map_full(sampler.map_full)
                 before = after
                 emitted += 1
         except KeyboardInterrupt:

@@ -52,6 +52,7 @@ class TopTasks:
     dstate_ranked: tuple[TaskFigure, ...]
     readers_ranked: tuple[TaskFigure, ...]
     iowait_ms_all: float          # sum over tasks of iowait sleep in the interval
+    map_full: int = 0             # sleeps/processes not counted since start: BPF maps full
 
     @property
     def dstate(self) -> Optional[TaskFigure]:
@@ -188,6 +189,7 @@ def json_record(row: Row, bpf_note: Optional[str]) -> dict[str, Any]:
             "most_dstate": _task_dict(row.top.dstate, "dstate"),
             "top_reader": _task_dict(row.top.reader, "reader"),
             "iowait_ms_all_tasks": round(row.top.iowait_ms_all, 3),
+            "not_counted_map_full": row.top.map_full,
             "dstate_ranked": [_task_dict(t, "dstate") for t in row.top.dstate_ranked],
             "readers_ranked": [_task_dict(t, "reader") for t in row.top.readers_ranked],
         }

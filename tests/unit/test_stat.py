@@ -236,7 +236,7 @@ def test_csv_parses_back(capsys, tmp_path):
 @pytest.mark.parametrize("args", [
     ["0"], ["-1"], ["-0.5"], ["1", "-2"], ["abc"], ["nan"], ["1", "0"], ["1", "x"], ["1", "-3"], ["1", "2.5"],
     ["-D", "nosuchdisk0"], ["-N", "nosuchif0"], ["-D", ","], ["--json", "--csv", "/tmp/x.csv"],
-    ["1", "2", "3"], ["--bogus"],
+    ["1", "2", "3"], ["--bogus"], ["--csv", "/nonexistent-dir/x.csv"],
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, args):
     rc, out, err = run_cli(capsys, *args)
@@ -255,3 +255,13 @@ def test_without_root_bpf_columns_say_unavailable(capsys, monkeypatch):
     assert row[-2].split() == ["-", "-", "-"] and row[-1].split() == ["-", "-"]
     rc, out, err = run_cli(capsys, "0.2", "1", "--json")
     assert json.loads(out)["bpf_unavailable"] == "needs root" and err == ""
+
+
+def test_map_overflow_is_reported_once_per_increase(capsys):
+    out = Output(["total"], ["total"], False, None, None, stream=io.StringIO())
+    for count in (0, 3, 3, 5):
+        out.note_map_full(count)
+    assert capsys.readouterr().err.splitlines() == [
+        "note: 3 D-state sleeps or processes not counted: BPF maps full",
+        "note: 5 D-state sleeps or processes not counted: BPF maps full",
+    ]
