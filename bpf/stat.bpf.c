@@ -5,7 +5,10 @@
  * is idle waiting, not load) starts a D-state sleep; its wakeup ends it and
  * adds the time to its process.  Block bytes are counted where a bio is
  * queued, in the submitter's context, so an O_DIRECT reader is charged for
- * its own reads (writeback is charged to the flusher that submits it). */
+ * its own reads (writeback is charged to the flusher that submits it).  Only
+ * bios for the disks user space counts in dsk/total are counted: a bio on a
+ * device-mapper or md device is submitted again, remapped, for the disk
+ * below, and would otherwise be counted twice. */
 #include "vmlinux.h"
 #include "kerntrace.bpf.h"
 #include "core_fixes.bpf.h"
@@ -13,6 +16,16 @@
 
 KT_EXPORT(stat_task);
 KT_EXPORT(stat_sleep);
+
+/* When true, only bios on disks in stat_disks count. */
+const volatile bool filter_disks = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);   /* whole disk's dev_t, kernel encoding: major << 20 | minor */
+	__type(value, __u8);
+} stat_disks SEC(".maps");
 
 /* Entries that could not be created because a map was full. */
 __u64 stat_map_full = 0;
@@ -113,6 +126,16 @@ int BPF_PROG(stat_bio_queue, struct bio *bio)
 		return 0;
 	if (op != REQ_OP_READ && op != REQ_OP_WRITE)
 		return 0;  /* discard, flush, write-zeroes move no data */
+	if (filter_disks) {
+		struct gendisk *disk = get_bio_disk(bio);
+		__u32 dev;
+
+		if (!disk)
+			return 0;
+		dev = ((__u32)BPF_CORE_READ(disk, major) << KT_STAT_MINORBITS) | BPF_CORE_READ(disk, first_minor);
+		if (!bpf_map_lookup_elem(&stat_disks, &dev))
+			return 0;
+	}
 	entry = task_entry(tgid, task);
 	if (!entry)
 		return 0;

@@ -10,6 +10,8 @@
 #define KT_STAT_TASK_NOLOAD          0x0400
 /* bio->bi_opf: the operation is the low REQ_OP_BITS (8) bits (blk_types.h). */
 #define KT_STAT_REQ_OP_MASK          0xff
+/* Kernel dev_t: MKDEV(major, minor) = major << MINORBITS | minor (kdev_t.h). */
+#define KT_STAT_MINORBITS            20
 
 /* Value of stat_tasks, keyed by tgid. */
 struct stat_task {

@@ -28,6 +28,7 @@ __all__ = [
     "read_sample",
     "resolve_disks",
     "resolve_interfaces",
+    "whole_disk_dev",
 ]
 
 # Fields of /proc/stat's cpu line that make up the total (guest time is
@@ -200,6 +201,16 @@ def resolve_disks(spec: Optional[str]) -> dict[str, list[str]]:
             raise UsageProblem(f"no such disk: {name} (see /proc/diskstats)")
         groups[name] = [name]
     return groups
+
+
+def whole_disk_dev(name: str, sys_class_block: str = "/sys/class/block") -> tuple[int, int]:
+    """(major, minor) of the disk ``name`` is, or is a partition of."""
+    path = os.path.realpath(os.path.join(sys_class_block, name))
+    if os.path.exists(os.path.join(path, "partition")):
+        path = os.path.dirname(path)
+    with open(os.path.join(path, "dev")) as f:
+        major, minor = f.read().strip().split(":")
+    return int(major), int(minor)
 
 
 def default_interfaces() -> list[str]:

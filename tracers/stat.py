@@ -17,11 +17,11 @@ import shutil
 import struct
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any, Optional
+from typing import IO, TYPE_CHECKING, Any, Optional, Sequence
 
 import click
 
-from .counters import Interval, read_sample, resolve_disks, resolve_interfaces
+from .counters import Interval, read_sample, resolve_disks, resolve_interfaces, whole_disk_dev
 from .environment import UsageProblem
 from .statview import (
     Row,
@@ -42,13 +42,24 @@ __all__ = ["TaskSampler", "command", "open_tracer"]
 HOOK_NAMES = (("dstate-start", "stat_switch"), ("dstate-end", "stat_wakeup"), ("block-bytes", "stat_bio_queue"))
 
 
-def open_tracer() -> "BpfTracer":
-    """The loaded, attached stat object (raises on any failure)."""
+MINORBITS = 20  # the kernel's dev_t: major << 20 | minor (KT_STAT_MINORBITS)
+
+
+def open_tracer(disks: Optional[Sequence[str]] = None) -> "BpfTracer":
+    """The loaded, attached stat object (raises on any failure).  With
+    ``disks``, block bytes count only on those disks (the whole disk of a
+    partition), as dsk/total does."""
     from .engine import BpfTracer, Hook
 
-    tracer = BpfTracer("stat", hooks=[Hook(name, (prog,)) for name, prog in HOOK_NAMES])
+    tracer = BpfTracer("stat", hooks=[Hook(name, (prog,)) for name, prog in HOOK_NAMES],
+                       options={"filter_disks": disks is not None})
     try:
         tracer.load()
+        if disks is not None:
+            table = tracer.obj.map("stat_disks")
+            for name in disks:
+                major, minor = whole_disk_dev(name)
+                table.update(struct.pack("<I", major << MINORBITS | minor), b"\x01")
         tracer.attach()
     except BaseException:
         tracer.close()
@@ -287,9 +298,9 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
         from .libbpf import LibbpfError
 
         try:
-            tracer = open_tracer()
+            tracer = open_tracer(sorted({d for members in disk_groups.values() for d in members}))
             sampler = TaskSampler(tracer)
-        except (LibbpfError, AttachError, FileNotFoundError) as exc:
+        except (LibbpfError, AttachError, OSError) as exc:
             note = f"BPF failed: {str(exc).splitlines()[0]}"
     if note is not None and not as_json:
         sys.stderr.write(f"note: most-D-state and top-reader columns unavailable ({note}); they show '-'\n")

@@ -18,8 +18,9 @@ BLOCK = 16 * 1024
 READER_COMM = "ktstat-reader"
 
 # Reads the file once with O_DIRECT (page-aligned buffer from mmap), under a
-# comm of its own, after a go-byte on stdin; prints the bytes it read and
-# the time it spent inside readv() (its D-state sleeps can only be there).  Its
+# comm of its own, after a go-byte on stdin; prints the bytes it read, the
+# time it spent inside readv() (its D-state sleeps can only be there) and the
+# block-read bytes /proc/self/io charged to it (start-up included).  Its
 # start-up (which may read the interpreter's files from disk) ends before
 # "ready", so the test can start counting after it.
 READER = f"""
@@ -39,7 +40,10 @@ while True:
     if n <= 0:
         break
     total += n
-print(total, in_read_ns, flush=True)
+# What the kernel's own per-task I/O accounting (submit_bio) charged us.
+with open("/proc/self/io") as f:
+    io_read = int(next(l for l in f if l.startswith("read_bytes:")).split()[1])
+print(total, in_read_ns, io_read, flush=True)
 """
 
 STAT = "import sys; from kerntrace.tracers.cli import iotrace_main; sys.exit(iotrace_main(sys.argv[1:]))"
@@ -80,10 +84,12 @@ class StatRun:
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)
-        out, err = self.proc.communicate(timeout=20)
-        self.records += [json.loads(line) for line in out.splitlines()]
-        self.stderr = err
-        return self.proc.returncode
+        # Through the same file object: readline() may have buffered lines
+        # that communicate(), reading the raw pipe, would never see.
+        rest = self.proc.stdout.read()
+        self.records += [json.loads(line) for line in rest.splitlines()]
+        self.stderr = self.proc.stderr.read()
+        return self.proc.wait(timeout=20)
 
 
 def test_odirect_reader_shows_in_disk_reads_and_bpf_columns(data_dir):
@@ -92,6 +98,7 @@ def test_odirect_reader_shows_in_disk_reads_and_bpf_columns(data_dir):
     reader = None
     try:
         stat.wait_lines(1)  # attached and sampling
+        first = len(stat.records)
         reader = subprocess.Popen([sys.executable, "-c", READER, path], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
         assert reader.stdout.readline() == "ready\n"
@@ -101,10 +108,11 @@ def test_odirect_reader_shows_in_disk_reads_and_bpf_columns(data_dir):
         reader.stdin.write("x")
         reader.stdin.flush()
         out, _ = reader.communicate(timeout=120)  # closes stdin: the go-byte is sent
-        read_bytes, in_read_ns = (int(x) for x in out.split())
+        read_bytes, in_read_ns, io_read = (int(x) for x in out.split())
         assert read_bytes == READ_MIB * MIB
-        # The interval in which the reader ended, and one more.
-        stat.wait_lines(2)
+        assert io_read >= READ_MIB * MIB
+        # The interval in which the reader ended must be printed before the stop.
+        time.sleep(1.2)
     finally:
         if reader is not None and reader.poll() is None:
             reader.kill()
@@ -121,11 +129,15 @@ def test_odirect_reader_shows_in_disk_reads_and_bpf_columns(data_dir):
     disk_read = sum(r["dsk"]["total"]["read"] * r["interval_s"] for r in covering)
     assert disk_read >= READ_MIB * MIB * 0.999  # rates are rounded to 0.1 B/s
 
-    # The reader's own block-read bytes, exact, over the intervals covering
-    # it.  --json ranks the top processes of each interval, so another
-    # process reading on this machine at the same time cannot hide it.
+    # The reader's own block-read bytes, exact: what the kernel's per-task
+    # accounting charged it, over every interval since it started.  --json
+    # ranks the top processes of each interval, so another process reading
+    # on this machine at the same time cannot hide it.
+    since_start = stat.records[first:]
+    assert sum(t["read_bytes"] for r in since_start for t in r["bpf"]["readers_ranked"]
+               if t["pid"] == reader.pid) == io_read
     mine = [[t for t in r["bpf"]["readers_ranked"] if t["pid"] == reader.pid] for r in covering]
-    assert sum(t["read_bytes"] for ts in mine for t in ts) == READ_MIB * MIB
+    assert sum(t["read_bytes"] for ts in mine for t in ts) >= READ_MIB * MIB
     assert {t["comm"] for ts in mine for t in ts} == {READER_COMM}
     for r, ts in zip(covering, mine):
         ranked = r["bpf"]["readers_ranked"]
@@ -203,3 +215,86 @@ def test_nothing_stays_loaded():
         rc = stat.stop()
     assert rc == 0, stat.stderr
     assert _stat_programs() == []
+
+
+# The parent of vfork() sleeps in TASK_KILLABLE (a D state, not iowait)
+# until the child execs or exits: a D-state sleep of a length the test sets.
+VFORK_HOLDER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	unsigned int ms = atoi(argv[1]);
+	printf("%d\n", getpid());
+	fflush(stdout);
+	if (vfork() == 0) {
+		usleep(ms * 1000);
+		_exit(0);
+	}
+	return 0;
+}
+"""
+
+
+def test_long_sleep_counts_in_every_interval_it_covers(tmp_path):
+    """A 3 s D-state sleep shows in each 0.5 s line it covers, not only in
+    the line where it ends, and none of it is iowait."""
+    import shutil
+
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler to build the vfork holder")
+    src = tmp_path / "holder.c"
+    src.write_text(VFORK_HOLDER)
+    exe = tmp_path / "holder"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(src)], check=True)
+
+    stat = StatRun("0.5", "1000")
+    try:
+        stat.wait_lines(1)
+        start = len(stat.records)
+        holder = subprocess.Popen([str(exe), "3000"], stdout=subprocess.PIPE, text=True)
+        pid = int(holder.stdout.readline())
+        assert holder.wait(timeout=30) == 0
+        time.sleep(1.2)  # until the line of the interval in which it ended is out
+    finally:
+        rc = stat.stop()
+    assert rc == 0, stat.stderr
+    mine = [[t for t in r["bpf"]["dstate_ranked"] if t["pid"] == pid] for r in stat.records[start:]]
+    per_line = [ts[0]["dstate_ms"] if ts else 0.0 for ts in mine]
+    total = sum(per_line)
+    assert 2990 <= total <= 3300, per_line
+    # At least four lines lie wholly inside the sleep: each holds one interval.
+    full = [ms for ms, r in zip(per_line, stat.records[start:]) if ms > 0 and
+            abs(ms - r["interval_s"] * 1000) < 25]
+    assert len(full) >= 4, per_line
+    assert all(t["iowait_ms"] == 0 for ts in mine for t in ts)
+
+
+def test_reads_on_other_disks_are_not_counted(data_dir):
+    """With -D naming another disk, the reader's block bytes (on the disk of
+    data_dir) count for neither dsk nor the top-reader column."""
+    st = os.stat(data_dir)
+    here = os.path.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
+    if os.path.exists(os.path.join(here, "partition")):
+        here = os.path.dirname(here)
+    others = sorted(d for d in os.listdir("/sys/block") if d != os.path.basename(here))
+    if not others:
+        pytest.skip("this machine has only the disk of the data directory")
+    path = make_file(data_dir, 32)
+    stat = StatRun("0.5", "1000", "-D", others[0])
+    try:
+        stat.wait_lines(1)
+        first = len(stat.records)
+        dd = subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M", "iflag=direct", "status=none"], check=True)
+        assert dd.returncode == 0
+        time.sleep(1.2)
+    finally:
+        rc = stat.stop()
+    assert rc == 0, stat.stderr
+    records = stat.records[first:]
+    assert records
+    for r in records:
+        assert set(r["dsk"]) == {others[0]}
+        assert all(t["comm"] != "dd" for t in r["bpf"]["readers_ranked"]), r["bpf"]["readers_ranked"]

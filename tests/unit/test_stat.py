@@ -265,3 +265,23 @@ def test_map_overflow_is_reported_once_per_increase(capsys):
         "note: 3 D-state sleeps or processes not counted: BPF maps full",
         "note: 5 D-state sleeps or processes not counted: BPF maps full",
     ]
+
+
+def test_whole_disk_dev_of_a_partition(tmp_path):
+    disk = tmp_path / "devices" / "nvme0n1"
+    (disk / "nvme0n1p2").mkdir(parents=True)
+    (disk / "dev").write_text("259:0\n")
+    (disk / "nvme0n1p2" / "dev").write_text("259:2\n")
+    (disk / "nvme0n1p2" / "partition").write_text("2\n")
+    cls = tmp_path / "class"
+    cls.mkdir()
+    (cls / "nvme0n1").symlink_to(disk)
+    (cls / "nvme0n1p2").symlink_to(disk / "nvme0n1p2")
+    assert counters.whole_disk_dev("nvme0n1p2", str(cls)) == (259, 0)
+    assert counters.whole_disk_dev("nvme0n1", str(cls)) == (259, 0)
+
+
+def test_whole_disk_dev_here():
+    for name in counters.default_disks():
+        major, minor = (int(x) for x in open(f"/sys/block/{name}/dev").read().split(":"))
+        assert counters.whole_disk_dev(name) == (major, minor)
