@@ -14,6 +14,7 @@ import csv
 import datetime
 import os
 import shutil
+import signal
 import struct
 import sys
 import time
@@ -155,6 +156,14 @@ def _bpf_unavailable_reason(no_bpf: bool) -> Optional[str]:
     except EnvironmentProblem as exc:
         return str(exc)
     return None
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: end like Ctrl-C."""
+
+
+def _raise_terminated(_signum: int, _frame: Any) -> None:
+    raise _Terminated()
 
 
 def _wall_now() -> str:
@@ -305,6 +314,7 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
     if note is not None and not as_json:
         sys.stderr.write(f"note: most-D-state and top-reader columns unavailable ({note}); they show '-'\n")
 
+    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         out = Output(list(disk_groups), list(net_groups), as_json, csv_file, note)
         out.begin()
@@ -331,9 +341,16 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
                     out.note_map_full(sampler.map_full)
                 before = after
                 emitted += 1
-        except KeyboardInterrupt:
-            pass
+        except (KeyboardInterrupt, _Terminated):
+            pass  # Ctrl-C or SIGTERM: every line so far is out, the CSV complete
+        except BrokenPipeError:
+            # The reader of stdout left (`| head`): a normal end.  Point stdout
+            # at /dev/null so the interpreter's final flush cannot fail too.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
     finally:
+        signal.signal(signal.SIGTERM, old_term)
         if tracer is not None:
             tracer.close()
         if csv_file is not None:

@@ -285,3 +285,36 @@ def test_whole_disk_dev_here():
     for name in counters.default_disks():
         major, minor = (int(x) for x in open(f"/sys/block/{name}/dev").read().split(":"))
         assert counters.whole_disk_dev(name) == (major, minor)
+
+
+STAT = "import sys; from kerntrace.tracers.cli import iotrace_main; sys.exit(iotrace_main(sys.argv[1:]))"
+
+
+def test_sigterm_ends_cleanly_with_complete_csv(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "t.csv"
+    proc = subprocess.Popen([sys.executable, "-c", STAT, "stat", "0.2", "--no-bpf", "--csv", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    rows = list(csv.DictReader(open(path, newline="")))
+    assert len(rows) >= 2 and len(out.splitlines()) == 2 + len(rows)
+
+
+def test_closed_pipe_is_a_normal_end():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", STAT, "stat", "0.1", "--no-bpf"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()   # like `| head -1`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=10) == 0, err
+    assert err.decode().strip() == "note: most-D-state and top-reader columns unavailable (--no-bpf); they show '-'"
