@@ -70,4 +70,24 @@ static __always_inline __u64 task_start_boottime(void *task)
 	return BPF_CORE_READ((struct task_struct___boottime_o *)task, real_start_time);
 }
 
+/* Linux commit 309dca309fc3 ("block: store a block_device pointer in struct
+ * bio") (v5.12) replaced bio::bi_disk with bio::bi_bdev.  Returns the gendisk
+ * (the whole disk, also for a bio on a partition). */
+struct bio___o {
+	struct gendisk *bi_disk;
+} __attribute__((preserve_access_index));
+
+struct bio___x {
+	struct block_device *bi_bdev;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct gendisk *get_bio_disk(void *bio)
+{
+	struct bio___x *b = bio;
+
+	if (bpf_core_field_exists(b->bi_bdev))
+		return BPF_CORE_READ(b, bi_bdev, bd_disk);
+	return BPF_CORE_READ((struct bio___o *)bio, bi_disk);
+}
+
 #endif /* __CORE_FIXES_BPF_H */
