@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from typing import Any, Optional, Sequence
 
@@ -105,6 +106,10 @@ def _run(group: click.Group, prog: str, argv: Optional[Sequence[str]]) -> int:
         logging.getLogger("kerntrace").debug("%s", exc)
         return 1
     except BrokenPipeError:
+        # The reader went away (`| head`): not an error.  Point stdout at
+        # /dev/null so the interpreter's final flush does not fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
         return 130
