@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Events of `iotrace odirect`: one record per read-family syscall of a traced
+ * task, one per block I/O it submitted (or per request nobody can be found to
+ * have submitted).  Plain __u types: shared by BPF and, through BTF, Python. */
+#ifndef __ODIRECT_H
+#define __ODIRECT_H
+
+#define ODIRECT_COMM_LEN 16
+#define ODIRECT_NAME_LEN 48
+#define ODIRECT_PARENT_LEN 32
+#define ODIRECT_DISK_LEN 32
+/* iovecs summed per readv/preadv/preadv2; beyond, iov_truncated is set */
+#define ODIRECT_MAX_IOV 64
+/* bios walked per request at completion */
+#define ODIRECT_MAX_RQ_BIOS 64
+
+/* O_DIRECT as the kernel stores it in file->f_flags (x86, arm64 differ:
+ * arm64 uses 0200000; the build is x86-only, see ARCH in the Makefile). */
+#define ODIRECT_O_DIRECT 040000
+
+enum odirect_syscall {
+	ODIRECT_SYS_READ = 1,
+	ODIRECT_SYS_PREAD64 = 2,
+	ODIRECT_SYS_READV = 3,
+	ODIRECT_SYS_PREADV = 4,
+	ODIRECT_SYS_PREADV2 = 5,
+};
+
+struct odirect_read_event {
+	__u64 ts_ns;        /* syscall exit, bpf_ktime_get_ns */
+	__u64 latency_ns;   /* enter -> exit */
+	__s64 offset;       /* file position read from; -1 when no file */
+	__u64 asked;        /* count, or the sum of iov_len */
+	__s64 ret;          /* bytes returned, or -errno */
+	__u64 ino;
+	__u32 dev;          /* the file's superblock s_dev (kernel encoding) */
+	__u32 pid;          /* tgid */
+	__u32 tid;
+	__s32 fd;
+	__u32 f_flags;      /* file->f_flags at entry: a later fcntl(F_SETFL) shows */
+	__u32 rwf;          /* preadv2 flags (RWF_*) */
+	__u16 syscall;      /* enum odirect_syscall */
+	__u16 iovcnt;
+	__u8 direct;        /* O_DIRECT set in f_flags at entry */
+	__u8 has_file;      /* fd resolved to an open file */
+	__u8 iov_truncated; /* more than ODIRECT_MAX_IOV iovecs: asked is a lower bound */
+	__u8 pad;
+	char comm[ODIRECT_COMM_LEN];
+	char name[ODIRECT_NAME_LEN];     /* dentry name: path fallback */
+	char parent[ODIRECT_PARENT_LEN]; /* parent dentry name */
+};
+
+struct odirect_block_event {
+	__u64 ts_ns;        /* request completion */
+	__u64 sector;       /* of this bio (of the request when unattributed) */
+	__u64 queue_ns;     /* bio queued -> request issued to the driver */
+	__u64 device_ns;    /* issued -> completed */
+	__u32 bytes;
+	__u32 dev;          /* whole-disk dev_t (kernel encoding) */
+	__u32 pid;          /* submitter's tgid; 0 when unattributed */
+	__u32 tid;
+	__u32 op;           /* REQ_OP_*: 0 read, 1 write, ... */
+	__s32 error;        /* blk_status_t at completion */
+	__u8 attributed;    /* the bio was seen at submission */
+	__u8 pad[7];
+	char comm[ODIRECT_COMM_LEN];
+	char disk[ODIRECT_DISK_LEN];
+};
+
+#endif /* __ODIRECT_H */
