@@ -13,8 +13,10 @@
  * traced process more than the record itself. */
 const volatile __u64 wakeup_bytes = 64 * 1024;
 
+KT_RINGBUF(odirect_files, 1024 * 1024);
 KT_RINGBUF(odirect_reads, 8 * 1024 * 1024);
 KT_RINGBUF(odirect_blocks, 4 * 1024 * 1024);
+KT_EXPORT(odirect_file_event);
 KT_EXPORT(odirect_read_event);
 KT_EXPORT(odirect_block_event);
 
@@ -33,6 +35,8 @@ struct {
 
 struct bio_owner {
 	__u64 queued_ns;
+	__u64 ino;      /* file of the read syscall the bio was submitted in */
+	__u32 file_dev;
 	__u32 pid;
 	__u32 tid;
 	char comm[ODIRECT_COMM_LEN];
@@ -54,6 +58,15 @@ struct {
 	__type(key, __u64);   /* struct request * */
 	__type(value, __u64); /* issue time */
 } issued SEC(".maps");
+
+/* struct file -> inode it was named for: each open file is named once
+ * (again if the slab hands the same struct file to another inode). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} named_files SEC(".maps");
 
 static const struct odirect_read_event empty_read;
 
@@ -100,6 +113,47 @@ static __always_inline __u64 iov_bytes(const struct iovec *iov, __u32 count, __u
 	return total;
 }
 
+static __always_inline void name_file(struct file *file, struct odirect_read_event *r)
+{
+	__u64 key = (__u64)file;
+	__u64 *seen = bpf_map_lookup_elem(&named_files, &key);
+	struct odirect_file_event *e;
+	struct dentry *d;
+	__u32 depth = 0;
+
+	if (seen && *seen == r->ino)
+		return;
+	bpf_map_update_elem(&named_files, &key, &r->ino, BPF_ANY);
+	e = kt_reserve(&odirect_files, sizeof(*e));
+	if (!e)
+		return;
+	e->ino = r->ino;
+	e->dev = r->dev;
+	e->pid = r->pid;
+	e->fd = r->fd;
+	e->truncated = 0;
+	d = BPF_CORE_READ(file, f_path.dentry);
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < ODIRECT_PATH_DEPTH; i++) {
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+
+		if (bpf_probe_read_kernel_str(e->names[i], ODIRECT_NAME_LEN,
+					      BPF_CORE_READ(d, d_name.name)) < 0)
+			break;
+		depth = i + 1;
+		if (!parent || parent == d)
+			break;
+		d = parent;
+	}
+	if (depth == ODIRECT_PATH_DEPTH) {
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+
+		e->truncated = parent && parent != d;
+	}
+	e->depth = depth;
+	bpf_ringbuf_submit(e, 0);
+}
+
 /* pos < 0: the syscall reads at the file position (read, readv, and preadv2
  * with offset -1). */
 static __always_inline int read_enter(__u16 kind, __s32 fd, __s64 pos, __u64 count, const struct iovec *iov,
@@ -143,9 +197,7 @@ static __always_inline int read_enter(__u16 kind, __s32 fd, __s64 pos, __u64 cou
 		e->offset = BPF_CORE_READ(file, f_pos);
 	e->ino = BPF_CORE_READ(file, f_inode, i_ino);
 	e->dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-	bpf_probe_read_kernel_str(e->name, sizeof(e->name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
-	bpf_probe_read_kernel_str(e->parent, sizeof(e->parent),
-				  BPF_CORE_READ(file, f_path.dentry, d_parent, d_name.name));
+	name_file(file, e);
 	return 0;
 }
 
@@ -230,7 +282,13 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 key = (__u64)bio;
 	struct bio_owner owner = {};
+	__u32 tid = (__u32)pid_tgid;
+	struct odirect_read_event *reading = bpf_map_lookup_elem(&pending_reads, &tid);
 
+	if (reading) {
+		owner.ino = reading->ino;
+		owner.file_dev = reading->dev;
+	}
 	owner.queued_ns = bpf_ktime_get_ns();
 	owner.pid = pid_tgid >> 32;
 	owner.tid = (__u32)pid_tgid;
@@ -306,6 +364,8 @@ static long credit_bio(__u32 index, struct rq_walk *w)
 				e->op = w->op;
 				e->error = w->error;
 				e->attributed = 1;
+				e->ino = owner->ino;
+				e->file_dev = owner->file_dev;
 				__builtin_memcpy(e->comm, owner->comm, sizeof(e->comm));
 				fill_disk(e, w->rq);
 				submit(&odirect_blocks, e);

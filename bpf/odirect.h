@@ -6,8 +6,9 @@
 #define __ODIRECT_H
 
 #define ODIRECT_COMM_LEN 16
-#define ODIRECT_NAME_LEN 48
-#define ODIRECT_PARENT_LEN 32
+#define ODIRECT_NAME_LEN 64
+/* path components sent per file, leaf first */
+#define ODIRECT_PATH_DEPTH 12
 #define ODIRECT_DISK_LEN 32
 /* iovecs summed per readv/preadv/preadv2; beyond, iov_truncated is set */
 #define ODIRECT_MAX_IOV 64
@@ -46,8 +47,21 @@ struct odirect_read_event {
 	__u8 iov_truncated; /* more than ODIRECT_MAX_IOV iovecs: asked is a lower bound */
 	__u8 pad;
 	char comm[ODIRECT_COMM_LEN];
-	char name[ODIRECT_NAME_LEN];     /* dentry name: path fallback */
-	char parent[ODIRECT_PARENT_LEN]; /* parent dentry name */
+};
+
+/* The path of a file, sent the first time a traced task reads through a
+ * given struct file: dentry names from the file up to the root of its
+ * filesystem (user space prefixes the mount point of dev).  bpf_d_path is
+ * not allowed in tracepoint programs. */
+struct odirect_file_event {
+	__u64 ino;
+	__u32 dev;
+	__u32 pid;
+	__s32 fd;
+	__u16 depth;        /* components filled in names, leaf first */
+	__u8 truncated;     /* deeper than ODIRECT_PATH_DEPTH */
+	__u8 pad;
+	char names[ODIRECT_PATH_DEPTH][ODIRECT_NAME_LEN];
 };
 
 struct odirect_block_event {
@@ -55,6 +69,8 @@ struct odirect_block_event {
 	__u64 sector;       /* of this bio (of the request when unattributed) */
 	__u64 queue_ns;     /* bio queued -> request issued to the driver */
 	__u64 device_ns;    /* issued -> completed */
+	__u64 ino;          /* file read by the syscall that submitted the bio; 0 if none traced */
+	__u32 file_dev;     /* that file's s_dev */
 	__u32 bytes;
 	__u32 dev;          /* whole-disk dev_t (kernel encoding) */
 	__u32 pid;          /* submitter's tgid; 0 when unattributed */
@@ -62,7 +78,7 @@ struct odirect_block_event {
 	__u32 op;           /* REQ_OP_*: 0 read, 1 write, ... */
 	__s32 error;        /* blk_status_t at completion */
 	__u8 attributed;    /* the bio was seen at submission */
-	__u8 pad[7];
+	__u8 pad[3];
 	char comm[ODIRECT_COMM_LEN];
 	char disk[ODIRECT_DISK_LEN];
 };
