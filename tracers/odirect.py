@@ -41,6 +41,7 @@ HOOKS = (
     *(Hook(f"{name} exit", (f"odirect_exit_{name}",)) for name in SYSCALLS.values()),
     Hook("bio submission", ("odirect_bio_queue_btf", "odirect_bio_queue_raw")),
     Hook("request issue", ("odirect_rq_issue_btf", "odirect_rq_issue_raw")),
+    Hook("request requeue", ("odirect_rq_requeue_btf", "odirect_rq_requeue_raw"), required=False),
     Hook("request completion", ("odirect_rq_complete_btf", "odirect_rq_complete_raw")),
 )
 
@@ -109,6 +110,11 @@ class PathNames:
                 pass
         return self._mounts.get(dev)
 
+    def knows_all(self, batch: "np.ndarray[Any, Any]") -> bool:
+        known = self._by_inode
+        return all(not has or (dev, ino) in known for dev, ino, has in zip(
+            batch["dev"].tolist(), batch["ino"].tolist(), batch["has_file"].tolist()))
+
     def name(self, pid: int, fd: int, dev: int, ino: int, has_file: bool) -> str:
         if not has_file:
             return ""
@@ -133,6 +139,69 @@ class PathNames:
         if st.st_ino != ino or os.major(st.st_dev) != dev >> 20 or os.minor(st.st_dev) != dev & 0xFFFFF:
             return None  # the fd now names another file
         return path
+
+
+BLOCK_BIO = 1   # enum odirect_block_kind
+BLOCK_DONE = 2
+
+BLOCK_COLUMNS = ("ts_ns", "pid", "tid", "comm", "attributed", "disk", "dev", "op", "sector", "bytes",
+                 "queue_ns", "device_ns", "completed", "error", "ino", "file_dev", "rq")
+
+
+class BlockJoiner:
+    """Pairs each BIO record (a bio, credited when its request was issued)
+    with the DONE record of that request (device latency).
+
+    A request whose completion is never seen (the kernel did not fire
+    block_rq_complete, or tracing ended first) is given up when its address
+    is issued again, or at the end: ``completed`` False, no device latency."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, list[dict[str, Any]]] = {}
+
+    def feed(self, batch: "np.ndarray[Any, Any]") -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        names = batch.dtype.names or ()
+        for values in batch.tolist():
+            rec = dict(zip(names, values))
+            rq = rec["rq"]
+            if rec["kind"] == BLOCK_BIO:
+                waiting = self._waiting.get(rq)
+                if waiting and waiting[0]["ts_ns"] != rec["ts_ns"]:
+                    out.extend(waiting)  # that earlier issue never completed visibly
+                    waiting = None
+                if waiting is None:
+                    waiting = self._waiting[rq] = []
+                waiting.append(_bio_row(rec))
+            elif rec["kind"] == BLOCK_DONE:
+                for row in self._waiting.pop(rq, ()):
+                    row["device_ns"] = rec["device_ns"]
+                    row["error"] = rec["error"]
+                    row["completed"] = True
+                    out.append(row)
+        return out
+
+    def flush(self) -> list[dict[str, Any]]:
+        out = [row for rows in self._waiting.values() for row in rows]
+        self._waiting.clear()
+        out.sort(key=lambda r: r["ts_ns"])
+        return out
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _bio_row(rec: dict[str, Any]) -> dict[str, Any]:
+    attributed = bool(rec["attributed"])
+    return {
+        "ts_ns": rec["ts_ns"], "pid": rec["pid"], "tid": rec["tid"],
+        "comm": _cstr(rec["comm"]) if attributed else "", "attributed": attributed,
+        "disk": _cstr(rec["disk"]), "dev": dev_name(rec["dev"]), "op": block_op_name(rec["op"]),
+        "sector": rec["sector"], "bytes": rec["bytes"], "queue_ns": rec["queue_ns"], "device_ns": None,
+        "completed": False, "error": 0, "ino": rec["ino"],
+        "file_dev": dev_name(rec["file_dev"]) if rec["file_dev"] else "", "rq": rec["rq"],
+    }
 
 
 def _ms(ns: float) -> str:
@@ -161,7 +230,8 @@ class ODirectTrace:
         self.paths = PathNames()
         self.t0_ns = time.monotonic_ns()
         self._reads: list["np.ndarray[Any, Any]"] = []
-        self._blocks: list["np.ndarray[Any, Any]"] = []
+        self.joiner = BlockJoiner()
+        self._block_rows: list[dict[str, Any]] = []
         self._header_done = False
         self.unattributed_requests = 0
         self.unattributed_bytes = 0
@@ -179,13 +249,24 @@ class ODirectTrace:
             if self.json_out:
                 self._json_reads(batch, paths)
         elif ring == BLOCK_RING:
-            self._blocks.append(batch)
-            if self.live:
-                self._print_blocks(batch)
-            if self.json_out:
-                self._json_blocks(batch)
+            self._blocks_done(self.joiner.feed(batch))
+
+    def _blocks_done(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        self._block_rows.extend(rows)
+        if self.live:
+            self._print_blocks(rows)
+        if self.json_out:
+            self._json_blocks(rows)
 
     def _name_files(self, batch: "np.ndarray[Any, Any]") -> list[str]:
+        if not self.paths.knows_all(batch):
+            # A file record committed after the file ring was drained and
+            # before this read ring was: it is in the ring now.
+            reader = self.tracer.readers.get(FILE_RING)
+            if reader is not None:
+                self.paths.learn(reader.drain())
         name = self.paths.name
         return [
             name(pid, fd, dev, ino, has_file)
@@ -217,20 +298,25 @@ class ODirectTrace:
         self.out.write("".join(lines))
         self.out.flush()
 
-    def _print_blocks(self, batch: "np.ndarray[Any, Any]") -> None:
+    def _print_blocks(self, rows: list[dict[str, Any]]) -> None:
         self._header()
         t0 = self.t0_ns
         lines = []
-        for ts, comm, pid, tid, op, disk, sector, nbytes, q, d, attributed in zip(
-            batch["ts_ns"].tolist(), batch["comm"].tolist(), batch["pid"].tolist(), batch["tid"].tolist(),
-            batch["op"].tolist(), batch["disk"].tolist(), batch["sector"].tolist(), batch["bytes"].tolist(),
-            batch["queue_ns"].tolist(), batch["device_ns"].tolist(), batch["attributed"].tolist(),
-        ):
-            who = f"{comm.decode('utf-8', 'replace'):<16} {pid:>7} {tid:>7}" if attributed else f"{'(unattributed)':<16} {'-':>7} {'-':>7}"
+        for r in rows:
+            if r["attributed"]:
+                who = f"{r['comm']:<16} {r['pid']:>7} {r['tid']:>7}"
+            else:
+                who = f"{'(unattributed)':<16} {'-':>7} {'-':>7}"
+            q = r["queue_ns"]
+            d = r["device_ns"]
+            lat = _ms(q + d) if d is not None else f"{'-':>8}"
+            dev_s = f"{d / 1e6:.3f} ms" if d is not None else "not seen"
+            # shown when it completed, as biosnoop does (issue time if never seen completing)
+            ts = r["ts_ns"] + (d or 0)
             lines.append(
-                f"{(ts - t0) / 1e9:<10.6f} {who} {'block-' + block_op_name(op):<8} {'-':>4} - "
-                f"{sector * 512:>12} {nbytes:>9} {'-':>9} {_ms(q + d)} "
-                f"{disk.decode('utf-8', 'replace')} sector {sector} queue {q / 1e6:.3f} ms device {d / 1e6:.3f} ms\n"
+                f"{(ts - t0) / 1e9:<10.6f} {who} {'block-' + r['op']:<8} {'-':>4} - "
+                f"{r['sector'] * 512:>12} {r['bytes']:>9} {'-':>9} {lat} "
+                f"{r['disk']} sector {r['sector']} queue {q / 1e6:.3f} ms device {dev_s}\n"
             )
         self.out.write("".join(lines))
         self.out.flush()
@@ -251,29 +337,30 @@ class ODirectTrace:
                 "iovcnt": r["iovcnt"], "rwf": r["rwf"],
             })
 
-    def _json_blocks(self, batch: "np.ndarray[Any, Any]") -> None:
+    def _json_blocks(self, rows: list[dict[str, Any]]) -> None:
         assert self.json_out is not None
         wall = _wall_offset_ns()
-        for rec in batch.tolist():
-            r = dict(zip(batch.dtype.names, rec))
+        for r in rows:
+            attributed = r["attributed"]
             self.json_out.emit({
-                "type": "block", "time_ns": r["ts_ns"] + wall, "attributed": bool(r["attributed"]),
-                "pid": r["pid"] if r["attributed"] else None, "tid": r["tid"] if r["attributed"] else None,
-                "comm": r["comm"].split(b"\0", 1)[0].decode("utf-8", "replace") if r["attributed"] else None,
-                "disk": r["disk"].split(b"\0", 1)[0].decode("utf-8", "replace"), "dev": dev_name(r["dev"]),
-                "op": block_op_name(r["op"]), "sector": r["sector"], "bytes": r["bytes"],
-                "queue_ns": r["queue_ns"], "device_ns": r["device_ns"], "error": r["error"],
+                "type": "block", "time_ns": r["ts_ns"] + wall, "attributed": attributed,
+                "pid": r["pid"] if attributed else None, "tid": r["tid"] if attributed else None,
+                "comm": r["comm"] if attributed else None, "disk": r["disk"], "dev": r["dev"],
+                "op": r["op"], "sector": r["sector"], "bytes": r["bytes"], "queue_ns": r["queue_ns"],
+                "device_ns": r["device_ns"], "completed": r["completed"], "error": r["error"],
                 "ino": r["ino"] or None,
             })
 
     # -- after tracing -----------------------------------------------------------
 
     def finish(self) -> None:
+        self._blocks_done(self.joiner.flush())
         self.unattributed_requests = self.tracer.read_global("unattributed_requests")
         self.unattributed_bytes = self.tracer.read_global("unattributed_bytes")
 
     def frames(self) -> dict[str, "pd.DataFrame"]:
         import numpy as np
+        import pandas as pd
 
         from .common import decode_events
 
@@ -294,13 +381,14 @@ class ODirectTrace:
         reads["errno"] = (-reads["ret"]).clip(lower=0)
         reads["dev"] = [dev_name(d) for d in reads["dev"].tolist()]
 
-        blocks = decode_events(self._blocks, self.tracer.btf.dtype("odirect_block_event"))
-        blocks = blocks.drop(columns=["pad"])
+        blocks = pd.DataFrame(self._block_rows, columns=list(BLOCK_COLUMNS))
         blocks.insert(0, "time_ns", blocks["ts_ns"].astype(np.int64) + wall)
+        for col in ("ts_ns", "pid", "tid", "sector", "bytes", "queue_ns", "error", "ino"):
+            blocks[col] = blocks[col].astype(np.int64)
+        blocks["rq"] = blocks["rq"].astype(np.uint64)
         blocks["attributed"] = blocks["attributed"].astype(bool)
-        blocks["op"] = [block_op_name(o) for o in blocks["op"].tolist()]
-        blocks["dev"] = [dev_name(d) for d in blocks["dev"].tolist()]
-        blocks["file_dev"] = [dev_name(d) if d else "" for d in blocks["file_dev"].tolist()]
+        blocks["completed"] = blocks["completed"].astype(bool)
+        blocks["device_ns"] = pd.array(blocks["device_ns"].tolist(), dtype="Int64")
         # Name the file of each bio from the reads that named it.
         names = {(d, i): p for d, i, p in zip(reads["dev"].tolist(), reads["ino"].tolist(), reads["path"].tolist())}
         blocks["path"] = [names.get((d, i), "") if i else "" for d, i in

@@ -91,7 +91,11 @@ def test_odirect_reads_exact_per_syscall_and_block_bytes(data_file):
     from_reads = blocks[(blocks["pid"] == pid) & (blocks["path"] == data_file)]
     assert set(from_reads["op"]) == {"R"}
     assert int(from_reads["bytes"].sum()) == odirect_bytes
-    assert (from_reads["device_ns"] > 0).all()
+    # Device latency where the completion was seen (this kernel skips
+    # block_rq_complete for a few requests; bytes are credited at issue).
+    done = from_reads[from_reads["completed"]]
+    assert len(done) > 0 and (done["device_ns"] > 0).all()
+    assert (from_reads["queue_ns"] >= 0).all()
     assert set(from_reads["tid"]) == {pid}
 
     summary = trace.summary(frames)
@@ -234,7 +238,7 @@ def test_cli_live_output_and_parquet(data_file, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "Tracing" in res.stderr
     assert res.stdout.splitlines()[0].split()[:5] == ["TIME(s)", "COMM", "PID", "TID", "EVENT"]
-    assert sum(1 for ln in res.stdout.splitlines() if data_file in ln and " D " in ln) == 8
+    assert sum(1 for ln in res.stdout.splitlines() if data_file in ln and " D " in ln) == 8, res.stdout
     assert "odirect-bypass" in res.stdout and "Per process:" in res.stdout
     assert os.stat(out).st_mode & 0o777 == 0o600
     import pyarrow.parquet as pq
