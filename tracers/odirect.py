@@ -144,64 +144,64 @@ class PathNames:
 BLOCK_BIO = 1   # enum odirect_block_kind
 BLOCK_DONE = 2
 
-BLOCK_COLUMNS = ("ts_ns", "pid", "tid", "comm", "attributed", "disk", "dev", "op", "sector", "bytes",
-                 "queue_ns", "device_ns", "completed", "error", "ino", "file_dev", "rq")
-
-
 class BlockJoiner:
     """Pairs each BIO record (a bio, credited when its request was issued)
-    with the DONE record of that request (device latency).
+    with the DONE record of that request (device latency), a batch at a time
+    with numpy: records sorted by (request, time) put a request's completion
+    right after the bios of its issue.
 
     A request whose completion is never seen (the kernel did not fire
-    block_rq_complete, or tracing ended first) is given up when its address
-    is issued again, or at the end: ``completed`` False, no device latency."""
+    block_rq_complete, or tracing ended first) is given up when the same
+    request address is issued again, or at the end: it comes out with
+    ``completed`` False and no device latency."""
 
     def __init__(self) -> None:
-        self._waiting: dict[int, list[dict[str, Any]]] = {}
+        self._waiting: Optional["np.ndarray[Any, Any]"] = None
 
-    def feed(self, batch: "np.ndarray[Any, Any]") -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        names = batch.dtype.names or ()
-        for values in batch.tolist():
-            rec = dict(zip(names, values))
-            rq = rec["rq"]
-            if rec["kind"] == BLOCK_BIO:
-                waiting = self._waiting.get(rq)
-                if waiting and waiting[0]["ts_ns"] != rec["ts_ns"]:
-                    out.extend(waiting)  # that earlier issue never completed visibly
-                    waiting = None
-                if waiting is None:
-                    waiting = self._waiting[rq] = []
-                waiting.append(_bio_row(rec))
-            elif rec["kind"] == BLOCK_DONE:
-                for row in self._waiting.pop(rq, ()):
-                    row["device_ns"] = rec["device_ns"]
-                    row["error"] = rec["error"]
-                    row["completed"] = True
-                    out.append(row)
-        return out
+    def feed(self, batch: "np.ndarray[Any, Any]") -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
+        """-> (BIO records that are settled, with device_ns and error taken
+        from their completion; a mask of those whose completion was seen)."""
+        import numpy as np
 
-    def flush(self) -> list[dict[str, Any]]:
-        out = [row for rows in self._waiting.values() for row in rows]
-        self._waiting.clear()
-        out.sort(key=lambda r: r["ts_ns"])
-        return out
+        if self._waiting is not None and len(self._waiting):
+            batch = np.concatenate([self._waiting, batch])
+        rq, ts, kind = batch["rq"], batch["ts_ns"], batch["kind"]
+        order = np.lexsort((kind, ts, rq))
+        rows = batch[order]
+        rq, ts, kind = rq[order], ts[order], kind[order]
+        n = len(rows)
+        # groups: runs of equal (rq, ts, kind): the bios of one issue, or one completion
+        starts = np.flatnonzero(np.r_[True, (rq[1:] != rq[:-1]) | (ts[1:] != ts[:-1]) | (kind[1:] != kind[:-1])])
+        group = np.cumsum(np.r_[True, (rq[1:] != rq[:-1]) | (ts[1:] != ts[:-1]) | (kind[1:] != kind[:-1])]) - 1
+        next_start = np.r_[starts[1:], n][group]  # first row of the following group
+        has_next = next_start < n
+        nxt = np.minimum(next_start, n - 1)
+        same_rq = has_next & (rq[nxt] == rq)
+        bio = kind == BLOCK_BIO
+        completed = bio & same_rq & (kind[nxt] == BLOCK_DONE)
+        orphaned = bio & same_rq & (kind[nxt] == BLOCK_BIO)
+        settled = completed | orphaned
+        self._waiting = rows[bio & ~settled]
+        out = rows[settled].copy()
+        done_rows = rows[nxt[settled]]
+        was_done = completed[settled]
+        out["device_ns"] = np.where(was_done, done_rows["device_ns"], 0)
+        out["error"] = np.where(was_done, done_rows["error"], 0)
+        return out, was_done
+
+    def flush(self) -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
+        import numpy as np
+
+        rest = self._waiting
+        self._waiting = None
+        if rest is None:
+            return np.empty(0), np.empty(0, dtype=bool)
+        rest = rest[np.argsort(rest["ts_ns"], kind="stable")]
+        return rest, np.zeros(len(rest), dtype=bool)
 
 
 def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def _bio_row(rec: dict[str, Any]) -> dict[str, Any]:
-    attributed = bool(rec["attributed"])
-    return {
-        "ts_ns": rec["ts_ns"], "pid": rec["pid"], "tid": rec["tid"],
-        "comm": _cstr(rec["comm"]) if attributed else "", "attributed": attributed,
-        "disk": _cstr(rec["disk"]), "dev": dev_name(rec["dev"]), "op": block_op_name(rec["op"]),
-        "sector": rec["sector"], "bytes": rec["bytes"], "queue_ns": rec["queue_ns"], "device_ns": None,
-        "completed": False, "error": 0, "ino": rec["ino"],
-        "file_dev": dev_name(rec["file_dev"]) if rec["file_dev"] else "", "rq": rec["rq"],
-    }
 
 
 def _ms(ns: float) -> str:
@@ -231,7 +231,8 @@ class ODirectTrace:
         self.t0_ns = time.monotonic_ns()
         self._reads: list["np.ndarray[Any, Any]"] = []
         self.joiner = BlockJoiner()
-        self._block_rows: list[dict[str, Any]] = []
+        self._bios: list["np.ndarray[Any, Any]"] = []
+        self._bios_completed: list["np.ndarray[Any, Any]"] = []
         self._header_done = False
         self.unattributed_requests = 0
         self.unattributed_bytes = 0
@@ -249,16 +250,17 @@ class ODirectTrace:
             if self.json_out:
                 self._json_reads(batch, paths)
         elif ring == BLOCK_RING:
-            self._blocks_done(self.joiner.feed(batch))
+            self._blocks_done(*self.joiner.feed(batch))
 
-    def _blocks_done(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
+    def _blocks_done(self, bios: "np.ndarray[Any, Any]", completed: "np.ndarray[Any, Any]") -> None:
+        if not len(bios):
             return
-        self._block_rows.extend(rows)
+        self._bios.append(bios)
+        self._bios_completed.append(completed)
         if self.live:
-            self._print_blocks(rows)
+            self._print_blocks(bios, completed)
         if self.json_out:
-            self._json_blocks(rows)
+            self._json_blocks(bios, completed)
 
     def _name_files(self, batch: "np.ndarray[Any, Any]") -> list[str]:
         if not self.paths.knows_all(batch):
@@ -298,25 +300,26 @@ class ODirectTrace:
         self.out.write("".join(lines))
         self.out.flush()
 
-    def _print_blocks(self, rows: list[dict[str, Any]]) -> None:
+    def _print_blocks(self, bios: "np.ndarray[Any, Any]", completed: "np.ndarray[Any, Any]") -> None:
         self._header()
         t0 = self.t0_ns
         lines = []
-        for r in rows:
-            if r["attributed"]:
-                who = f"{r['comm']:<16} {r['pid']:>7} {r['tid']:>7}"
+        for ts, comm, pid, tid, attributed, op, disk, sector, nbytes, q, d, done in zip(
+            bios["ts_ns"].tolist(), bios["comm"].tolist(), bios["pid"].tolist(), bios["tid"].tolist(),
+            bios["attributed"].tolist(), bios["op"].tolist(), bios["disk"].tolist(), bios["sector"].tolist(),
+            bios["bytes"].tolist(), bios["queue_ns"].tolist(), bios["device_ns"].tolist(), completed.tolist(),
+        ):
+            if attributed:
+                who = f"{comm.decode('utf-8', 'replace'):<16} {pid:>7} {tid:>7}"
             else:
                 who = f"{'(unattributed)':<16} {'-':>7} {'-':>7}"
-            q = r["queue_ns"]
-            d = r["device_ns"]
-            lat = _ms(q + d) if d is not None else f"{'-':>8}"
-            dev_s = f"{d / 1e6:.3f} ms" if d is not None else "not seen"
+            lat = _ms(q + d) if done else f"{'-':>8}"
+            dev_s = f"{d / 1e6:.3f} ms" if done else "not seen"
             # shown when it completed, as biosnoop does (issue time if never seen completing)
-            ts = r["ts_ns"] + (d or 0)
             lines.append(
-                f"{(ts - t0) / 1e9:<10.6f} {who} {'block-' + r['op']:<8} {'-':>4} - "
-                f"{r['sector'] * 512:>12} {r['bytes']:>9} {'-':>9} {lat} "
-                f"{r['disk']} sector {r['sector']} queue {q / 1e6:.3f} ms device {dev_s}\n"
+                f"{(ts + d - t0) / 1e9:<10.6f} {who} {'block-' + block_op_name(op):<8} {'-':>4} - "
+                f"{sector * 512:>12} {nbytes:>9} {'-':>9} {lat} "
+                f"{disk.decode('utf-8', 'replace')} sector {sector} queue {q / 1e6:.3f} ms device {dev_s}\n"
             )
         self.out.write("".join(lines))
         self.out.flush()
@@ -337,24 +340,26 @@ class ODirectTrace:
                 "iovcnt": r["iovcnt"], "rwf": r["rwf"],
             })
 
-    def _json_blocks(self, rows: list[dict[str, Any]]) -> None:
+    def _json_blocks(self, bios: "np.ndarray[Any, Any]", completed: "np.ndarray[Any, Any]") -> None:
         assert self.json_out is not None
         wall = _wall_offset_ns()
-        for r in rows:
-            attributed = r["attributed"]
+        names = bios.dtype.names or ()
+        for values, done in zip(bios.tolist(), completed.tolist()):
+            r = dict(zip(names, values))
+            attributed = bool(r["attributed"])
             self.json_out.emit({
                 "type": "block", "time_ns": r["ts_ns"] + wall, "attributed": attributed,
                 "pid": r["pid"] if attributed else None, "tid": r["tid"] if attributed else None,
-                "comm": r["comm"] if attributed else None, "disk": r["disk"], "dev": r["dev"],
-                "op": r["op"], "sector": r["sector"], "bytes": r["bytes"], "queue_ns": r["queue_ns"],
-                "device_ns": r["device_ns"], "completed": r["completed"], "error": r["error"],
-                "ino": r["ino"] or None,
+                "comm": _cstr(r["comm"]) if attributed else None, "disk": _cstr(r["disk"]),
+                "dev": dev_name(r["dev"]), "op": block_op_name(r["op"]), "sector": r["sector"],
+                "bytes": r["bytes"], "queue_ns": r["queue_ns"], "device_ns": r["device_ns"] if done else None,
+                "completed": done, "error": r["error"], "ino": r["ino"] or None,
             })
 
     # -- after tracing -----------------------------------------------------------
 
     def finish(self) -> None:
-        self._blocks_done(self.joiner.flush())
+        self._blocks_done(*self.joiner.flush())
         self.unattributed_requests = self.tracer.read_global("unattributed_requests")
         self.unattributed_bytes = self.tracer.read_global("unattributed_bytes")
 
@@ -381,14 +386,17 @@ class ODirectTrace:
         reads["errno"] = (-reads["ret"]).clip(lower=0)
         reads["dev"] = [dev_name(d) for d in reads["dev"].tolist()]
 
-        blocks = pd.DataFrame(self._block_rows, columns=list(BLOCK_COLUMNS))
+        block_dtype = self.tracer.btf.dtype("odirect_block_event")
+        blocks = decode_events(self._bios, block_dtype).drop(columns=["pad", "kind"])
+        completed = np.concatenate(self._bios_completed) if self._bios_completed else np.zeros(0, dtype=bool)
         blocks.insert(0, "time_ns", blocks["ts_ns"].astype(np.int64) + wall)
-        for col in ("ts_ns", "pid", "tid", "sector", "bytes", "queue_ns", "error", "ino"):
-            blocks[col] = blocks[col].astype(np.int64)
-        blocks["rq"] = blocks["rq"].astype(np.uint64)
         blocks["attributed"] = blocks["attributed"].astype(bool)
-        blocks["completed"] = blocks["completed"].astype(bool)
-        blocks["device_ns"] = pd.array(blocks["device_ns"].tolist(), dtype="Int64")
+        blocks["completed"] = completed
+        blocks["device_ns"] = pd.array(np.where(completed, blocks["device_ns"], 0), dtype="Int64")
+        blocks.loc[~completed, "device_ns"] = pd.NA
+        blocks["op"] = [block_op_name(o) for o in blocks["op"].tolist()]
+        blocks["dev"] = [dev_name(d) for d in blocks["dev"].tolist()]
+        blocks["file_dev"] = [dev_name(d) if d else "" for d in blocks["file_dev"].tolist()]
         # Name the file of each bio from the reads that named it.
         names = {(d, i): p for d, i, p in zip(reads["dev"].tolist(), reads["ino"].tolist(), reads["path"].tolist())}
         blocks["path"] = [names.get((d, i), "") if i else "" for d, i in
