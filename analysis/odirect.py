@@ -121,7 +121,8 @@ def odirect_bypass(frames: dict[str, "pd.DataFrame"], duration_s: float = 0.0) -
     if reads is None or not len(reads) or not reads["direct"].any():
         return []
     direct = reads[reads["direct"]]
-    buffered = reads[~reads["direct"] & (reads["bytes"] > 0)]
+    # the same processes' reads through the page cache, for comparison
+    buffered = reads[~reads["direct"] & (reads["bytes"] > 0) & reads["pid"].isin(set(direct["pid"].tolist()))]
     total = int(direct["bytes"].sum())
     count = int(len(direct))
     p50, p99 = _pct_ms(direct["latency_ns"], 0.5), _pct_ms(direct["latency_ns"], 0.99)
