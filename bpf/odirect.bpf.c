@@ -304,20 +304,22 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	return 0;
 }
 
-static __always_inline void fill_disk(struct odirect_block_event *e, struct request *rq)
+/* Whole-disk dev_t of a request, kernel encoding (MKDEV: major << 20);
+ * user space names the disk from sysfs. */
+static __always_inline __u32 request_dev(struct request *rq)
 {
 	struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
 
 	if (!disk)
-		return;
-	e->dev = ((__u32)BPF_CORE_READ(disk, major) << 20) | (__u32)BPF_CORE_READ(disk, first_minor);
-	bpf_probe_read_kernel_str(e->disk, sizeof(e->disk), disk->disk_name);
+		return 0;
+	return ((__u32)BPF_CORE_READ(disk, major) << 20) | (__u32)BPF_CORE_READ(disk, first_minor);
 }
 
 struct rq_walk {
 	struct request *rq;
 	struct bio *bio;
 	__u64 now;
+	__u32 dev;
 	__u32 op;
 	__u32 found;
 	__u32 emitted;
@@ -365,7 +367,7 @@ static long credit_bio(__u32 index, struct rq_walk *w)
 			e->kind = ODIRECT_BLOCK_BIO;
 			e->attributed = 1;
 			__builtin_memcpy(e->comm, owner->comm, sizeof(e->comm));
-			fill_disk(e, w->rq);
+			e->dev = w->dev;
 			submit(&odirect_blocks, e);
 			w->emitted++;
 		}
@@ -402,6 +404,7 @@ static __always_inline int on_rq_issue(struct request *rq)
 	}
 	if (!bytes)
 		return 0; /* flushes and other data-less requests */
+	w.dev = request_dev(rq);
 	/* bpf_loop (5.17+): the callback is verified once, not per bio */
 	bpf_loop(ODIRECT_MAX_RQ_BIOS, credit_bio, &w, 0);
 	if (!w.found) {
@@ -424,7 +427,7 @@ static __always_inline int on_rq_issue(struct request *rq)
 			e->kind = ODIRECT_BLOCK_BIO;
 			e->attributed = 0;
 			__builtin_memset(e->comm, 0, sizeof(e->comm));
-			fill_disk(e, rq);
+			e->dev = w.dev;
 			submit(&odirect_blocks, e);
 			w.emitted++;
 		}

@@ -9,7 +9,6 @@
 #define ODIRECT_NAME_LEN 64
 /* path components sent per file, leaf first */
 #define ODIRECT_PATH_DEPTH 12
-#define ODIRECT_DISK_LEN 32
 /* iovecs summed per readv/preadv/preadv2; beyond, iov_truncated is set */
 #define ODIRECT_MAX_IOV 64
 /* bios walked per request at completion */
@@ -89,7 +88,6 @@ struct odirect_block_event {
 	__u8 attributed;    /* BIO: the bio was seen at submission */
 	__u8 pad[2];
 	char comm[ODIRECT_COMM_LEN];
-	char disk[ODIRECT_DISK_LEN];
 };
 
 #endif /* __ODIRECT_H */

@@ -8,6 +8,7 @@ summary, and hands the frames to :mod:`kerntrace.analysis.odirect`.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -24,7 +25,8 @@ if TYPE_CHECKING:
 
     from ..analysis.findings import Finding
 
-__all__ = ["ODirectTrace", "PathNames", "command", "SYSCALLS", "block_op_name", "dev_name"]
+__all__ = ["BlockJoiner", "ODirectTrace", "PathNames", "SYSCALLS", "block_op_name", "command", "dev_name",
+           "disk_name", "run"]
 
 FILE_RING = "odirect_files"
 READ_RING = "odirect_reads"
@@ -53,6 +55,19 @@ HEADER = (
 
 def block_op_name(op: int) -> str:
     return _BLOCK_OPS.get(op, str(op))
+
+
+@functools.lru_cache(maxsize=64)
+def disk_name(dev: int) -> str:
+    """Kernel-encoded dev_t of a disk -> its name (vda), from sysfs."""
+    try:
+        with open(f"/sys/dev/block/{dev >> 20}:{dev & 0xFFFFF}/uevent") as f:
+            for line in f:
+                if line.startswith("DEVNAME="):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return dev_name(dev)
 
 
 def dev_name(dev: int) -> str:
@@ -304,9 +319,9 @@ class ODirectTrace:
         self._header()
         t0 = self.t0_ns
         lines = []
-        for ts, comm, pid, tid, attributed, op, disk, sector, nbytes, q, d, done in zip(
+        for ts, comm, pid, tid, attributed, op, dev, sector, nbytes, q, d, done in zip(
             bios["ts_ns"].tolist(), bios["comm"].tolist(), bios["pid"].tolist(), bios["tid"].tolist(),
-            bios["attributed"].tolist(), bios["op"].tolist(), bios["disk"].tolist(), bios["sector"].tolist(),
+            bios["attributed"].tolist(), bios["op"].tolist(), bios["dev"].tolist(), bios["sector"].tolist(),
             bios["bytes"].tolist(), bios["queue_ns"].tolist(), bios["device_ns"].tolist(), completed.tolist(),
         ):
             if attributed:
@@ -319,7 +334,7 @@ class ODirectTrace:
             lines.append(
                 f"{(ts + d - t0) / 1e9:<10.6f} {who} {'block-' + block_op_name(op):<8} {'-':>4} - "
                 f"{sector * 512:>12} {nbytes:>9} {'-':>9} {lat} "
-                f"{disk.decode('utf-8', 'replace')} sector {sector} queue {q / 1e6:.3f} ms device {dev_s}\n"
+                f"{disk_name(dev)} sector {sector} queue {q / 1e6:.3f} ms device {dev_s}\n"
             )
         self.out.write("".join(lines))
         self.out.flush()
@@ -350,7 +365,7 @@ class ODirectTrace:
             self.json_out.emit({
                 "type": "block", "time_ns": r["ts_ns"] + wall, "attributed": attributed,
                 "pid": r["pid"] if attributed else None, "tid": r["tid"] if attributed else None,
-                "comm": _cstr(r["comm"]) if attributed else None, "disk": _cstr(r["disk"]),
+                "comm": _cstr(r["comm"]) if attributed else None, "disk": disk_name(r["dev"]),
                 "dev": dev_name(r["dev"]), "op": block_op_name(r["op"]), "sector": r["sector"],
                 "bytes": r["bytes"], "queue_ns": r["queue_ns"], "device_ns": r["device_ns"] if done else None,
                 "completed": done, "error": r["error"], "ino": r["ino"] or None,
@@ -395,6 +410,7 @@ class ODirectTrace:
         blocks["device_ns"] = pd.array(np.where(completed, blocks["device_ns"], 0), dtype="Int64")
         blocks.loc[~completed, "device_ns"] = pd.NA
         blocks["op"] = [block_op_name(o) for o in blocks["op"].tolist()]
+        blocks.insert(blocks.columns.get_loc("dev"), "disk", [disk_name(d) for d in blocks["dev"].tolist()])
         blocks["dev"] = [dev_name(d) for d in blocks["dev"].tolist()]
         blocks["file_dev"] = [dev_name(d) if d else "" for d in blocks["file_dev"].tolist()]
         # Name the file of each bio from the reads that named it.

@@ -31,7 +31,7 @@ def test_event_layouts_come_from_btf(btf):
     assert reads.fields["ts_ns"][1] == 0 and reads["offset"] == np.dtype("<i8") and reads["ret"] == np.dtype("<i8")
     assert reads["comm"] == np.dtype("S16") and reads["direct"] == np.dtype("u1")
     blocks = btf.dtype("odirect_block_event")
-    assert blocks["rq"] == np.dtype("<u8") and blocks["disk"] == np.dtype("S32")
+    assert blocks["rq"] == np.dtype("<u8") and blocks["comm"] == np.dtype("S16")
     files = btf.dtype("odirect_file_event")
     assert files["names"].shape == (12,) and files["names"].base == np.dtype("S64")
     rodata = btf.datasec(".rodata")
