@@ -44,10 +44,12 @@ struct bio_owner {
 
 /* Every bio submitted, traced or not, so that "submitted by somebody else"
  * and "never seen submitted" stay apart.  LRU: bios of stacked devices that
- * never reach a request of their own are evicted, not leaked. */
+ * never reach a request of their own are evicted, not leaked; per-CPU LRU
+ * lists, because the common list's lock is taken on every bio. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, __u64);   /* struct bio * */
 	__type(value, struct bio_owner);
 } bios SEC(".maps");
@@ -58,9 +60,11 @@ struct rq_state {
 	__u32 pad;
 };
 
-/* Requests issued with credited bios, until they complete. */
+/* Requests issued with credited bios, until they complete.  A plain hash:
+ * requests come from each queue's fixed pool, so an entry whose completion
+ * was never seen is overwritten when its request is issued again. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);   /* struct request * */
 	__type(value, struct rq_state);
