@@ -246,6 +246,7 @@ class ODirectTrace:
         self.t0_ns = time.monotonic_ns()
         self._reads: list["np.ndarray[Any, Any]"] = []
         self.joiner = BlockJoiner()
+        self._launcher: Optional[tuple[int, bytes]] = None
         self._bios: list["np.ndarray[Any, Any]"] = []
         self._bios_completed: list["np.ndarray[Any, Any]"] = []
         self._header_done = False
@@ -258,6 +259,10 @@ class ODirectTrace:
         if ring == FILE_RING:
             self.paths.learn(batch)
         elif ring == READ_RING:
+            if self._launcher is not None:
+                batch = self._drop_launcher_reads(batch)
+                if not len(batch):
+                    return
             paths = self._name_files(batch) if self.live or self.json_out else []
             self._reads.append(batch)
             if self.live:
@@ -276,6 +281,19 @@ class ODirectTrace:
             self._print_blocks(bios, completed)
         if self.json_out:
             self._json_blocks(bios, completed)
+
+    def ignore_launcher(self, pid: int) -> None:
+        """The command started for -c waits on a pipe until it is traced,
+        then execs: that read is ours, not the command's.  Its reads under
+        our own comm, before exec renames it, are dropped."""
+        with open("/proc/self/comm", "rb") as f:
+            self._launcher = (pid, f.read().strip()[:15])
+
+    def _drop_launcher_reads(self, batch: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+        assert self._launcher is not None
+        pid, comm = self._launcher
+        ours = (batch["pid"] == pid) & (batch["comm"] == comm)
+        return batch[~ours] if ours.any() else batch
 
     def _name_files(self, batch: "np.ndarray[Any, Any]") -> list[str]:
         if not self.paths.knows_all(batch):
@@ -509,7 +527,7 @@ def run(target: Target, *, duration: Optional[float] = None, as_json: bool = Fal
         trace.t0_ns = time.monotonic_ns()
         if target.argv:
             try:
-                session.spawn(target.argv)
+                trace.ignore_launcher(session.spawn(target.argv))
             except OSError as exc:
                 raise UsageProblem(f"cannot start {target.argv[0]!r}: {exc.strerror}") from None
         session.run(trace.on_batch, duration=duration)
@@ -553,5 +571,9 @@ def describe_hooks(choices: "list[Any]") -> str:
     if syscalls:
         kinds = sorted({c.kind for c in syscalls})
         parts.append(f"{len(syscalls)} syscall {'/'.join(kinds)}s")
-    parts += [c.describe() for c in choices if c not in syscalls]
+    others = [c for c in choices if c not in syscalls]
+    available = [f"{c.kind} {c.target}" for c in others if c.program]
+    if available:
+        parts.append("block " + ", ".join(available))
+    parts += [f"{c.hook} unavailable" for c in others if not c.program]
     return "; ".join(parts)
