@@ -156,7 +156,7 @@ def odirect_bypass(frames: dict[str, "pd.DataFrame"], duration_s: float = 0.0) -
     )
     if len(buffered):
         summary += (f"; their buffered reads took {_pct_ms(buffered['latency_ns'], 0.5):.3f} ms median "
-                    f"({len(buffered)} reads)")
+                    f"({len(buffered)} read{'s' if len(buffered) != 1 else ''})")
     summary += "."
     severity = "warning" if total >= 1 << 20 or count >= 100 else "info"
     self_caching = [c for c in comms if any(c.startswith(s) for s in _SELF_CACHING)]

@@ -106,8 +106,10 @@ class PathNames:
         if truncated:
             return ".../" + rel
         mount = self.mount_point(dev)
-        if mount is None:  # pipes, sockets, anon inodes: no path to show
-            return f"[{dev_name(dev)}:{ino}]" if not rel else f"[{dev_name(dev)}]/{rel}"
+        if mount is None:  # pipes, sockets, anon inodes ([timerfd]): no path to show
+            if not rel:
+                return f"[{dev_name(dev)}:{ino}]"
+            return rel if rel.startswith("[") else f"[{dev_name(dev)}]/{rel}"
         return mount.rstrip("/") + "/" + rel if rel else mount
 
     def mount_point(self, dev: int) -> Optional[str]:
@@ -458,6 +460,9 @@ def _errno_name(err: int) -> str:
     return errno.errorcode.get(err, str(err))
 
 
+MAX_FILE_ROWS = 12
+
+
 def print_report(summary: dict[str, Any], findings: "list[Finding]", out: TextIO, lost: int,
                  duration_s: float) -> None:
     from ..analysis.report import format_table, print_findings
@@ -471,13 +476,18 @@ def print_report(summary: dict[str, Any], findings: "list[Finding]", out: TextIO
         "block_ios": p["block_ios"], "block_bytes": p["block_bytes"],
     } for p in summary["processes"]]
     out.write(_indent(format_table(rows)) + "\n")
-    out.write("\nPer file:\n")
+    files = summary["files"]
+    out.write(f"\nPer file ({len(files)}, most bytes first):\n" if len(files) > MAX_FILE_ROWS else "\nPer file:\n")
     rows = [{
         "path": f["path"] or "(no file)", "reads": f["reads"], "read_bytes": f["read_bytes"],
         "odirect_%": f["odirect_share"] * 100.0, "p50_ms": f["latency_p50_ms"], "p99_ms": f["latency_p99_ms"],
         "block_bytes": f["block_bytes"],
-    } for f in summary["files"]]
+    } for f in files[:MAX_FILE_ROWS]]
     out.write(_indent(format_table(rows)) + "\n")
+    if len(files) > MAX_FILE_ROWS:
+        rest = files[MAX_FILE_ROWS:]
+        out.write(f"  ... {len(rest)} more files, {sum(f['reads'] for f in rest)} reads, "
+                  f"{sum(f['read_bytes'] for f in rest)} bytes (all in --json and -o)\n")
     if summary["unattributed_requests"]:
         out.write(f"\nUnattributed block requests (no submission seen, any process): "
                   f"{summary['unattributed_requests']}, {summary['unattributed_bytes']} bytes.\n")
