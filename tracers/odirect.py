@@ -249,6 +249,9 @@ class ODirectTrace:
         self._reads: list["np.ndarray[Any, Any]"] = []
         self.joiner = BlockJoiner()
         self._launcher: Optional[tuple[int, bytes]] = None
+        self._who_cache: dict[tuple[bytes, int, int], str] = {}
+        self._call_cache: dict[tuple[int, int, int], str] = {}
+        self._op_cache: dict[tuple[int, int], tuple[str, str]] = {}
         self._bios: list["np.ndarray[Any, Any]"] = []
         self._bios_completed: list["np.ndarray[Any, Any]"] = []
         self._header_done = False
@@ -321,17 +324,23 @@ class ODirectTrace:
         self._header()
         t0 = self.t0_ns
         lines = []
+        # The task and call columns repeat from line to line: format them once.
+        who_cache = self._who_cache
+        call_cache = self._call_cache
         for ts, comm, pid, tid, sc, fd, direct, off, asked, ret, lat, path in zip(
             batch["ts_ns"].tolist(), batch["comm"].tolist(), batch["pid"].tolist(), batch["tid"].tolist(),
             batch["syscall"].tolist(), batch["fd"].tolist(), batch["direct"].tolist(), batch["offset"].tolist(),
             batch["asked"].tolist(), batch["ret"].tolist(), batch["latency_ns"].tolist(), paths,
         ):
-            ret_s = str(ret) if ret >= 0 else _errno_name(-ret)
-            lines.append(
-                f"{(ts - t0) / 1e9:<10.6f} {comm.decode('utf-8', 'replace'):<16} {pid:>7} {tid:>7} "
-                f"{SYSCALLS.get(sc, '?'):<8} {fd:>4} {'D' if direct else '-'} {off:>12} {asked:>9} "
-                f"{ret_s:>9} {_ms(lat)} {path}\n"
-            )
+            who = who_cache.get((comm, pid, tid))
+            if who is None:
+                who = who_cache[(comm, pid, tid)] = f"{comm.decode('utf-8', 'replace'):<16} {pid:>7} {tid:>7}"
+            call = call_cache.get((sc, fd, direct))
+            if call is None:
+                call = call_cache[(sc, fd, direct)] = f"{SYSCALLS.get(sc, '?'):<8} {fd:>4} {'D' if direct else '-'}"
+            ret_s = ret if ret >= 0 else _errno_name(-ret)
+            lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {call} {off:>12} {asked:>9} {ret_s:>9} "
+                         f"{lat / 1e6:8.3f} {path}\n")
         self.out.write("".join(lines))
         self.out.flush()
 
@@ -339,23 +348,31 @@ class ODirectTrace:
         self._header()
         t0 = self.t0_ns
         lines = []
+        who_cache = self._who_cache
+        op_cache = self._op_cache
         for ts, comm, pid, tid, attributed, op, dev, sector, nbytes, q, d, done in zip(
             bios["ts_ns"].tolist(), bios["comm"].tolist(), bios["pid"].tolist(), bios["tid"].tolist(),
             bios["attributed"].tolist(), bios["op"].tolist(), bios["dev"].tolist(), bios["sector"].tolist(),
             bios["bytes"].tolist(), bios["queue_ns"].tolist(), bios["device_ns"].tolist(), completed.tolist(),
         ):
             if attributed:
-                who = f"{comm.decode('utf-8', 'replace'):<16} {pid:>7} {tid:>7}"
+                who = who_cache.get((comm, pid, tid))
+                if who is None:
+                    who = who_cache[(comm, pid, tid)] = f"{comm.decode('utf-8', 'replace'):<16} {pid:>7} {tid:>7}"
             else:
                 who = f"{'(unattributed)':<16} {'-':>7} {'-':>7}"
-            lat = _ms(q + d) if done else f"{'-':>8}"
-            dev_s = f"{d / 1e6:.3f} ms" if done else "not seen"
+            event = op_cache.get((op, dev))
+            if event is None:
+                event = op_cache[(op, dev)] = (f"{'block-' + block_op_name(op):<8} {'-':>4} -", disk_name(dev))
             # shown when it completed, as biosnoop does (issue time if never seen completing)
-            lines.append(
-                f"{(ts + d - t0) / 1e9:<10.6f} {who} {'block-' + block_op_name(op):<8} {'-':>4} - "
-                f"{sector * 512:>12} {nbytes:>9} {'-':>9} {lat} "
-                f"{disk_name(dev)} sector {sector} queue {q / 1e6:.3f} ms device {dev_s}\n"
-            )
+            if done:
+                lines.append(f"{(ts + d - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                             f"{'-':>9} {(q + d) / 1e6:8.3f} {event[1]} sector {sector} queue {q / 1e6:.3f} ms "
+                             f"device {d / 1e6:.3f} ms\n")
+            else:
+                lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                             f"{'-':>9} {'-':>8} {event[1]} sector {sector} queue {q / 1e6:.3f} ms "
+                             f"device not seen\n")
         self.out.write("".join(lines))
         self.out.flush()
 
