@@ -16,7 +16,7 @@ Everything here is a pure function of those frames.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from .findings import Finding
 
@@ -37,6 +37,11 @@ def _pct_ms(latency_ns: "pd.Series", q: float) -> float:
     return float(latency_ns.quantile(q, interpolation="nearest")) / 1e6
 
 
+def _pct_or_none(latency_ns: "pd.Series", q: float) -> Optional[float]:
+    """For summaries, which must stay valid JSON: None, not NaN, when no reads."""
+    return None if latency_ns.empty else _pct_ms(latency_ns, q)
+
+
 def _read_stats(reads: "pd.DataFrame") -> dict[str, Any]:
     direct = reads[reads["direct"]]
     read_bytes = int(reads["bytes"].sum())
@@ -47,10 +52,10 @@ def _read_stats(reads: "pd.DataFrame") -> dict[str, Any]:
         "odirect_reads": int(len(direct)),
         "odirect_bytes": odirect_bytes,
         "odirect_share": odirect_bytes / read_bytes if read_bytes else (1.0 if len(direct) else 0.0),
-        "latency_p50_ms": _pct_ms(reads["latency_ns"], 0.50),
-        "latency_p99_ms": _pct_ms(reads["latency_ns"], 0.99),
-        "odirect_p50_ms": _pct_ms(direct["latency_ns"], 0.50),
-        "odirect_p99_ms": _pct_ms(direct["latency_ns"], 0.99),
+        "latency_p50_ms": _pct_or_none(reads["latency_ns"], 0.50),
+        "latency_p99_ms": _pct_or_none(reads["latency_ns"], 0.99),
+        "odirect_p50_ms": _pct_or_none(direct["latency_ns"], 0.50),
+        "odirect_p99_ms": _pct_or_none(direct["latency_ns"], 0.99),
         "errors": int((reads["ret"] < 0).sum()),
     }
 

@@ -489,7 +489,8 @@ def print_report(summary: dict[str, Any], findings: "list[Finding]", out: TextIO
     rows = [{
         "pid": p["pid"], "comm": p["comm"], "reads": p["reads"], "read_bytes": p["read_bytes"],
         "odirect_reads": p["odirect_reads"], "odirect_bytes": p["odirect_bytes"],
-        "odirect_%": p["odirect_share"] * 100.0, "p50_ms": p["latency_p50_ms"], "p99_ms": p["latency_p99_ms"],
+        "odirect_%": p["odirect_share"] * 100.0, "p50_ms": _or_dash(p["latency_p50_ms"]),
+        "p99_ms": _or_dash(p["latency_p99_ms"]),
         "block_ios": p["block_ios"], "block_bytes": p["block_bytes"],
     } for p in summary["processes"]]
     out.write(_indent(format_table(rows)) + "\n")
@@ -497,7 +498,8 @@ def print_report(summary: dict[str, Any], findings: "list[Finding]", out: TextIO
     out.write(f"\nPer file ({len(files)}, most bytes first):\n" if len(files) > MAX_FILE_ROWS else "\nPer file:\n")
     rows = [{
         "path": f["path"] or "(no file)", "reads": f["reads"], "read_bytes": f["read_bytes"],
-        "odirect_%": f["odirect_share"] * 100.0, "p50_ms": f["latency_p50_ms"], "p99_ms": f["latency_p99_ms"],
+        "odirect_%": f["odirect_share"] * 100.0, "p50_ms": _or_dash(f["latency_p50_ms"]),
+        "p99_ms": _or_dash(f["latency_p99_ms"]),
         "block_bytes": f["block_bytes"],
     } for f in files[:MAX_FILE_ROWS]]
     out.write(_indent(format_table(rows)) + "\n")
@@ -509,6 +511,10 @@ def print_report(summary: dict[str, Any], findings: "list[Finding]", out: TextIO
         out.write(f"\nUnattributed block requests (no submission seen, any process): "
                   f"{summary['unattributed_requests']}, {summary['unattributed_bytes']} bytes.\n")
     print_findings(findings, out)
+
+
+def _or_dash(value: Optional[float]) -> Any:
+    return "-" if value is None else value
 
 
 def _indent(text: str) -> str:

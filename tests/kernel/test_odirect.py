@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -212,7 +213,10 @@ def test_cli_command_json_summary(data_file):
     cmd = f"{sys.executable} {READER} {data_file} direct 4"
     res = run_cli("-c", cmd, "--json")
     assert res.returncode == 0, res.stderr
-    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    def no_nan(const):
+        raise AssertionError(f"{const} is not JSON")
+
+    lines = [json.loads(line, parse_constant=no_nan) for line in res.stdout.splitlines()]
     summary = lines[-1]
     assert summary["type"] == "summary" and summary["tracer"] == "odirect"
     assert {"duration_s", "lost_events", "hooks", "processes", "findings"} <= set(summary)
@@ -269,6 +273,32 @@ def test_cli_pid_duration_ends_with_report():
         sleeper.wait()
     assert res.returncode == 0, res.stderr
     assert "Per process:" in res.stdout and "Findings: none." in res.stdout
+
+
+def test_cli_ctrl_c_ends_with_report_and_trace_file(data_file, tmp_path):
+    out = tmp_path / "sigint.parquet"
+    reader = subprocess.Popen([sys.executable, READER, data_file, "decoy", "16", "30"], stdout=subprocess.PIPE)
+    try:
+        tracer = subprocess.Popen([IOTRACE, "odirect", "-p", str(reader.pid), "-o", str(out)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while "Tracing" not in (tracer.stderr.readline() or "") and time.monotonic() < deadline:
+            pass
+        time.sleep(1.0)
+        tracer.send_signal(signal.SIGINT)
+        stdout, stderr = tracer.communicate(timeout=60)
+    finally:
+        reader.kill()
+        reader.wait()
+    assert tracer.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "Per process:" in stdout and "odirect-bypass" in stdout
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out).to_pandas()
+    reads = table[(table["type"] == "read") & (table["pid"] == reader.pid)]
+    assert len(reads) > 100 and reads["direct"].all()
+    assert json.loads(pq.read_schema(out).metadata[b"kerntrace"])["stop_reason"] == "SIGINT"
 
 
 @pytest.mark.parametrize("args, message", [

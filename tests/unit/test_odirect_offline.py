@@ -148,6 +148,19 @@ def test_per_process_summary():
     assert 0 not in rows  # unattributed block I/O is nobody's
 
 
+def test_summaries_are_strict_json():
+    import json
+
+    frames = synthetic()
+    frames["block"] = pd.concat([frames["block"], blocks_frame([(300, 300, "kworker", True, "W", 4096, 0, 1, "")])])
+    rows = per_process(frames) + per_file(frames)
+    json.dumps(rows, allow_nan=False)
+    (kworker,) = [r for r in per_process(frames) if r["pid"] == 300]
+    assert kworker["reads"] == 0 and kworker["latency_p50_ms"] is None and kworker["block_bytes"] == 4096
+    (conf,) = [r for r in per_file(frames) if r["path"] == "/etc/conf"]
+    assert conf["odirect_p50_ms"] is None
+
+
 def test_per_file_summary():
     rows = {r["path"]: r for r in per_file(synthetic())}
     assert rows["/var/tmp/db"]["odirect_share"] == 1.0 and rows["/var/tmp/db"]["block_bytes"] == 300 * 4096
