@@ -2,9 +2,11 @@
 whether it went around the page cache (O_DIRECT, read from the open file at
 the time of the read), and the block I/O those processes submitted.
 
-The BPF side (bpf/odirect.bpf.c) sends one record per syscall and one per bio;
-this module names files, prints the live lines, builds the frames and the
-summary, and hands the frames to :mod:`kerntrace.analysis.odirect`.
+The BPF side (bpf/odirect.bpf.c) sends one record per syscall, one per open
+file's path, one per bio when its request is issued and one per completion;
+this module names files, joins bios to completions, prints the live lines,
+builds the frames and the summary, and hands the frames to
+:mod:`kerntrace.analysis.odirect`.
 """
 from __future__ import annotations
 
@@ -219,10 +221,6 @@ class BlockJoiner:
 
 def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def _ms(ns: float) -> str:
-    return f"{ns / 1e6:8.3f}"
 
 
 class ODirectTrace:
