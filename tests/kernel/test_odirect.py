@@ -202,6 +202,47 @@ def test_pid_traces_every_thread_and_exit_ends_tracing(data_file):
     assert set(from_reads["tid"]) == {main_tid, thread_tid}
 
 
+FORKER = """
+import os, sys
+print("ready", flush=True)
+sys.stdin.readline()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, sys.argv[1], sys.argv[2], "direct", "2"])
+os.waitpid(pid, 0)
+print(pid, flush=True)
+"""
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_pid_follows_children_only_with_f(data_file, follow):
+    proc = subprocess.Popen([sys.executable, "-c", FORKER, READER, data_file], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        trace = ODirectTrace(Target(pids=[proc.pid], follow=follow), live=False)
+        with Session([trace.tracer]) as session:
+            session.start()
+            session.trace_pids([proc.pid])
+            session.watch_exit(proc.pid)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            session.run(trace.on_batch, duration=60)
+            trace.finish()
+        child = json.loads(proc.stdout.readline())["pid"]  # the reader's own report
+        assert int(proc.stdout.readline()) == child
+    finally:
+        proc.wait(timeout=30)
+    frames = trace.frames()
+    mine = reads_of(frames, child, data_file)
+    if follow:
+        assert_exact_reads(mine, 2, direct=True)
+        blocks = frames["block"]
+        assert int(blocks.loc[(blocks["pid"] == child) & (blocks["path"] == data_file), "bytes"].sum()) == 12 * BLOCK
+    else:
+        assert len(mine) == 0 and child not in set(frames["read"]["pid"]) | set(frames["block"]["pid"])
+
+
 # -- the command line ------------------------------------------------------------
 
 
