@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Events of `iotrace odirect`: one record per read-family syscall of a traced
+ * task, one per block I/O it submitted (or per request nobody can be found to
+ * have submitted).  Plain __u types: shared by BPF and, through BTF, Python. */
+#ifndef __ODIRECT_H
+#define __ODIRECT_H
+
+#define ODIRECT_COMM_LEN 16
+#define ODIRECT_NAME_LEN 64
+/* path components sent per file, leaf first */
+#define ODIRECT_PATH_DEPTH 12
+/* iovecs summed per readv/preadv/preadv2; beyond, iov_truncated is set */
+#define ODIRECT_MAX_IOV 64
+/* bios walked per request at completion */
+#define ODIRECT_MAX_RQ_BIOS 64
+
+/* O_DIRECT as the kernel stores it in file->f_flags (x86, arm64 differ:
+ * arm64 uses 0200000; the build is x86-only, see ARCH in the Makefile). */
+#define ODIRECT_O_DIRECT 040000
+
+enum odirect_syscall {
+	ODIRECT_SYS_READ = 1,
+	ODIRECT_SYS_PREAD64 = 2,
+	ODIRECT_SYS_READV = 3,
+	ODIRECT_SYS_PREADV = 4,
+	ODIRECT_SYS_PREADV2 = 5,
+};
+
+struct odirect_read_event {
+	__u64 ts_ns;        /* syscall exit, bpf_ktime_get_ns */
+	__u64 latency_ns;   /* enter -> exit */
+	__s64 offset;       /* file position read from; -1 when no file */
+	__u64 asked;        /* count, or the sum of iov_len */
+	__s64 ret;          /* bytes returned, or -errno */
+	__u64 ino;
+	__u32 dev;          /* the file's superblock s_dev (kernel encoding) */
+	__u32 pid;          /* tgid */
+	__u32 tid;
+	__s32 fd;
+	__u32 f_flags;      /* file->f_flags at entry: a later fcntl(F_SETFL) shows */
+	__u32 rwf;          /* preadv2 flags (RWF_*) */
+	__u16 syscall;      /* enum odirect_syscall */
+	__u16 iovcnt;
+	__u8 direct;        /* O_DIRECT set in f_flags at entry */
+	__u8 has_file;      /* fd resolved to an open file */
+	__u8 iov_truncated; /* more than ODIRECT_MAX_IOV iovecs: asked is a lower bound */
+	__u8 pad;
+	char comm[ODIRECT_COMM_LEN];
+};
+
+/* The path of a file, sent the first time a traced task reads through a
+ * given struct file: dentry names from the file up to the root of its
+ * filesystem (user space prefixes the mount point of dev).  bpf_d_path is
+ * not allowed in tracepoint programs. */
+struct odirect_file_event {
+	__u64 ino;
+	__u32 dev;
+	__u32 pid;
+	__s32 fd;
+	__u16 depth;        /* components filled in names, leaf first */
+	__u8 truncated;     /* deeper than ODIRECT_PATH_DEPTH */
+	__u8 pad;
+	char names[ODIRECT_PATH_DEPTH][ODIRECT_NAME_LEN];
+};
+
+enum odirect_block_kind {
+	ODIRECT_BLOCK_BIO = 1,  /* a bio, credited when its request is issued */
+	ODIRECT_BLOCK_DONE = 2, /* that request completed (device latency) */
+};
+
+/* Two kinds in one record: BIO at request issue (who, how much, queue
+ * latency), DONE at its completion (device latency); rq joins them. */
+struct odirect_block_event {
+	__u64 ts_ns;        /* BIO: issue; DONE: completion */
+	__u64 rq;           /* request id (its address while in flight) */
+	__u64 sector;       /* BIO: of this bio (of the request when unattributed) */
+	__u64 queue_ns;     /* BIO: bio queued -> request issued to the driver */
+	__u64 device_ns;    /* DONE: issued -> completed */
+	__u64 ino;          /* file read by the syscall that submitted the bio; 0 if none traced */
+	__u32 file_dev;     /* that file's s_dev */
+	__u32 bytes;        /* BIO: of the bio; DONE: completed by this call */
+	__u32 dev;          /* whole-disk dev_t (kernel encoding) */
+	__u32 pid;          /* submitter's tgid; 0 when unattributed */
+	__u32 tid;
+	__u32 op;           /* REQ_OP_*: 0 read, 1 write, ... */
+	__s32 error;        /* DONE: blk_status_t */
+	__u8 kind;          /* enum odirect_block_kind */
+	__u8 attributed;    /* BIO: the bio was seen at submission */
+	__u8 pad[2];
+	char comm[ODIRECT_COMM_LEN];
+};
+
+#endif /* __ODIRECT_H */

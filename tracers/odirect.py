@@ -1,0 +1,610 @@
+"""``iotrace odirect``: every read-family syscall of the traced processes,
+whether it went around the page cache (O_DIRECT, read from the open file at
+the time of the read), and the block I/O those processes submitted.
+
+The BPF side (bpf/odirect.bpf.c) sends one record per syscall, one per open
+file's path, one per bio when its request is issued and one per completion;
+this module names files, joins bios to completions, prints the live lines,
+builds the frames and the summary, and hands the frames to
+:mod:`kerntrace.analysis.odirect`.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Optional, TextIO
+
+import click
+
+from .common import JsonLines, Target, pid_options, target_from_options
+from .engine import BpfTracer, Hook
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from ..analysis.findings import Finding
+
+__all__ = ["BlockJoiner", "ODirectTrace", "PathNames", "SYSCALLS", "block_op_name", "command", "dev_name",
+           "disk_name", "run"]
+
+FILE_RING = "odirect_files"
+READ_RING = "odirect_reads"
+BLOCK_RING = "odirect_blocks"
+
+# enum odirect_syscall in bpf/odirect.h
+SYSCALLS = {1: "read", 2: "pread64", 3: "readv", 4: "preadv", 5: "preadv2"}
+
+# REQ_OP_* (include/linux/blk_types.h); values are ABI-stable for the block tracepoints.
+_BLOCK_OPS = {0: "R", 1: "W", 2: "F", 3: "D", 5: "SE", 9: "WZ"}
+
+HOOKS = (
+    *(Hook(f"{name} enter", (f"odirect_enter_{name}",)) for name in SYSCALLS.values()),
+    *(Hook(f"{name} exit", (f"odirect_exit_{name}",)) for name in SYSCALLS.values()),
+    Hook("bio submission", ("odirect_bio_queue_btf", "odirect_bio_queue_raw")),
+    Hook("request issue", ("odirect_rq_issue_btf", "odirect_rq_issue_raw")),
+    Hook("request requeue", ("odirect_rq_requeue_btf", "odirect_rq_requeue_raw"), required=False),
+    Hook("request completion", ("odirect_rq_complete_btf", "odirect_rq_complete_raw")),
+)
+
+HEADER = (
+    f"{'TIME(s)':<10} {'COMM':<16} {'PID':>7} {'TID':>7} {'EVENT':<8} {'FD':>4} {'D':<1} "
+    f"{'OFFSET':>12} {'BYTES':>9} {'RET':>9} {'LAT(ms)':>8} FILE"
+)
+
+
+def block_op_name(op: int) -> str:
+    return _BLOCK_OPS.get(op, str(op))
+
+
+@functools.lru_cache(maxsize=64)
+def disk_name(dev: int) -> str:
+    """Kernel-encoded dev_t of a disk -> its name (vda), from sysfs."""
+    try:
+        with open(f"/sys/dev/block/{dev >> 20}:{dev & 0xFFFFF}/uevent") as f:
+            for line in f:
+                if line.startswith("DEVNAME="):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return dev_name(dev)
+
+
+def dev_name(dev: int) -> str:
+    """Kernel-encoded dev_t (major << 20 | minor) -> "major:minor"."""
+    return f"{dev >> 20}:{dev & 0xFFFFF}"
+
+
+class PathNames:
+    """Names the file behind (pid, fd, inode).
+
+    bpf_d_path is not allowed in tracepoint programs.  The BPF side sends
+    each open file's dentry names once (up to the root of its filesystem);
+    the mount point of its device, from /proc/self/mountinfo, completes the
+    path.  A file never named that way (its record lost) is looked up in
+    /proc/PID/fd/FD while the process lives, checked against the inode since
+    fds are reused; failing both, it shows as "dev:ino"."""
+
+    def __init__(self) -> None:
+        self._by_inode: dict[tuple[int, int], str] = {}
+        self._by_fd: dict[tuple[int, int, int], str] = {}
+        self._mounts: Optional[dict[int, str]] = None
+
+    def learn(self, batch: "np.ndarray[Any, Any]") -> None:
+        """Records of the odirect_files ring."""
+        for dev, ino, depth, truncated, names in zip(batch["dev"].tolist(), batch["ino"].tolist(),
+                                                     batch["depth"].tolist(), batch["truncated"].tolist(),
+                                                     batch["names"].tolist()):
+            parts = [n.split(b"\0", 1)[0].decode("utf-8", "replace") for n in names[:depth]]
+            self._by_inode[(dev, ino)] = self.join(dev, ino, parts, bool(truncated))
+
+    def join(self, dev: int, ino: int, leaf_first: list[str], truncated: bool) -> str:
+        parts = list(reversed(leaf_first))
+        if parts and parts[0] == "/":
+            parts = parts[1:]
+        rel = "/".join(parts)
+        if truncated:
+            return ".../" + rel
+        mount = self.mount_point(dev)
+        if mount is None:  # pipes, sockets, anon inodes ([timerfd]): no path to show
+            if not rel:
+                return f"[{dev_name(dev)}:{ino}]"
+            return rel if rel.startswith("[") else f"[{dev_name(dev)}]/{rel}"
+        return mount.rstrip("/") + "/" + rel if rel else mount
+
+    def mount_point(self, dev: int) -> Optional[str]:
+        if self._mounts is None:
+            self._mounts = {}
+            try:
+                with open("/proc/self/mountinfo") as f:
+                    for line in f:
+                        fields = line.split()
+                        major, minor = (int(x) for x in fields[2].split(":"))
+                        key = (major << 20) | minor
+                        if fields[3] == "/" and key not in self._mounts:
+                            self._mounts[key] = fields[4].replace("\\040", " ")
+            except OSError:
+                pass
+        return self._mounts.get(dev)
+
+    def knows_all(self, batch: "np.ndarray[Any, Any]") -> bool:
+        known = self._by_inode
+        return all(not has or (dev, ino) in known for dev, ino, has in zip(
+            batch["dev"].tolist(), batch["ino"].tolist(), batch["has_file"].tolist()))
+
+    def name(self, pid: int, fd: int, dev: int, ino: int, has_file: bool) -> str:
+        if not has_file:
+            return ""
+        path = self._by_inode.get((dev, ino))
+        if path is not None:
+            return path
+        key = (pid, fd, ino)
+        path = self._by_fd.get(key)
+        if path is None:
+            path = self._readlink(pid, fd, dev, ino) or f"[{dev_name(dev)}:{ino}]"
+            self._by_fd[key] = path
+        return path
+
+    @staticmethod
+    def _readlink(pid: int, fd: int, dev: int, ino: int) -> Optional[str]:
+        link = f"/proc/{pid}/fd/{fd}"
+        try:
+            st = os.stat(link)
+            path = os.readlink(link)
+        except OSError:
+            return None
+        if st.st_ino != ino or os.major(st.st_dev) != dev >> 20 or os.minor(st.st_dev) != dev & 0xFFFFF:
+            return None  # the fd now names another file
+        return path
+
+
+BLOCK_BIO = 1   # enum odirect_block_kind
+BLOCK_DONE = 2
+
+class BlockJoiner:
+    """Pairs each BIO record (a bio, credited when its request was issued)
+    with the DONE record of that request (device latency), a batch at a time
+    with numpy: records sorted by (request, time) put a request's completion
+    right after the bios of its issue.
+
+    A request whose completion is never seen (the kernel did not fire
+    block_rq_complete, or tracing ended first) is given up when the same
+    request address is issued again, or at the end: it comes out with
+    ``completed`` False and no device latency."""
+
+    def __init__(self) -> None:
+        self._waiting: Optional["np.ndarray[Any, Any]"] = None
+
+    def feed(self, batch: "np.ndarray[Any, Any]") -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
+        """-> (BIO records that are settled, with device_ns and error taken
+        from their completion; a mask of those whose completion was seen)."""
+        import numpy as np
+
+        if self._waiting is not None and len(self._waiting):
+            batch = np.concatenate([self._waiting, batch])
+        rq, ts, kind = batch["rq"], batch["ts_ns"], batch["kind"]
+        order = np.lexsort((kind, ts, rq))
+        rows = batch[order]
+        rq, ts, kind = rq[order], ts[order], kind[order]
+        n = len(rows)
+        # groups: runs of equal (rq, ts, kind): the bios of one issue, or one completion
+        starts = np.flatnonzero(np.r_[True, (rq[1:] != rq[:-1]) | (ts[1:] != ts[:-1]) | (kind[1:] != kind[:-1])])
+        group = np.cumsum(np.r_[True, (rq[1:] != rq[:-1]) | (ts[1:] != ts[:-1]) | (kind[1:] != kind[:-1])]) - 1
+        next_start = np.r_[starts[1:], n][group]  # first row of the following group
+        has_next = next_start < n
+        nxt = np.minimum(next_start, n - 1)
+        same_rq = has_next & (rq[nxt] == rq)
+        bio = kind == BLOCK_BIO
+        completed = bio & same_rq & (kind[nxt] == BLOCK_DONE)
+        orphaned = bio & same_rq & (kind[nxt] == BLOCK_BIO)
+        settled = completed | orphaned
+        self._waiting = rows[bio & ~settled]
+        out = rows[settled].copy()
+        done_rows = rows[nxt[settled]]
+        was_done = completed[settled]
+        out["device_ns"] = np.where(was_done, done_rows["device_ns"], 0)
+        out["error"] = np.where(was_done, done_rows["error"], 0)
+        return out, was_done
+
+    def flush(self) -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
+        import numpy as np
+
+        rest = self._waiting
+        self._waiting = None
+        if rest is None:
+            return np.empty(0), np.empty(0, dtype=bool)
+        rest = rest[np.argsort(rest["ts_ns"], kind="stable")]
+        return rest, np.zeros(len(rest), dtype=bool)
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+class ODirectTrace:
+    """One odirect run: owns its BpfTracer, collects batches, prints live lines."""
+
+    def __init__(self, target: Target, *, live: bool = True, json_out: Optional[JsonLines] = None,
+                 out: TextIO = sys.stdout, ring_bytes: Optional[int] = None) -> None:
+        self.target = target
+        self.live = live
+        self.json_out = json_out
+        self.out = out
+        self.tracer = BpfTracer(
+            "odirect",
+            hooks=HOOKS,
+            # files first: a read's file is named before the read is drained
+            rings={FILE_RING: "odirect_file_event", READ_RING: "odirect_read_event",
+                   BLOCK_RING: "odirect_block_event"},
+            options={"kt_filter_pids": target.filtered},
+            ring_bytes=ring_bytes,
+            follow_children=target.follow,
+        )
+        self.paths = PathNames()
+        self.t0_ns = time.monotonic_ns()
+        self._reads: list["np.ndarray[Any, Any]"] = []
+        self.joiner = BlockJoiner()
+        self._launcher: Optional[tuple[int, bytes]] = None
+        self._who_cache: dict[tuple[bytes, int, int], str] = {}
+        self._call_cache: dict[tuple[int, int, int], str] = {}
+        self._op_cache: dict[tuple[int, int], tuple[str, str]] = {}
+        self._bios: list["np.ndarray[Any, Any]"] = []
+        self._bios_completed: list["np.ndarray[Any, Any]"] = []
+        self._header_done = False
+        self.unattributed_requests = 0
+        self.unattributed_bytes = 0
+
+    # -- while tracing -----------------------------------------------------------
+
+    def on_batch(self, tracer: BpfTracer, ring: str, batch: "np.ndarray[Any, Any]") -> None:
+        if ring == FILE_RING:
+            self.paths.learn(batch)
+        elif ring == READ_RING:
+            if self._launcher is not None:
+                batch = self._drop_launcher_reads(batch)
+                if not len(batch):
+                    return
+            paths = self._name_files(batch) if self.live or self.json_out else []
+            self._reads.append(batch)
+            if self.live:
+                self._print_reads(batch, paths)
+            if self.json_out:
+                self._json_reads(batch, paths)
+        elif ring == BLOCK_RING:
+            self._blocks_done(*self.joiner.feed(batch))
+
+    def _blocks_done(self, bios: "np.ndarray[Any, Any]", completed: "np.ndarray[Any, Any]") -> None:
+        if not len(bios):
+            return
+        self._bios.append(bios)
+        self._bios_completed.append(completed)
+        if self.live:
+            self._print_blocks(bios, completed)
+        if self.json_out:
+            self._json_blocks(bios, completed)
+
+    def ignore_launcher(self, pid: int) -> None:
+        """The command started for -c waits on a pipe until it is traced,
+        then execs: that read is ours, not the command's.  Its reads under
+        our own comm, before exec renames it, are dropped."""
+        with open("/proc/self/comm", "rb") as f:
+            self._launcher = (pid, f.read().strip()[:15])
+
+    def _drop_launcher_reads(self, batch: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+        assert self._launcher is not None
+        pid, comm = self._launcher
+        ours = (batch["pid"] == pid) & (batch["comm"] == comm)
+        return batch[~ours] if ours.any() else batch
+
+    def _name_files(self, batch: "np.ndarray[Any, Any]") -> list[str]:
+        if not self.paths.knows_all(batch):
+            # A file record committed after the file ring was drained and
+            # before this read ring was: it is in the ring now.
+            reader = self.tracer.readers.get(FILE_RING)
+            if reader is not None:
+                self.paths.learn(reader.drain())
+        name = self.paths.name
+        return [
+            name(pid, fd, dev, ino, has_file)
+            for pid, fd, dev, ino, has_file in zip(
+                batch["pid"].tolist(), batch["fd"].tolist(), batch["dev"].tolist(), batch["ino"].tolist(),
+                batch["has_file"].tolist())
+        ]
+
+    def _header(self) -> None:
+        if not self._header_done:
+            self.out.write(HEADER + "\n")
+            self._header_done = True
+
+    def _print_reads(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> None:
+        self._header()
+        t0 = self.t0_ns
+        lines = []
+        # The task and call columns repeat from line to line: format them once.
+        who_cache = self._who_cache
+        call_cache = self._call_cache
+        for ts, comm, pid, tid, sc, fd, direct, off, asked, ret, lat, path in zip(
+            batch["ts_ns"].tolist(), batch["comm"].tolist(), batch["pid"].tolist(), batch["tid"].tolist(),
+            batch["syscall"].tolist(), batch["fd"].tolist(), batch["direct"].tolist(), batch["offset"].tolist(),
+            batch["asked"].tolist(), batch["ret"].tolist(), batch["latency_ns"].tolist(), paths,
+        ):
+            who = who_cache.get((comm, pid, tid))
+            if who is None:
+                who = who_cache[(comm, pid, tid)] = f"{comm.decode('utf-8', 'replace'):<16} {pid:>7} {tid:>7}"
+            call = call_cache.get((sc, fd, direct))
+            if call is None:
+                call = call_cache[(sc, fd, direct)] = f"{SYSCALLS.get(sc, '?'):<8} {fd:>4} {'D' if direct else '-'}"
+            ret_s = ret if ret >= 0 else _errno_name(-ret)
+            lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {call} {off:>12} {asked:>9} {ret_s:>9} "
+                         f"{lat / 1e6:8.3f} {path}\n")
+        self.out.write("".join(lines))
+        self.out.flush()
+
+    def _print_blocks(self, bios: "np.ndarray[Any, Any]", completed: "np.ndarray[Any, Any]") -> None:
+        self._header()
+        t0 = self.t0_ns
+        lines = []
+        who_cache = self._who_cache
+        op_cache = self._op_cache
+        for ts, comm, pid, tid, attributed, op, dev, sector, nbytes, q, d, done in zip(
+            bios["ts_ns"].tolist(), bios["comm"].tolist(), bios["pid"].tolist(), bios["tid"].tolist(),
+            bios["attributed"].tolist(), bios["op"].tolist(), bios["dev"].tolist(), bios["sector"].tolist(),
+            bios["bytes"].tolist(), bios["queue_ns"].tolist(), bios["device_ns"].tolist(), completed.tolist(),
+        ):
+            if attributed:
+                who = who_cache.get((comm, pid, tid))
+                if who is None:
+                    who = who_cache[(comm, pid, tid)] = f"{comm.decode('utf-8', 'replace'):<16} {pid:>7} {tid:>7}"
+            else:
+                who = f"{'(unattributed)':<16} {'-':>7} {'-':>7}"
+            event = op_cache.get((op, dev))
+            if event is None:
+                event = op_cache[(op, dev)] = (f"{'block-' + block_op_name(op):<8} {'-':>4} -", disk_name(dev))
+            # shown when it completed, as biosnoop does (issue time if never seen completing)
+            if done:
+                lines.append(f"{(ts + d - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                             f"{'-':>9} {(q + d) / 1e6:8.3f} {event[1]} sector {sector} queue {q / 1e6:.3f} ms "
+                             f"device {d / 1e6:.3f} ms\n")
+            else:
+                lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                             f"{'-':>9} {'-':>8} {event[1]} sector {sector} queue {q / 1e6:.3f} ms "
+                             f"device not seen\n")
+        self.out.write("".join(lines))
+        self.out.flush()
+
+    def _json_reads(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> None:
+        assert self.json_out is not None
+        wall = _wall_offset_ns()
+        for i, rec in enumerate(batch.tolist()):
+            r = dict(zip(batch.dtype.names, rec))
+            ret = r["ret"]
+            self.json_out.emit({
+                "type": "read", "time_ns": r["ts_ns"] + wall, "pid": r["pid"], "tid": r["tid"],
+                "comm": r["comm"].split(b"\0", 1)[0].decode("utf-8", "replace"),
+                "syscall": SYSCALLS.get(r["syscall"], "?"), "fd": r["fd"], "path": paths[i],
+                "direct": bool(r["direct"]), "f_flags": r["f_flags"], "offset": r["offset"], "asked": r["asked"],
+                "bytes": ret if ret >= 0 else None, "errno": _errno_name(-ret) if ret < 0 else None,
+                "latency_ns": r["latency_ns"], "dev": dev_name(r["dev"]), "ino": r["ino"],
+                "iovcnt": r["iovcnt"], "rwf": r["rwf"],
+            })
+
+    def _json_blocks(self, bios: "np.ndarray[Any, Any]", completed: "np.ndarray[Any, Any]") -> None:
+        assert self.json_out is not None
+        wall = _wall_offset_ns()
+        names = bios.dtype.names or ()
+        for values, done in zip(bios.tolist(), completed.tolist()):
+            r = dict(zip(names, values))
+            attributed = bool(r["attributed"])
+            self.json_out.emit({
+                "type": "block", "time_ns": r["ts_ns"] + wall, "attributed": attributed,
+                "pid": r["pid"] if attributed else None, "tid": r["tid"] if attributed else None,
+                "comm": _cstr(r["comm"]) if attributed else None, "disk": disk_name(r["dev"]),
+                "dev": dev_name(r["dev"]), "op": block_op_name(r["op"]), "sector": r["sector"],
+                "bytes": r["bytes"], "queue_ns": r["queue_ns"], "device_ns": r["device_ns"] if done else None,
+                "completed": done, "error": r["error"], "ino": r["ino"] or None,
+            })
+
+    # -- after tracing -----------------------------------------------------------
+
+    def finish(self) -> None:
+        self._blocks_done(*self.joiner.flush())
+        self.unattributed_requests = self.tracer.read_global("unattributed_requests")
+        self.unattributed_bytes = self.tracer.read_global("unattributed_bytes")
+
+    def frames(self) -> dict[str, "pd.DataFrame"]:
+        import numpy as np
+        import pandas as pd
+
+        from .common import decode_events
+
+        wall = _wall_offset_ns()
+        reads = decode_events(self._reads, self.tracer.btf.dtype("odirect_read_event"))
+        reads = reads.drop(columns=["pad"])
+        reads.insert(0, "time_ns", reads["ts_ns"].astype(np.int64) + wall)
+        reads["syscall"] = reads["syscall"].map(SYSCALLS).astype("string")
+        reads["direct"] = reads["direct"].astype(bool)
+        reads["has_file"] = reads["has_file"].astype(bool)
+        reads["iov_truncated"] = reads["iov_truncated"].astype(bool)
+        # Named again now that every file record is in: the live lines may
+        # have raced a file record still in its ring.
+        reads["path"] = [self.paths.name(p, f, d, i, h) for p, f, d, i, h in zip(
+            reads["pid"].tolist(), reads["fd"].tolist(), reads["dev"].tolist(), reads["ino"].tolist(),
+            reads["has_file"].tolist())]
+        reads["bytes"] = reads["ret"].clip(lower=0)
+        reads["errno"] = (-reads["ret"]).clip(lower=0)
+        reads["dev"] = [dev_name(d) for d in reads["dev"].tolist()]
+
+        block_dtype = self.tracer.btf.dtype("odirect_block_event")
+        blocks = decode_events(self._bios, block_dtype).drop(columns=["pad", "kind"])
+        completed = np.concatenate(self._bios_completed) if self._bios_completed else np.zeros(0, dtype=bool)
+        blocks.insert(0, "time_ns", blocks["ts_ns"].astype(np.int64) + wall)
+        blocks["attributed"] = blocks["attributed"].astype(bool)
+        blocks["completed"] = completed
+        blocks["device_ns"] = pd.array(np.where(completed, blocks["device_ns"], 0), dtype="Int64")
+        blocks.loc[~completed, "device_ns"] = pd.NA
+        blocks["op"] = [block_op_name(o) for o in blocks["op"].tolist()]
+        blocks.insert(blocks.columns.get_loc("dev"), "disk", [disk_name(d) for d in blocks["dev"].tolist()])
+        blocks["dev"] = [dev_name(d) for d in blocks["dev"].tolist()]
+        blocks["file_dev"] = [dev_name(d) if d else "" for d in blocks["file_dev"].tolist()]
+        # Name the file of each bio from the reads that named it.
+        names = {(d, i): p for d, i, p in zip(reads["dev"].tolist(), reads["ino"].tolist(), reads["path"].tolist())}
+        blocks["path"] = [names.get((d, i), "") if i else "" for d, i in
+                          zip(blocks["file_dev"].tolist(), blocks["ino"].tolist())]
+        return {"read": reads, "block": blocks}
+
+    def summary(self, frames: dict[str, "pd.DataFrame"]) -> dict[str, Any]:
+        from ..analysis.odirect import per_file, per_process
+
+        return {
+            "processes": per_process(frames),
+            "files": per_file(frames),
+            "unattributed_requests": self.unattributed_requests,
+            "unattributed_bytes": self.unattributed_bytes,
+        }
+
+
+def _wall_offset_ns() -> int:
+    return time.time_ns() - time.monotonic_ns()
+
+
+def _errno_name(err: int) -> str:
+    import errno
+
+    return errno.errorcode.get(err, str(err))
+
+
+MAX_FILE_ROWS = 12
+
+
+def print_report(summary: dict[str, Any], findings: "list[Finding]", out: TextIO, lost: int,
+                 duration_s: float) -> None:
+    from ..analysis.report import format_table, print_findings
+
+    out.write(f"\nTraced {duration_s:.3f} s; lost events: {lost}.\n")
+    out.write("\nPer process:\n")
+    rows = [{
+        "pid": p["pid"], "comm": p["comm"], "reads": p["reads"], "read_bytes": p["read_bytes"],
+        "odirect_reads": p["odirect_reads"], "odirect_bytes": p["odirect_bytes"],
+        "odirect_%": p["odirect_share"] * 100.0, "p50_ms": _or_dash(p["latency_p50_ms"]),
+        "p99_ms": _or_dash(p["latency_p99_ms"]),
+        "block_ios": p["block_ios"], "block_bytes": p["block_bytes"],
+    } for p in summary["processes"]]
+    out.write(_indent(format_table(rows)) + "\n")
+    files = summary["files"]
+    out.write(f"\nPer file ({len(files)}, most bytes first):\n" if len(files) > MAX_FILE_ROWS else "\nPer file:\n")
+    rows = [{
+        "path": f["path"] or "(no file)", "reads": f["reads"], "read_bytes": f["read_bytes"],
+        "odirect_%": f["odirect_share"] * 100.0, "p50_ms": _or_dash(f["latency_p50_ms"]),
+        "p99_ms": _or_dash(f["latency_p99_ms"]),
+        "block_bytes": f["block_bytes"],
+    } for f in files[:MAX_FILE_ROWS]]
+    out.write(_indent(format_table(rows)) + "\n")
+    if len(files) > MAX_FILE_ROWS:
+        rest = files[MAX_FILE_ROWS:]
+        out.write(f"  ... {len(rest)} more files, {sum(f['reads'] for f in rest)} reads, "
+                  f"{sum(f['read_bytes'] for f in rest)} bytes (all in --json and -o)\n")
+    if summary["unattributed_requests"]:
+        out.write(f"\nUnattributed block requests (no submission seen, any process): "
+                  f"{summary['unattributed_requests']}, {summary['unattributed_bytes']} bytes.\n")
+    print_findings(findings, out)
+
+
+def _or_dash(value: Optional[float]) -> Any:
+    return "-" if value is None else value
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+@click.command("odirect")
+@pid_options(required=True)
+def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
+            as_json: bool, output: Optional[str], verbose: int) -> int:
+    """Every O_DIRECT (and buffered) read of a process, the block I/O it causes, and a finding.
+
+    O_DIRECT is read from the open file at each read, so a later fcntl(F_SETFL, O_DIRECT)
+    counts.  Block I/O is credited where the bio is submitted, in the reader's own context.
+    io_uring reads are not seen as reads (their block I/O is).
+    """
+    from .environment import require_bpf_environment
+
+    target = target_from_options(pids, command, follow, required=True)
+    require_bpf_environment()
+    return run(target, duration=duration, as_json=as_json, output=output)
+
+
+def run(target: Target, *, duration: Optional[float] = None, as_json: bool = False,
+        output: Optional[str] = None, out: TextIO = sys.stdout) -> int:
+    from .engine import Session
+    from .environment import UsageProblem
+
+    json_out = JsonLines(out) if as_json else None
+    trace = ODirectTrace(target, live=not as_json, json_out=json_out, out=out)
+    with Session([trace.tracer]) as session:
+        session.start()
+        if target.pids:
+            session.trace_pids(target.pids)
+            for pid in target.pids:
+                session.watch_exit(pid)
+        sys.stderr.write(f"Tracing read syscalls and block I/O of {target.describe()}"
+                         f"{' and children' if target.follow else ''}... Hit Ctrl-C to end.\n")
+        sys.stderr.write(f"hooks: {describe_hooks(session.choices)}\n")
+        sys.stderr.flush()
+        if duration == 0:
+            return 0
+        trace.t0_ns = time.monotonic_ns()
+        if target.argv:
+            try:
+                trace.ignore_launcher(session.spawn(target.argv))
+            except OSError as exc:
+                raise UsageProblem(f"cannot start {target.argv[0]!r}: {exc.strerror}") from None
+        session.run(trace.on_batch, duration=duration)
+        trace.finish()
+        lost = session.lost_events
+        duration_s = session.duration_s
+        choices = [c.as_dict() for c in session.choices]
+        stop_reason = session.stop_reason
+    frames = trace.frames()
+    from ..analysis.odirect import findings as odirect_findings
+
+    summary = trace.summary(frames)
+    found = odirect_findings(frames, duration_s=duration_s)
+    if output:
+        from .common import write_parquet
+
+        write_parquet(frames, output, {"tracer": "odirect", "target": target.describe(), "duration_s": duration_s,
+                                       "lost_events": lost, "hooks": choices, "stop_reason": stop_reason})
+    if json_out:
+        json_out.emit({
+            "type": "summary", "tracer": "odirect", "duration_s": round(duration_s, 6), "lost_events": lost,
+            "hooks": choices,
+            "processes": [{k: p[k] for k in ("pid", "comm", "reads", "read_bytes", "odirect_reads",
+                                             "odirect_bytes", "block_ios", "block_bytes")}
+                          for p in summary["processes"]],
+            "files": summary["files"],
+            "unattributed_requests": summary["unattributed_requests"],
+            "unattributed_bytes": summary["unattributed_bytes"],
+            "stop_reason": stop_reason,
+            "findings": [{k: v for k, v in f.as_dict().items() if k != "references"} for f in found],
+        })
+    else:
+        print_report(summary, found, out, lost, duration_s)
+    return 0
+
+
+def describe_hooks(choices: "list[Any]") -> str:
+    """Syscall hooks in one word, block hooks each with the method chosen."""
+    syscalls = [c for c in choices if c.hook.endswith((" enter", " exit"))]
+    parts = []
+    if syscalls:
+        kinds = sorted({c.kind for c in syscalls})
+        parts.append(f"{len(syscalls)} syscall {'/'.join(kinds)}s")
+    others = [c for c in choices if c not in syscalls]
+    available = [f"{c.kind} {c.target}" for c in others if c.program]
+    if available:
+        parts.append("block " + ", ".join(available))
+    parts += [f"{c.hook} unavailable" for c in others if not c.program]
+    return "; ".join(parts)
