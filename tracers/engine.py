@@ -11,6 +11,7 @@ always detaches.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import select
@@ -213,7 +214,7 @@ class BpfTracer:
         self.obj.load()
         for ring, struct_name in self.ring_structs.items():
             m = self.obj.map(ring)
-            self.readers[ring] = RingReader(m.fd, m.max_entries, self.btf.dtype(struct_name), ring)
+            self.readers[ring] = RingReader(m.fd, m.max_entries, functools.partial(self.btf.dtype, struct_name), ring)
         try:
             self._bss = self._global_map(".bss")
         except KeyError:
@@ -262,9 +263,8 @@ class BpfTracer:
         return {name: reader.drain() for name, reader in self.readers.items()}
 
     def detach(self) -> None:
-        for link in self.links:
-            link.destroy()
-        self.links.clear()
+        links, self.links = self.links, []
+        destroy_links(links)
 
     def close(self) -> None:
         self.detach()
@@ -278,6 +278,18 @@ class BpfTracer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def destroy_links(links: Sequence[Link]) -> None:
+    """Detach links.  Each detach waits for an RCU grace period in the
+    kernel (tens of ms); in parallel they share grace periods."""
+    if len(links) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(links), 32)) as pool:
+            list(pool.map(Link.destroy, links))
+    for link in links:
+        link.destroy()
 
 
 EventSink = Callable[[BpfTracer, str, "np.ndarray[Any, Any]"], None]
@@ -424,6 +436,7 @@ class Session:
         return (end - self.started_ns) / 1e9 if self.started_ns else 0.0
 
     def close(self) -> None:
+        destroy_links([link for tracer in self.tracers for link in tracer.links])
         for tracer in self.tracers:
             tracer.close()
         for fd in self._pidfds.values():

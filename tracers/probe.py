@@ -206,7 +206,7 @@ def _kprobe_pmu_type() -> Optional[int]:
         return None
 
 
-def _try(kind: str, target: str) -> Verdict:
+def _try(kind: str, target: str, attach: bool) -> Verdict:
     prog_fd = -1
     try:
         if kind in ("fentry", "fexit"):
@@ -227,13 +227,15 @@ def _try(kind: str, target: str) -> Verdict:
                 prog_fd = _load(BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, btf_id)
             except OSError as exc:
                 return Verdict(False, f"tp_btf program load refused: {exc.strerror}", kind_refused=True)
-            _raw_tp_open(None, prog_fd)
+            if attach:
+                _raw_tp_open(None, prog_fd)
         elif kind == "raw_tp":
             try:
                 prog_fd = _load(BPF_PROG_TYPE_RAW_TRACEPOINT)
             except OSError as exc:
                 return Verdict(False, f"raw_tp program load refused: {exc.strerror}", kind_refused=True)
-            _raw_tp_open(target, prog_fd)
+            if attach:
+                _raw_tp_open(target, prog_fd)
         elif kind == "tracepoint":
             root = tracefs_root(mount_if_missing=True)
             if root is None:
@@ -247,7 +249,8 @@ def _try(kind: str, target: str) -> Verdict:
                 prog_fd = _load(BPF_PROG_TYPE_TRACEPOINT)
             except OSError as exc:
                 return Verdict(False, f"tracepoint program load refused: {exc.strerror}", kind_refused=True)
-            _attach_perf(prog_fd, PERF_TYPE_TRACEPOINT, tp_id)
+            if attach:
+                _attach_perf(prog_fd, PERF_TYPE_TRACEPOINT, tp_id)
         elif kind in ("kprobe", "kretprobe"):
             pmu = _kprobe_pmu_type()
             if pmu is None:
@@ -283,8 +286,17 @@ def _known_target(kind: str, target: str) -> Optional[Verdict]:
     return None
 
 
-def can_attach(kind: str, target: str) -> Verdict:
+# Kinds whose programs attach wherever their target exists once a program of
+# the kind loads; a trial attach of these costs an RCU grace period on detach
+# (about 70 ms each), so plans only load, and `doctor` also attaches.
+_ATTACH_FOLLOWS_LOAD = {"tracepoint", "tp_btf", "raw_tp"}
+
+
+def can_attach(kind: str, target: str, trial_attach: bool = False) -> Verdict:
     """Whether a program of ``kind`` loads and attaches to ``target`` here.
+
+    fentry/fexit and kprobes are always attached on trial (a function can be
+    notrace, or inlined away); tracepoint kinds only when ``trial_attach``.
 
     ``target`` is a function for fentry/fexit/kprobe/kretprobe, a raw
     tracepoint name for tp_btf/raw_tp, and ``category/name`` for tracepoint.
@@ -297,7 +309,7 @@ def can_attach(kind: str, target: str) -> Verdict:
     proven = _kind_works.get(kind)
     verdict = _known_target(kind, target) if proven else None
     if verdict is None:
-        verdict = _try(kind, target)
+        verdict = _try(kind, target, attach=trial_attach or kind not in _ATTACH_FOLLOWS_LOAD)
     if verdict.ok:
         _kind_works[kind] = True
     _cache[key] = verdict
@@ -317,7 +329,8 @@ DOCTOR_TARGETS = {
 
 
 def probe_kind(kind: str) -> Verdict:
-    return can_attach(kind, DOCTOR_TARGETS[kind])
+    """Load AND attach a trivial program of ``kind`` (for doctor)."""
+    return _try(kind, DOCTOR_TARGETS[kind], attach=True)
 
 
 def probe_ringbuf() -> Verdict:

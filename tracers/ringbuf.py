@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,9 +34,13 @@ BPF_MAP_TYPE_RINGBUF = 27
 class RingReader:
     """Reads fixed-size records of one dtype from one ring-buffer map fd."""
 
-    def __init__(self, map_fd: int, size: int, event_dtype: "np.dtype[Any]", name: str = "") -> None:
-        import numpy as np
-
+    def __init__(
+        self,
+        map_fd: int,
+        size: int,
+        event_dtype: "np.dtype[Any] | Callable[[], np.dtype[Any]]",
+        name: str = "",
+    ) -> None:
         if size <= 0 or size & (size - 1):
             raise ValueError(f"ring buffer size {size} is not a power of two")
         self.name = name
@@ -46,19 +50,38 @@ class RingReader:
         self._page = page
         self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
         self._producer = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
-        self.event_dtype = event_dtype
-        payload = (event_dtype.itemsize + 7) & ~7
-        self.stride = BPF_RINGBUF_HDR_SZ + payload
-        self._record_dtype = np.dtype(
-            {
-                "names": ["len", "event"],
-                "formats": [np.uint32, event_dtype],
-                "offsets": [0, BPF_RINGBUF_HDR_SZ],
-                "itemsize": self.stride,
-            }
-        )
+        # The dtype may come as a factory: building it imports numpy, which
+        # need not delay attaching (the kernel buffers events meanwhile).
+        self._dtype_source = event_dtype
+        self._dtype: "Optional[np.dtype[Any]]" = None
+        self._record_dtype: "Optional[np.dtype[Any]]" = None
         self.records_read = 0
         self.discarded = 0
+
+    @property
+    def event_dtype(self) -> "np.dtype[Any]":
+        if self._dtype is None:
+            source = self._dtype_source
+            self._dtype = source() if callable(source) else source
+        return self._dtype
+
+    @property
+    def stride(self) -> int:
+        return BPF_RINGBUF_HDR_SZ + ((self.event_dtype.itemsize + 7) & ~7)
+
+    def _records(self) -> "np.dtype[Any]":
+        import numpy as np
+
+        if self._record_dtype is None:
+            self._record_dtype = np.dtype(
+                {
+                    "names": ["len", "event"],
+                    "formats": [np.uint32, self.event_dtype],
+                    "offsets": [0, BPF_RINGBUF_HDR_SZ],
+                    "itemsize": self.stride,
+                }
+            )
+        return self._record_dtype
 
     def _positions(self) -> tuple[int, int]:
         (cons,) = struct.unpack_from("<Q", self._consumer, 0)
@@ -75,11 +98,13 @@ class RingReader:
         import numpy as np
 
         cons, prod = self._positions()
+        if prod == cons:
+            return np.empty(0, dtype=self.event_dtype)
         count = min((prod - cons) // self.stride, max_records)
         if count <= 0:
             return np.empty(0, dtype=self.event_dtype)
         offset = self._page + (cons & self._mask)
-        view = np.frombuffer(self._producer, dtype=self._record_dtype, count=count, offset=offset)
+        view = np.frombuffer(self._producer, dtype=self._records(), count=count, offset=offset)
         lengths = view["len"]
         busy = np.flatnonzero(lengths & BPF_RINGBUF_BUSY_BIT)
         if busy.size:
