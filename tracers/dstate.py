@@ -171,7 +171,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     -p/-c): count, total and longest per task, split into iowait and other D,
     and the kernel stacks where the time went."""
     from .environment import require_bpf_environment
-    from .runner import run_traces, summary_line, write_trace
+    from .runner import report_single, run_traces
 
     target = target_from_options(pids, command, follow, required=False)
     require_bpf_environment()
@@ -180,20 +180,10 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     session = run_traces("dstate", [trace], target, duration)
     try:
         from ..analysis import dstate as rules
-        from ..analysis.report import print_findings
 
         frames = trace.frames()
         findings = rules.findings(frames, duration_s=session.duration_s)
-        if json_out is not None:
-            json_out.emit(summary_line("dstate", session, trace.summary(frames), findings))
-        else:
-            out = sys.stdout
-            out.write(f"\nTraced {session.duration_s:.1f} s ({session.stop_reason}); "
-                      f"lost events: {session.lost_events}\n")
-            print_report(trace, frames, out)
-            print_findings(findings, out)
-        if output:
-            write_trace(output, frames, "dstate", session)
+        report_single("dstate", session, trace, frames, findings, json_out, output, print_report)
     finally:
         session.close()
     return 0

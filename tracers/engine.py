@@ -10,7 +10,6 @@ always detaches.
 """
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
@@ -465,16 +464,3 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def describe_errno(err: int) -> str:
-    return errno.errorcode.get(err, str(err))

@@ -116,6 +116,25 @@ def write_trace(path: str, frames: "Mapping[str, pd.DataFrame]", tracer_name: st
     write_parquet(frames, path, meta)
 
 
+def report_single(name: str, session: Session, trace: Trace, frames: "Mapping[str, pd.DataFrame]",
+                  findings: "Sequence[Finding]", json_out: Optional[JsonLines], output: Optional[str],
+                  print_tables: Callable[[Any, Any, Any], None]) -> None:
+    """The end of a one-tracer command: the JSON summary line, or the text
+    report (run line, tables, findings); then the trace file if asked."""
+    from ..analysis.report import print_findings
+
+    if json_out is not None:
+        json_out.emit(summary_line(name, session, trace.summary(dict(frames)), findings))
+    else:
+        out = sys.stdout
+        out.write(f"\nTraced {session.duration_s:.1f} s ({session.stop_reason}); "
+                  f"lost events: {session.lost_events}\n")
+        print_tables(trace, frames, out)
+        print_findings(findings, out)
+    if output:
+        write_trace(output, frames, name, session)
+
+
 def emit_json(json_out: Optional[JsonLines], line: Mapping[str, Any]) -> None:
     if json_out is not None:
         json_out.emit(line)

@@ -277,7 +277,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     reaping: by the parent, by a subreaper or init after the parent died, or
     still a zombie when tracing ends; the parent's wait4/waitid calls."""
     from .environment import require_bpf_environment
-    from .runner import run_traces, summary_line, write_trace
+    from .runner import report_single, run_traces
 
     target = target_from_options(pids, command, follow, required=False)
     require_bpf_environment()
@@ -292,20 +292,10 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
                          before_spawn=before_spawn, on_spawn=lambda pid: setattr(trace, "command_pid", pid))
     try:
         from ..analysis import zombies as rules
-        from ..analysis.report import print_findings
 
         frames = trace.frames()
         findings = rules.findings(frames, end_ns=trace.end_ns, min_zombie_s=min_zombie_s)
-        if json_out is not None:
-            json_out.emit(summary_line("zombies", session, trace.summary(frames), findings))
-        else:
-            out = sys.stdout
-            out.write(f"\nTraced {session.duration_s:.1f} s ({session.stop_reason}); "
-                      f"lost events: {session.lost_events}\n")
-            print_report(trace, frames, out)
-            print_findings(findings, out)
-        if output:
-            write_trace(output, frames, "zombies", session)
+        report_single("zombies", session, trace, frames, findings, json_out, output, print_report)
     finally:
         session.close()
     return 0
