@@ -79,6 +79,20 @@ class HookChoice:
         }
 
 
+def describe_choices(choices: Sequence[HookChoice]) -> str:
+    """What a run hooks, in one line: syscall tracepoints counted, every
+    other hook with the method chosen, unavailable hooks named."""
+    syscalls = [c for c in choices if c.program and c.kind == "tracepoint" and c.target.startswith("syscalls/")]
+    parts = []
+    if syscalls:
+        parts.append(f"{len(syscalls)} syscall tracepoints")
+    parts += [f"{c.kind} {c.target}" for c in choices if c.program and c not in syscalls]
+    missing = [c.hook for c in choices if not c.program]
+    if missing:
+        parts.append("unavailable: " + ", ".join(missing))
+    return "; ".join(parts)
+
+
 _SECTION_KINDS = {
     "tp": "tracepoint",
     "tracepoint": "tracepoint",

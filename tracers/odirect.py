@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO
 import click
 
 from .common import JsonLines, Target, pid_options, target_from_options
-from .engine import BpfTracer, Hook
+from .engine import BpfTracer, Hook, describe_choices
 
 if TYPE_CHECKING:
     import numpy as np
@@ -316,7 +316,14 @@ class ODirectTrace:
     def _header(self) -> None:
         if not self._header_done:
             self.out.write(HEADER + "\n")
+            self.out.flush()
             self._header_done = True
+
+    def print_header(self) -> None:
+        """The column header, once, before any event (and before a -c
+        command can write to the same terminal)."""
+        if self.live:
+            self._header()
 
     def _print_reads(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> None:
         self._header()
@@ -551,10 +558,11 @@ def run(target: Target, *, duration: Optional[float] = None, as_json: bool = Fal
                 session.watch_exit(pid)
         sys.stderr.write(f"Tracing read syscalls and block I/O of {target.describe()}"
                          f"{' and children' if target.follow else ''}... Hit Ctrl-C to end.\n")
-        sys.stderr.write(f"hooks: {describe_hooks(session.choices)}\n")
+        sys.stderr.write(f"hooks: {describe_choices(session.choices)}\n")
         sys.stderr.flush()
         if duration == 0:
             return 0
+        trace.print_header()
         trace.t0_ns = time.monotonic_ns()
         if target.argv:
             try:
@@ -595,16 +603,3 @@ def run(target: Target, *, duration: Optional[float] = None, as_json: bool = Fal
     return 0
 
 
-def describe_hooks(choices: "list[Any]") -> str:
-    """Syscall hooks in one word, block hooks each with the method chosen."""
-    syscalls = [c for c in choices if c.hook.endswith((" enter", " exit"))]
-    parts = []
-    if syscalls:
-        kinds = sorted({c.kind for c in syscalls})
-        parts.append(f"{len(syscalls)} syscall {'/'.join(kinds)}s")
-    others = [c for c in choices if c not in syscalls]
-    available = [f"{c.kind} {c.target}" for c in others if c.program]
-    if available:
-        parts.append("block " + ", ".join(available))
-    parts += [f"{c.hook} unavailable" for c in others if not c.program]
-    return "; ".join(parts)

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, Sequence
 
 from .common import JsonLines, Target
-from .engine import BpfTracer, Session
+from .engine import BpfTracer, Session, describe_choices
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,8 +29,8 @@ class Trace(Protocol):
 
 
 def ready_line(name: str, target: Target, session: Session) -> str:
-    hooks = ", ".join(c.describe() for c in session.choices if c.program)
-    return f"iotrace {name}: tracing {target.describe()} ({hooks}); Ctrl-C to end"
+    return (f"iotrace {name}: tracing {target.describe()}; Ctrl-C to end\n"
+            f"hooks: {describe_choices(session.choices)}")
 
 
 def run_traces(
