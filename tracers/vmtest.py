@@ -1,0 +1,383 @@
+"""`make vmtest`: the kernel tests under Debian's stock kernel in QEMU.
+
+The CI host's kernel has no kprobes and refuses fentry, so every attach
+plan falls back to tracepoints there.  This runner boots the kernel of
+Debian's ``linux-image-amd64`` (6.1, kprobes and fentry available) with
+virtme-ng under QEMU/TCG, the host's filesystem shared read-only, and runs
+tests/kernel and tests/vm inside it with the same virtual environment.
+
+Host side (default): install what is missing, make a scratch ext4 image,
+boot, then read back what the guest left in a shared directory: the pytest
+exit status, the guest's dmesg and the attach plans each tracer took.  Any
+kernel warning in dmesg fails the run, like a failing test does.
+
+Guest side (``--guest DIR``): mount the scratch disk on /var/tmp (the kernel
+tests need O_DIRECT and block I/O there; virtme-ng gives a tmpfs), run
+pytest, save dmesg.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+__all__ = ["find_splats", "main"]
+
+# Debian packages the VM needs: the emulator, busybox for virtme's
+# initramfs, and the distro kernel (its modules land in /lib/modules, where
+# the guest loads virtio, 9p and ext4 from).
+APT_PACKAGES = ("qemu-system-x86", "busybox-static", "linux-image-amd64")
+KERNEL_PACKAGE = "linux-image-amd64"
+VIRTME_REQUIREMENT = "virtme-ng>=1.30"
+
+GUEST_TESTS = ("tests/kernel", "tests/vm")
+# Nothing deselected yet: every kernel test runs under TCG inside the time
+# CI allows.  An entry is a pytest node id and the reason it cannot run in
+# the guest, printed with the run.
+DENYLIST: dict[str, str] = {}
+
+SCRATCH_BYTES = 4 << 30  # sparse: only what the tests write takes host disk
+SCRATCH_SERIAL = "kerntrace-scratch"
+
+# Kernel log lines that mean the kernel itself complained: a BPF program or
+# a tracer that makes the kernel warn is a failure even when tests pass.
+SPLAT_PATTERNS = (
+    r"\bWARNING:",
+    r"\bBUG:",
+    r"\bOops\b",
+    r"kernel BUG at",
+    r"general protection fault",
+    r"Kernel panic",
+    r"\bCall Trace:",
+    r"\b(?:UBSAN|KASAN|KFENCE|KMSAN):",
+    r"INFO: task .* blocked for more than",
+    r"rcu: INFO: .*detected stalls?",
+    r"\bverifier (?:backtracking )?bug\b",
+    r"\bbpf\b.*\b(?:leak|refcount)\b",
+    r"failed to validate module .* BTF",
+)
+_SPLAT = re.compile("|".join(SPLAT_PATTERNS), re.IGNORECASE)
+
+
+def find_splats(dmesg: str) -> list[str]:
+    """The kernel log lines that signal a kernel warning, oops or BPF bug."""
+    return [line for line in dmesg.splitlines() if _SPLAT.search(line)]
+
+
+def _say(msg: str) -> None:
+    print(f"vmtest: {msg}", flush=True)
+
+
+# -- host: set-up -----------------------------------------------------------
+
+
+def _installed(package: str) -> bool:
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+    )
+    return out.stdout.startswith("install ok installed")
+
+
+def ensure_packages() -> None:
+    missing = [p for p in APT_PACKAGES if not _installed(p)]
+    if not missing:
+        return
+    _say(f"installing {' '.join(missing)} (apt-get)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def ensure_virtme(bindir: Path) -> Path:
+    vng = bindir / "vng"
+    if not vng.exists():
+        _say(f"installing {VIRTME_REQUIREMENT} (pip)")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", VIRTME_REQUIREMENT], check=True)
+    return vng
+
+
+def distro_kernel() -> str:
+    """Release of the kernel Debian's metapackage points at, e.g. 6.1.0-56-amd64."""
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Depends}", KERNEL_PACKAGE], capture_output=True, text=True, check=True
+    )
+    match = re.search(r"linux-image-([^\s,]+)", out.stdout)
+    if match is None:
+        raise SystemExit(f"vmtest: cannot tell which kernel {KERNEL_PACKAGE} installs ({out.stdout.strip()!r})")
+    return match.group(1).removesuffix("-unsigned")
+
+
+def check_kernel(release: str) -> Path:
+    image = Path(f"/boot/vmlinuz-{release}")
+    modules = Path(f"/lib/modules/{release}")
+    for path in (image, modules):
+        if not path.exists():
+            raise SystemExit(f"vmtest: {path} is missing; reinstall linux-image-{release}")
+    return image
+
+
+def make_scratch_disk(path: Path) -> None:
+    """A fresh ext4 image for the guest's /var/tmp, made on the host (mkfs
+    under TCG would be slower) and sparse."""
+    with open(path, "wb") as f:
+        f.truncate(SCRATCH_BYTES)
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-L", SCRATCH_SERIAL, "-E", "lazy_itable_init=1,lazy_journal_init=1", str(path)],
+        check=True,
+    )
+
+
+# -- host: run --------------------------------------------------------------
+
+
+class LogFollower(threading.Thread):
+    """Prints the guest's pytest output as it grows in the shared directory.
+    The guest writes it to a file rather than its console because the
+    console loses what is still buffered when the guest powers off."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.offset = 0
+        self.done = threading.Event()
+
+    def _copy(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        if data:
+            self.offset += len(data)
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            self._copy()
+
+    def finish(self) -> None:
+        self.done.set()
+        self.join()
+        self._copy()
+
+
+@dataclass
+class GuestRun:
+    returncode: int
+    wall_s: float
+    result: Optional[dict]
+    dmesg: Optional[str]
+
+
+def boot_and_test(
+    vng: Path, image: Path, tree: Path, workdir: Path, pytest_args: Sequence[str], cpus: int, memory: str,
+    timeout_s: float,
+) -> GuestRun:
+    disk = workdir / "scratch.img"
+    make_scratch_disk(disk)
+    guest_cmd = shlex.join(
+        [sys.executable, "-m", "kerntrace.tracers.vmtest", "--guest", str(workdir), "--tree", str(tree), "--", *pytest_args]
+    )
+    argv = [
+        str(vng), "--run", str(image),
+        "--disable-kvm",  # TCG: the CI machine gives no usable KVM
+        "--cpus", str(cpus), "--memory", memory,
+        "--disk", str(disk),
+        "--rwdir", str(workdir),
+        "--cwd", str(tree),
+        "--exec", guest_cmd,
+    ]
+    env = dict(os.environ)
+    # vng runs virtme-run, which pip put beside the interpreter.
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    _say(f"booting {image} under QEMU/TCG ({cpus} CPUs, {memory})")
+    started = time.monotonic()
+    (workdir / "host-start").write_text(f"{time.time()}\n")
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    follower = LogFollower(workdir / "pytest.log")
+    follower.start()
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _say(f"guest still running after {timeout_s:.0f} s; stopping it")
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        rc = 124
+    wall = time.monotonic() - started
+    follower.finish()
+    disk.unlink(missing_ok=True)
+    result_file = workdir / "result.json"
+    result = json.loads(result_file.read_text()) if result_file.exists() else None
+    dmesg_file = workdir / "dmesg.txt"
+    dmesg = dmesg_file.read_text(errors="replace") if dmesg_file.exists() else None
+    return GuestRun(rc, wall, result, dmesg)
+
+
+def report(run: GuestRun, workdir: Path) -> int:
+    failures = []
+    result = run.result
+    if result is None:
+        failures.append(f"the guest left no result (vng exit status {run.returncode}): it did not boot or crashed")
+    else:
+        host_start = float((workdir / "host-start").read_text())
+        _say(
+            f"guest kernel {result['kernel']}: ready {result['guest_start'] - host_start:.0f} s after launch "
+            f"(kernel uptime {result['uptime_s']:.1f} s), tests took {result['tests_s']:.0f} s"
+        )
+        plans = result.get("plans") or []
+        if plans:
+            _say(f"attach plans on {result['kernel']}:")
+            for p in plans:
+                print(f"  {p['object']} {p['hook']:<28} {p['method']:<10} {p['target']}", flush=True)
+        if result["pytest_status"] != 0:
+            failures.append(f"tests failed in the guest (pytest exit status {result['pytest_status']})")
+    splats = find_splats(run.dmesg) if run.dmesg is not None else []
+    if run.dmesg is None and result is not None:
+        failures.append("the guest saved no dmesg")
+    if splats:
+        failures.append(f"the guest kernel logged {len(splats)} warning line(s):\n  " + "\n  ".join(splats))
+    if result is not None and run.returncode not in (0, result["pytest_status"]):
+        failures.append(f"vng exited with status {run.returncode}")
+    _say(f"whole run {run.wall_s:.0f} s")
+    if not failures:
+        _say("PASS (guest dmesg has no kernel warnings)")
+        return 0
+    if run.dmesg:
+        print("vmtest: ---- guest dmesg ----", flush=True)
+        print(run.dmesg, end="" if run.dmesg.endswith("\n") else "\n")
+        print("vmtest: ---- end of guest dmesg ----", flush=True)
+    for failure in failures:
+        _say(f"FAIL: {failure}")
+    _say(f"guest output kept in {workdir}")
+    return 1
+
+
+def host_main(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("vmtest: needs root (apt-get, and the guest runs the kernel tests as root)", file=sys.stderr)
+        return 2
+    tree = Path(args.tree).resolve()
+    if not (tree / "tests" / "kernel").is_dir():
+        print(f"vmtest: {tree} is not the kerntrace source tree (no tests/kernel)", file=sys.stderr)
+        return 2
+    ensure_packages()
+    vng = ensure_virtme(Path(sys.executable).parent)
+    release = args.kernel or distro_kernel()
+    image = check_kernel(release)
+    pytest_args = list(args.pytest_args)
+    for node, reason in DENYLIST.items():
+        _say(f"deselected {node}: {reason}")
+        pytest_args += ["--deselect", node]
+    # /tmp, not /var/tmp: the guest mounts its scratch disk over /var/tmp,
+    # which would hide a shared directory there.
+    workdir = Path(tempfile.mkdtemp(prefix="kerntrace-vmtest-", dir="/tmp"))
+    run = boot_and_test(vng, image, tree, workdir, pytest_args, args.cpus, args.memory, args.timeout)
+    status = report(run, workdir)
+    if status == 0 and not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
+# -- guest ------------------------------------------------------------------
+
+
+def _scratch_device(image_path: str) -> str:
+    """The virtio-blk disk whose serial is (the start of) the image path:
+    virtme-ng names a --disk after its path, cut to 20 bytes by virtio."""
+    for name in sorted(os.listdir("/sys/block")):
+        serial_file = Path("/sys/block", name, "serial")
+        if serial_file.exists() and image_path.startswith(serial_file.read_text().strip() or "\0"):
+            return f"/dev/{name}"
+    raise RuntimeError(f"no virtio disk for {image_path} in /sys/block")
+
+
+def _mount_scratch(workdir: Path) -> None:
+    device = _scratch_device(str(workdir / "scratch.img"))
+    scheduler = Path("/sys/block", Path(device).name, "queue", "scheduler")
+    # The CI host's disk runs mq-deadline; match it (virtio-blk defaults to none).
+    if "mq-deadline" in scheduler.read_text():
+        scheduler.write_text("mq-deadline")
+    subprocess.run(["mount", "-t", "ext4", device, "/var/tmp"], check=True)
+    os.chmod("/var/tmp", 0o1777)
+
+
+def guest_main(args: argparse.Namespace) -> int:
+    workdir = Path(args.guest)
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    guest_start = time.time()
+    _mount_scratch(workdir)
+    env = dict(os.environ, KERNTRACE_STRICT="1", KERNTRACE_VMTEST_GUEST="1", PYTHONDONTWRITEBYTECODE="1")
+    env["KERNTRACE_PLANS_FILE"] = str(workdir / "plans.json")
+    # The source tree is the host's, shared read-only: no bytecode, no cache.
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GUEST_TESTS, *args.pytest_args]
+    started = time.monotonic()
+    with open(workdir / "pytest.log", "w") as log:
+        log.write(f"vmtest guest: {platform.release()}, /var/tmp on {_scratch_device(str(workdir / 'scratch.img'))} "
+                  f"(ext4); {shlex.join(argv[1:])}\n")
+        log.flush()
+        status = subprocess.run(argv, cwd=args.tree, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                check=False).returncode
+    tests_s = time.monotonic() - started
+    dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
+    (workdir / "dmesg.txt").write_text(dmesg)
+    plans_file = workdir / "plans.json"
+    plans = json.loads(plans_file.read_text())["plans"] if plans_file.exists() else []
+    result = {
+        "kernel": platform.release(),
+        "uptime_s": uptime,
+        "guest_start": guest_start,
+        "tests_s": tests_s,
+        "pytest_status": status,
+        "plans": plans,
+    }
+    (workdir / "result.json").write_text(json.dumps(result, indent=1))
+    os.sync()
+    return status
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m kerntrace.tracers.vmtest",
+        description="Run tests/kernel and tests/vm under Debian's stock kernel in QEMU (TCG).",
+    )
+    parser.add_argument("--kernel", help="kernel release under /boot (default: the one linux-image-amd64 installs)")
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--memory", default="2G")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before the guest is stopped")
+    parser.add_argument("--keep", action="store_true", help="keep the shared directory (dmesg, plans) on success")
+    parser.add_argument("--tree", default=".", help="kerntrace source tree (default: the current directory)")
+    parser.add_argument("--guest", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
+    args = parser.parse_args(argv)
+    if args.guest:
+        return guest_main(args)
+    return host_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
