@@ -47,7 +47,8 @@ class _PlanRecorder(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         choice = getattr(record, "kt_choice", None)
         if choice is not None:
-            _plans[(record.kt_object, choice.hook, choice.kind, choice.target, choice.program or "")] += 1
+            programs = ",".join(record.kt_hook.programs)
+            _plans[(record.kt_object, choice.hook, choice.kind, choice.target, programs)] += 1
 
 
 def pytest_configure(config):
@@ -57,13 +58,28 @@ def pytest_configure(config):
         engine_log.setLevel(logging.INFO)
 
 
+_results: list = []
+
+
+@pytest.fixture
+def report_result():
+    """Lets a test put one line in the run's closing summary, e.g. what a
+    workload measured through which hook, so host and guest runs can be
+    read side by side."""
+    return _results.append
+
+
 def pytest_terminal_summary(terminalreporter):
+    if _results:
+        terminalreporter.section(f"results on {platform.release()}")
+        for line in _results:
+            terminalreporter.write_line(line)
     if not _plans:
         return
     terminalreporter.section(f"attach plans on {platform.release()}")
     rows = sorted(_plans.items())
     width = max(len(f"{obj} {hook}") for (obj, hook, *_), _n in rows)
-    for (obj, hook, kind, target, _program), n in rows:
+    for (obj, hook, kind, target, _programs), n in rows:
         terminalreporter.write_line(f"{obj + ' ' + hook:<{width}}  {kind:<10} {target:<36} x{n}")
     path = os.environ.get("KERNTRACE_PLANS_FILE")
     if path:
@@ -72,7 +88,7 @@ def pytest_terminal_summary(terminalreporter):
                 {
                     "kernel": platform.release(),
                     "plans": [
-                        {"object": o, "hook": h, "method": k, "target": t, "program": p, "tracers": n}
+                        {"object": o, "hook": h, "method": k, "target": t, "programs": p.split(","), "tracers": n}
                         for (o, h, k, t, p), n in rows
                     ],
                 },

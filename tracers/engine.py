@@ -208,7 +208,7 @@ class BpfTracer:
             self.choices.append(choice)
             # The record carries the choice itself so the test suite can
             # tabulate which hook each kernel took (tests/conftest.py).
-            log.info("%s: %s", self.name, choice.describe(), extra={"kt_object": self.name, "kt_choice": choice})
+            log.info("%s: %s", self.name, choice.describe(), extra={"kt_object": self.name, "kt_hook": hook, "kt_choice": choice})
 
     # -- load and attach -------------------------------------------------------
 

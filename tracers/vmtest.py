@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import IO, Optional, Sequence
 
 __all__ = ["find_splats", "main"]
 
@@ -41,7 +41,6 @@ __all__ = ["find_splats", "main"]
 # the guest loads virtio, 9p and ext4 from).
 APT_PACKAGES = ("qemu-system-x86", "busybox-static", "linux-image-amd64")
 KERNEL_PACKAGE = "linux-image-amd64"
-VIRTME_REQUIREMENT = "virtme-ng>=1.30"
 
 GUEST_TESTS = ("tests/kernel", "tests/vm")
 # Nothing deselected yet: every kernel test runs under TCG inside the time
@@ -50,7 +49,7 @@ GUEST_TESTS = ("tests/kernel", "tests/vm")
 DENYLIST: dict[str, str] = {}
 
 SCRATCH_BYTES = 4 << 30  # sparse: only what the tests write takes host disk
-SCRATCH_SERIAL = "kerntrace-scratch"
+SCRATCH_SERIAL = "kerntrace-scratch"  # virtio-blk serial (20 bytes at most)
 
 # Kernel log lines that mean the kernel itself complained: a BPF program or
 # a tracer that makes the kernel warn is a failure even when tests pass.
@@ -97,20 +96,35 @@ def ensure_packages() -> None:
         return
     _say(f"installing {' '.join(missing)} (apt-get)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
+    for argv in (
+        ["apt-get", "update", "-qq"],
         ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    ):
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.stderr.write(done.stdout + done.stderr)
+            raise SystemExit(f"vmtest: {shlex.join(argv)} failed (status {done.returncode})")
+
+
+def _vm_requirements() -> list[str]:
+    """The `vm` extra of kerntrace's own metadata (setup.cfg)."""
+    from importlib.metadata import requires
+
+    reqs = []
+    for req in requires("kerntrace") or []:
+        spec, _, marker = req.partition(";")
+        if re.search(r"""extra\s*==\s*["']vm["']""", marker):
+            reqs.append(spec.strip())
+    return reqs or ["virtme-ng"]
 
 
 def ensure_virtme(bindir: Path) -> Path:
+    """virtme-ng in this venv (vng calls virtme-run, found beside it)."""
     vng = bindir / "vng"
     if not vng.exists():
-        _say(f"installing {VIRTME_REQUIREMENT} (pip)")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", VIRTME_REQUIREMENT], check=True)
+        reqs = _vm_requirements()
+        _say(f"installing {' '.join(reqs)} (pip)")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *reqs], check=True)
     return vng
 
 
@@ -140,12 +154,22 @@ def make_scratch_disk(path: Path) -> None:
     with open(path, "wb") as f:
         f.truncate(SCRATCH_BYTES)
     subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-L", SCRATCH_SERIAL, "-E", "lazy_itable_init=1,lazy_journal_init=1", str(path)],
+        ["mkfs.ext4", "-q", "-F", "-L", "kt-scratch", "-E", "lazy_itable_init=1,lazy_journal_init=1", str(path)],
         check=True,
     )
 
 
 # -- host: run --------------------------------------------------------------
+
+
+def _relay_console(stream: IO[bytes]) -> None:
+    """vng's own output (QEMU, the guest console): passed on without the
+    NUL bytes the serial console emits at boot."""
+    for line in iter(stream.readline, b""):
+        line = line.replace(b"\0", b"")
+        if line.strip():
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
 
 
 class LogFollower(threading.Thread):
@@ -198,14 +222,22 @@ def boot_and_test(
     guest_cmd = shlex.join(
         [sys.executable, "-m", "kerntrace.tracers.vmtest", "--guest", str(workdir), "--tree", str(tree), "--", *pytest_args]
     )
+    # The disk goes in by hand rather than with vng --disk, to say
+    # format=raw (QEMU restricts writes to sector 0 of a probed raw image)
+    # and to name it by serial.
+    drive = (
+        f"-drive if=none,id=ktscratch,format=raw,file={disk} "
+        f"-device virtio-blk-pci,drive=ktscratch,serial={SCRATCH_SERIAL}"
+    )
     argv = [
         str(vng), "--run", str(image),
         "--disable-kvm",  # TCG: the CI machine gives no usable KVM
+        "--disable-microvm",  # a PCI machine, for virtio-blk-pci
         "--cpus", str(cpus), "--memory", memory,
-        "--disk", str(disk),
         "--rwdir", str(workdir),
         "--cwd", str(tree),
         "--exec", guest_cmd,
+        f"--qemu-opts={drive}",  # last, as vng wants; '=' since the value starts with '-'
     ]
     env = dict(os.environ)
     # vng runs virtme-run, which pip put beside the interpreter.
@@ -213,7 +245,12 @@ def boot_and_test(
     _say(f"booting {image} under QEMU/TCG ({cpus} CPUs, {memory})")
     started = time.monotonic()
     (workdir / "host-start").write_text(f"{time.time()}\n")
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    console = threading.Thread(target=_relay_console, args=(proc.stdout,), daemon=True)
+    console.start()
     follower = LogFollower(workdir / "pytest.log")
     follower.start()
     try:
@@ -228,6 +265,7 @@ def boot_and_test(
             proc.wait()
         rc = 124
     wall = time.monotonic() - started
+    console.join(timeout=10)
     follower.finish()
     disk.unlink(missing_ok=True)
     result_file = workdir / "result.json"
@@ -235,6 +273,35 @@ def boot_and_test(
     dmesg_file = workdir / "dmesg.txt"
     dmesg = dmesg_file.read_text(errors="replace") if dmesg_file.exists() else None
     return GuestRun(rc, wall, result, dmesg)
+
+
+def host_choice(plan: dict) -> str:
+    """What this host's kernel gives the same hook (probed, not loaded)."""
+    from .engine import BpfTracer, Hook
+
+    try:
+        tracer = BpfTracer(plan["object"], hooks=[Hook(plan["hook"], tuple(plan["programs"]), required=False)])
+    except (OSError, KeyError, ValueError) as exc:
+        return f"({exc})"
+    try:
+        (choice,) = tracer.choices
+        return f"{choice.kind} {choice.target}" if choice.program else "unavailable"
+    finally:
+        tracer.close()
+
+
+def print_plans(plans: Sequence[dict], guest_kernel: str) -> None:
+    """Each attach plan the guest's tests exercised, with the hook it took
+    there and the one this host takes."""
+    if not plans:
+        _say("the guest recorded no attach plans")
+        return
+    rows = [(f"{p['object']} {p['hook']}", host_choice(p), f"{p['method']} {p['target']}") for p in plans]
+    head = ("attach plan", f"host {platform.release()}", f"guest {guest_kernel}")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(2)]
+    _say("attach plans exercised by the guest's tests:")
+    for plan, host, guest in [head, *rows]:
+        print(f"  {plan:<{widths[0]}}  {host:<{widths[1]}}  {guest}", flush=True)
 
 
 def report(run: GuestRun, workdir: Path) -> int:
@@ -248,11 +315,7 @@ def report(run: GuestRun, workdir: Path) -> int:
             f"guest kernel {result['kernel']}: ready {result['guest_start'] - host_start:.0f} s after launch "
             f"(kernel uptime {result['uptime_s']:.1f} s), tests took {result['tests_s']:.0f} s"
         )
-        plans = result.get("plans") or []
-        if plans:
-            _say(f"attach plans on {result['kernel']}:")
-            for p in plans:
-                print(f"  {p['object']} {p['hook']:<28} {p['method']:<10} {p['target']}", flush=True)
+        print_plans(result.get("plans") or [], result["kernel"])
         if result["pytest_status"] != 0:
             failures.append(f"tests failed in the guest (pytest exit status {result['pytest_status']})")
     splats = find_splats(run.dmesg) if run.dmesg is not None else []
@@ -305,24 +368,23 @@ def host_main(args: argparse.Namespace) -> int:
 # -- guest ------------------------------------------------------------------
 
 
-def _scratch_device(image_path: str) -> str:
-    """The virtio-blk disk whose serial is (the start of) the image path:
-    virtme-ng names a --disk after its path, cut to 20 bytes by virtio."""
+def _scratch_device() -> str:
     for name in sorted(os.listdir("/sys/block")):
         serial_file = Path("/sys/block", name, "serial")
-        if serial_file.exists() and image_path.startswith(serial_file.read_text().strip() or "\0"):
+        if serial_file.exists() and serial_file.read_text().strip() == SCRATCH_SERIAL:
             return f"/dev/{name}"
-    raise RuntimeError(f"no virtio disk for {image_path} in /sys/block")
+    raise RuntimeError(f"no disk with serial {SCRATCH_SERIAL} in /sys/block")
 
 
-def _mount_scratch(workdir: Path) -> None:
-    device = _scratch_device(str(workdir / "scratch.img"))
+def _mount_scratch() -> str:
+    device = _scratch_device()
     scheduler = Path("/sys/block", Path(device).name, "queue", "scheduler")
     # The CI host's disk runs mq-deadline; match it (virtio-blk defaults to none).
     if "mq-deadline" in scheduler.read_text():
         scheduler.write_text("mq-deadline")
     subprocess.run(["mount", "-t", "ext4", device, "/var/tmp"], check=True)
     os.chmod("/var/tmp", 0o1777)
+    return device
 
 
 def guest_main(args: argparse.Namespace) -> int:
@@ -330,14 +392,14 @@ def guest_main(args: argparse.Namespace) -> int:
     with open("/proc/uptime") as f:
         uptime = float(f.read().split()[0])
     guest_start = time.time()
-    _mount_scratch(workdir)
+    device = _mount_scratch()
     env = dict(os.environ, KERNTRACE_STRICT="1", KERNTRACE_VMTEST_GUEST="1", PYTHONDONTWRITEBYTECODE="1")
     env["KERNTRACE_PLANS_FILE"] = str(workdir / "plans.json")
     # The source tree is the host's, shared read-only: no bytecode, no cache.
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GUEST_TESTS, *args.pytest_args]
     started = time.monotonic()
     with open(workdir / "pytest.log", "w") as log:
-        log.write(f"vmtest guest: {platform.release()}, /var/tmp on {_scratch_device(str(workdir / 'scratch.img'))} "
+        log.write(f"vmtest guest: {platform.release()}, /var/tmp on {device} "
                   f"(ext4); {shlex.join(argv[1:])}\n")
         log.flush()
         status = subprocess.run(argv, cwd=args.tree, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -12,6 +12,8 @@ import pytest
 
 
 def _why_not() -> str:
+    if os.environ.get("KERNTRACE_VMTEST_GUEST") != "1":
+        return "vm tests run inside the make-vmtest guest only"
     if os.geteuid() != 0:
         return "vm tests need root"
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
