@@ -43,10 +43,21 @@ APT_PACKAGES = ("qemu-system-x86", "busybox-static", "linux-image-amd64")
 KERNEL_PACKAGE = "linux-image-amd64"
 
 GUEST_TESTS = ("tests/kernel", "tests/vm")
-# Nothing deselected yet: every kernel test runs under TCG inside the time
-# CI allows.  An entry is a pytest node id and the reason it cannot run in
-# the guest, printed with the run.
-DENYLIST: dict[str, str] = {}
+# Kernel tests that cannot hold in the guest, each with the reason (printed
+# with every run).  Not for slowness: the whole of tests/kernel fits in CI's
+# time under TCG.  These depend on timing or on the host's page cache that a
+# TCG guest on a 9p root does not give; they still run on the host.
+DENYLIST: dict[str, str] = {
+    "tests/kernel/test_stat.py::test_odirect_reader_shows_in_disk_reads_and_bpf_columns":
+        "the reader's start-up reads its modules off the guest's 9p root, which sleeps in D "
+        "under its pre-rename comm 'python'; on the host they are page-cache hits",
+    "tests/kernel/test_stat.py::test_table_names_reader_in_the_line_with_its_reads":
+        "gives `iotrace stat` 1.3 s to start before dd runs; under TCG Python takes longer, "
+        "so dd ends before the first sample",
+    "tests/kernel/test_stat.py::test_long_sleep_counts_in_every_interval_it_covers":
+        "expects 0.5 s sampling intervals to stay near 0.5 s; under TCG they stretch to 0.3-0.55 s "
+        "and a 3 s sleep fills 3 whole lines instead of 4",
+}
 
 SCRATCH_BYTES = 4 << 30  # sparse: only what the tests write takes host disk
 SCRATCH_SERIAL = "kerntrace-scratch"  # virtio-blk serial (20 bytes at most)
@@ -430,7 +441,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--kernel", help="kernel release under /boot (default: the one linux-image-amd64 installs)")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--memory", default="2G")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before the guest is stopped")
+    parser.add_argument("--timeout", type=float, default=2700.0, help="seconds before the guest is stopped (CI allows 90 min in all)")
     parser.add_argument("--keep", action="store_true", help="keep the shared directory (dmesg, plans) on success")
     parser.add_argument("--tree", default=".", help="kerntrace source tree (default: the current directory)")
     parser.add_argument("--guest", metavar="DIR", help=argparse.SUPPRESS)
