@@ -34,3 +34,32 @@ def test_warning_oops_and_verifier_bug_are_found():
         "Oops",
         "verifier backtracking bug",
     ]
+
+
+def _report(tmp_path, dmesg, pytest_status=0):
+    from kerntrace.tracers.vmtest import GuestRun, report
+
+    (tmp_path / "host-start").write_text("100.0\n")
+    result = {"kernel": "6.1.0-test", "uptime_s": 20.0, "guest_start": 130.0, "tests_s": 50.0,
+              "pytest_status": pytest_status, "plans": []}
+    return report(GuestRun(pytest_status, 90.0, result, dmesg), tmp_path)
+
+
+def test_a_splat_fails_a_run_whose_tests_passed(tmp_path, capsys):
+    assert _report(tmp_path, CLEAN_BOOT) == 0
+    assert _report(tmp_path, CLEAN_BOOT + SPLAT) == 1
+    out = capsys.readouterr().out
+    assert "---- guest dmesg ----" in out and "FAIL: the guest kernel logged 5 warning line(s)" in out
+
+
+def test_failed_tests_fail_the_run_and_dump_dmesg(tmp_path, capsys):
+    assert _report(tmp_path, CLEAN_BOOT, pytest_status=1) == 1
+    out = capsys.readouterr().out
+    assert "EXT4-fs (vda): mounted filesystem" in out and "pytest exit status 1" in out
+
+
+def test_a_guest_that_left_nothing_fails(tmp_path):
+    from kerntrace.tracers.vmtest import GuestRun, report
+
+    (tmp_path / "host-start").write_text("100.0\n")
+    assert report(GuestRun(1, 5.0, None, None), tmp_path) == 1
