@@ -251,6 +251,9 @@ def boot_and_test(
         "--rwdir", str(workdir),
         "--cwd", str(tree),
         "--exec", guest_cmd,
+        # Errors and worse (oopses, panics, hung tasks) reach the console
+        # live, so a guest that hangs or dies still says why.
+        "--append", "loglevel=4",
         f"--qemu-opts={drive}",  # last, as vng wants; '=' since the value starts with '-'
     ]
     env = dict(os.environ)
@@ -426,7 +429,9 @@ def guest_main(args: argparse.Namespace) -> int:
     env = dict(os.environ, KERNTRACE_STRICT="1", KERNTRACE_VMTEST_GUEST="1", PYTHONDONTWRITEBYTECODE="1")
     env["KERNTRACE_PLANS_FILE"] = str(workdir / "plans.json")
     # The source tree is the host's, shared read-only: no bytecode, no cache.
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GUEST_TESTS, *args.pytest_args]
+    # A test stuck for 10 minutes gets every thread's traceback in the log.
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "faulthandler_timeout=600",
+            *GUEST_TESTS, *args.pytest_args]
     started = time.monotonic()
     with open(workdir / "pytest.log", "w") as log:
         log.write(f"vmtest guest: {platform.release()}, /var/tmp on {device} "
