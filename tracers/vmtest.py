@@ -57,6 +57,10 @@ DENYLIST: dict[str, str] = {
     "tests/kernel/test_stat.py::test_long_sleep_counts_in_every_interval_it_covers":
         "expects 0.5 s sampling intervals to stay near 0.5 s; under TCG they stretch to 0.3-0.55 s "
         "and a 3 s sleep fills 3 whole lines instead of 4",
+    "tests/kernel/test_ip6mr.py::test_oom_kill_in_a_memory_cgroup_is_seen":
+        "virtme-init enables no cgroup controller, so the test cannot set memory.max; with every "
+        "controller enabled, the guest stopped making progress in the odirect tests after this "
+        "OOM kill, twice (open: not yet narrowed down)",
     "tests/kernel/test_iowait.py::test_still_a_zombie_confirmed_from_proc":
         "its holder forks 1 s after Python starts and the trace lasts 2.5 s; under TCG Python's "
         "start-up takes most of that, so the zombies are younger than the rule's 1 s minimum at the end",
@@ -404,28 +408,12 @@ def _mount_scratch() -> str:
     return device
 
 
-def _enable_cgroup_controllers() -> None:
-    """virtme-init mounts cgroup2 with no controller enabled for children;
-    a distro's systemd enables them, and tests make memory cgroups."""
-    root = Path("/sys/fs/cgroup")
-    try:
-        available = (root / "cgroup.controllers").read_text().split()
-    except OSError:
-        return
-    for controller in available:
-        try:
-            (root / "cgroup.subtree_control").write_text(f"+{controller}")
-        except OSError:
-            pass  # e.g. a controller the kernel will not enable here; tests say so
-
-
 def guest_main(args: argparse.Namespace) -> int:
     workdir = Path(args.guest)
     with open("/proc/uptime") as f:
         uptime = float(f.read().split()[0])
     guest_start = time.time()
     device = _mount_scratch()
-    _enable_cgroup_controllers()
     env = dict(os.environ, KERNTRACE_STRICT="1", KERNTRACE_VMTEST_GUEST="1", PYTHONDONTWRITEBYTECODE="1")
     env["KERNTRACE_PLANS_FILE"] = str(workdir / "plans.json")
     # The source tree is the host's, shared read-only: no bytecode, no cache.
