@@ -41,8 +41,11 @@ static __always_inline int emit_burst(void)
 	return 0;
 }
 
-/* The same hook three ways, best first: the engine's attach plan picks one. */
-SEC("fentry/__x64_sys_getppid")
+/* The same hook three ways, best first: the engine's attach plan picks one.
+ * fentry needs a BTF function: SYSCALL_DEFINE0 makes __x64_sys_getppid an
+ * alias of __do_sys_getppid and pahole keeps only the latter (Debian's 6.1
+ * and the 6.18 CI host alike).  kprobes go by kallsyms, where both exist. */
+SEC("fentry/__do_sys_getppid")
 int BPF_PROG(selftest_fentry)
 {
 	return emit_burst();

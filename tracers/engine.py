@@ -220,6 +220,9 @@ class BpfTracer:
                     raise AttachError(f"{self.name}: cannot hook {hook.name} on this kernel ({reasons})")
                 choice = HookChoice(hook.name, None, "none", "", rejected)
             self.choices.append(choice)
+            # The record carries the choice itself so the test suite can
+            # tabulate which hook each kernel took (tests/conftest.py).
+            log.info("%s: %s", self.name, choice.describe(), extra={"kt_object": self.name, "kt_hook": hook, "kt_choice": choice})
 
     # -- load and attach -------------------------------------------------------
 

@@ -30,7 +30,7 @@ def open_selftest(**options):
 
 
 def expected_method() -> str:
-    for kind, target in (("fentry", "__x64_sys_getppid"), ("kprobe", "__x64_sys_getppid")):
+    for kind, target in (("fentry", "__do_sys_getppid"), ("kprobe", "__x64_sys_getppid")):
         if probe.can_attach(kind, target):
             return kind
     return "tracepoint"

@@ -1,0 +1,65 @@
+"""make vmtest's reading of the guest's kernel log."""
+from kerntrace.tracers.vmtest import find_splats
+
+CLEAN_BOOT = """\
+[    0.786173] PCI: Using host bridge windows from ACPI; if necessary, use "pci=nocrs" and report a bug
+[    1.391051] AMD-Vi: AMD IOMMUv2 functionality not available on this system - This is not a bug.
+[    2.628336] Unstable clock detected, switching default tracing clock to "global"
+[   34.299305] EXT4-fs (vda): mounted filesystem with ordered data mode. Quota mode: none.
+"""
+
+SPLAT = """\
+[   61.000001] ------------[ cut here ]------------
+[   61.000002] WARNING: CPU: 1 PID: 412 at kernel/bpf/verifier.c:3080 backtrack_insn+0x5a/0x620
+[   61.000003] Modules linked in: ext4 virtio_blk
+[   61.000004] Call Trace:
+[   61.000005]  <TASK>
+[   62.100000] BUG: unable to handle page fault for address: ffffc90000a3f000
+[   62.100001] Oops: 0000 [#1] PREEMPT SMP NOPTI
+[   63.000000] verifier backtracking bug
+"""
+
+
+def test_clean_boot_log_has_no_splat():
+    # "report a bug" / "not a bug" are ordinary boot lines, not warnings.
+    assert find_splats(CLEAN_BOOT) == []
+
+
+def test_warning_oops_and_verifier_bug_are_found():
+    found = find_splats(CLEAN_BOOT + SPLAT)
+    assert [line.split("] ", 1)[1].split(":")[0] for line in found] == [
+        "WARNING",
+        "Call Trace",
+        "BUG",
+        "Oops",
+        "verifier backtracking bug",
+    ]
+
+
+def _report(tmp_path, dmesg, pytest_status=0):
+    from kerntrace.tracers.vmtest import GuestRun, report
+
+    (tmp_path / "host-start").write_text("100.0\n")
+    result = {"kernel": "6.1.0-test", "uptime_s": 20.0, "guest_start": 130.0, "tests_s": 50.0,
+              "pytest_status": pytest_status, "plans": []}
+    return report(GuestRun(pytest_status, 90.0, result, dmesg), tmp_path)
+
+
+def test_a_splat_fails_a_run_whose_tests_passed(tmp_path, capsys):
+    assert _report(tmp_path, CLEAN_BOOT) == 0
+    assert _report(tmp_path, CLEAN_BOOT + SPLAT) == 1
+    out = capsys.readouterr().out
+    assert "---- guest dmesg ----" in out and "FAIL: the guest kernel logged 5 warning line(s)" in out
+
+
+def test_failed_tests_fail_the_run_and_dump_dmesg(tmp_path, capsys):
+    assert _report(tmp_path, CLEAN_BOOT, pytest_status=1) == 1
+    out = capsys.readouterr().out
+    assert "EXT4-fs (vda): mounted filesystem" in out and "pytest exit status 1" in out
+
+
+def test_a_guest_that_left_nothing_fails(tmp_path):
+    from kerntrace.tracers.vmtest import GuestRun, report
+
+    (tmp_path / "host-start").write_text("100.0\n")
+    assert report(GuestRun(1, 5.0, None, None), tmp_path) == 1
