@@ -35,8 +35,13 @@ class KernelSymbols:
                 addr = int(parts[0], 16)
                 if addr == 0:
                     continue
+                name = parts[2].decode("ascii", "replace")
+                # Section markers (__sched_text_start, ...) share the address
+                # of the first function in the section; they name no code.
+                if name.startswith("__") and name.endswith(("_text_start", "_text_end")):
+                    continue
                 addrs.append(addr)
-                names.append(parts[2].decode("ascii", "replace"))
+                names.append(name)
         order = sorted(range(len(addrs)), key=addrs.__getitem__)
         self._addrs = [addrs[i] for i in order]
         self._names = [names[i] for i in order]

@@ -235,7 +235,7 @@ other = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)          # not raw ICM
 raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP)  # raw, but not ICMPv6
 socks[0].close(); socks[1].close()
 fd = socks[2].detach()      # left open: the kernel closes it when the process exits
-print(fd)
+print(fd, flush=True)
 os._exit(0)
 """
 
