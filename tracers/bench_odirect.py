@@ -120,6 +120,9 @@ def run(seconds: float = 10.0, directory: str = "/var/tmp", out: Any = None) -> 
                 full = [*wrapper, shlex.join(argv)]
             else:
                 full = [*(wrapper or []), *argv]
+            # A case that did not run fio must not report the previous case's file.
+            if os.path.exists(result_file):
+                os.unlink(result_file)
             _run(full)
             r = _fio_result(result_file)
             results[name] = r
