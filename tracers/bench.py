@@ -1,7 +1,8 @@
 """``make bench``: start-up cost and ring-buffer throughput, measured against
 the tools people use instead.  A benchmark, not a test: it prints figures and
-ratios from one run (the machine is noisy) and exits non-zero only when a
-measurement could not be taken.
+ratios from one run (the machine is noisy).  It exits non-zero when a
+measurement could not be taken or events were lost in the sustained run:
+timings are only reported, a lost event is a defect.
 
     (a) launch -> probes attached: ``iotrace odirect -p PID -d 0`` against
         bpftrace attaching two tracepoints, both whole processes, best of N.
