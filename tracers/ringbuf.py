@@ -17,7 +17,6 @@ position see committed data; this module is x86_64-only like the objects.
 from __future__ import annotations
 
 import mmap
-import struct
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
@@ -57,6 +56,8 @@ class RingReader:
         self._record_dtype: "Optional[np.dtype[Any]]" = None
         self.records_read = 0
         self.discarded = 0
+        self._cons_word: "Optional[np.ndarray[Any, Any]]" = None
+        self._prod_word: "Optional[np.ndarray[Any, Any]]" = None
 
     @property
     def event_dtype(self) -> "np.dtype[Any]":
@@ -83,9 +84,24 @@ class RingReader:
             )
         return self._record_dtype
 
+    def _words(self) -> "tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]":
+        """One-element uint64 views of the consumer and producer positions.
+        Each access is a single aligned 8-byte load or store, as the kernel's
+        smp_load_acquire/smp_store_release pair expects; struct's "<Q" moves
+        the bytes one at a time, and a torn consumer position read by the
+        kernel mid-update looks like a full ring (records refused)."""
+        import numpy as np
+
+        if self._cons_word is None:
+            self._cons_word = np.frombuffer(self._consumer, dtype=np.uint64, count=1)
+            self._prod_word = np.frombuffer(self._producer, dtype=np.uint64, count=1)
+        assert self._prod_word is not None
+        return self._cons_word, self._prod_word
+
     def _positions(self) -> tuple[int, int]:
-        (cons,) = struct.unpack_from("<Q", self._consumer, 0)
-        (prod,) = struct.unpack_from("<Q", self._producer, 0)
+        cons_word, prod_word = self._words()
+        cons = int(cons_word[0])
+        prod = int(prod_word[0])
         return cons, prod
 
     def pending_bytes(self) -> int:
@@ -122,11 +138,12 @@ class RingReader:
         keep = (lengths & BPF_RINGBUF_DISCARD_BIT) == 0
         out = view["event"][keep].copy() if not keep.all() else view["event"].copy()
         self.discarded += int(count - int(keep.sum()))
-        struct.pack_into("<Q", self._consumer, 0, cons + count * self.stride)
+        self._words()[0][0] = cons + count * self.stride
         self.records_read += len(out)
         return out
 
     def close(self) -> None:
+        self._cons_word = self._prod_word = None
         for m in (self._consumer, self._producer):
             try:
                 m.close()
