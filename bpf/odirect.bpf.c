@@ -3,7 +3,13 @@
  * O_DIRECT taken from the open file at the time of the read, and the block
  * I/O they cause, attributed where the bio is submitted (in the caller's
  * context) rather than where the request is issued or completed (kworkers,
- * interrupts). */
+ * interrupts).
+ *
+ * Every program here runs in the traced reader's own path (its syscall, its
+ * bio submission, the completion it waits for), so what each costs is paid
+ * per read: per-thread state lives in task storage, not in a shared hash,
+ * each read and each bio produce one record, and request issue only keeps a
+ * time stamp for queues that do not stamp requests themselves. */
 #include "vmlinux.h"
 #include "kerntrace.bpf.h"
 #include "odirect.h"
@@ -20,25 +26,37 @@ KT_EXPORT(odirect_file_event);
 KT_EXPORT(odirect_read_event);
 KT_EXPORT(odirect_block_event);
 
-/* Requests issued with data and no bio we saw submitted (queued before
+/* Requests completed with data and no bio we saw submitted (queued before
  * attach, or built by a path that bypasses submit_bio). */
 __u64 unattributed_requests = 0;
 __u64 unattributed_bytes = 0;
 
-/* A syscall between enter and exit, per thread: the record being built. */
+/* Per traced thread, in its task storage (created at its first read, so
+ * having one means "traced": the traced set only grows while tracing):
+ * the read in flight, and the last open file it read, with what the
+ * record needs of it. */
+struct reader_state {
+	__u64 enter_ns;     /* entry of the read in flight; 0 when none */
+	__u64 named_file;   /* struct file * */
+	__u64 named_inode;  /* its struct inode * */
+	__u64 named_ino;
+	__u32 named_dev;
+	__u32 pad;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct odirect_read_event);
-} pending_reads SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct reader_state);
+} readers SEC(".maps");
 
 struct bio_owner {
 	__u64 queued_ns;
-	__u64 ino;      /* file of the read syscall the bio was submitted in */
-	__u32 file_dev;
 	__u32 pid;
 	__u32 tid;
+	__u32 traced;       /* the submitter was traced when it queued the bio */
+	__u32 pad;
 	char comm[ODIRECT_COMM_LEN];
 };
 
@@ -54,21 +72,27 @@ struct {
 	__type(value, struct bio_owner);
 } bios SEC(".maps");
 
-struct rq_state {
-	__u64 issue_ns;
-	__u32 requeued;
-	__u32 pad;
-};
-
-/* Requests issued with credited bios, until they complete.  A plain hash:
- * requests come from each queue's fixed pool, so an entry whose completion
- * was never seen is overwritten when its request is issued again. */
+/* Issue time of requests on queues that do not stamp it themselves
+ * (request::io_start_time_ns is set only when the queue keeps I/O
+ * statistics, e.g. for writeback throttling).  A plain hash: requests come
+ * from each queue's fixed pool, so an entry is overwritten when its request
+ * is issued again. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);   /* struct request * */
-	__type(value, struct rq_state);
+	__type(value, __u64);
 } issued SEC(".maps");
+
+/* Queues seen stamping io_start_time_ns: their requests need no entry in
+ * issued.  Learned at completion, unlearned when a request of the queue
+ * comes without a stamp (statistics switched off). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);   /* struct request_queue * */
+	__type(value, __u8);
+} stamping_queues SEC(".maps");
 
 /* struct file -> inode it was named for: each open file is named once
  * (again if the slab hands the same struct file to another inode). */
@@ -79,8 +103,6 @@ struct {
 	__type(value, __u64);
 } named_files SEC(".maps");
 
-static const struct odirect_read_event empty_read;
-
 static __always_inline void submit(void *ring, void *rec)
 {
 	__u64 flags = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) < wakeup_bytes ? BPF_RB_NO_WAKEUP : 0;
@@ -88,18 +110,23 @@ static __always_inline void submit(void *ring, void *rec)
 	bpf_ringbuf_submit(rec, flags);
 }
 
-/* current->files->fdt->fd[fd], bounds-checked against max_fds. */
+/* task->files->fdt->fd[fd], bounds-checked against max_fds.  The walk to
+ * the table is direct (tp_btf: the current task is a trusted pointer); the
+ * table's slot is read with a probe, as the verifier does not type a
+ * pointer to a pointer. */
 static __always_inline struct file *fd_file(__s32 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **table;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct files_struct *files = task->files;
+	struct fdtable *fdt;
 	struct file *file = NULL;
 
-	if (!fdt || fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
+	if (!files)
 		return NULL;
-	table = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &table[fd]))
+	fdt = files->fdt;
+	if (!fdt || fd < 0 || (__u32)fd >= fdt->max_fds)
+		return NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]))
 		return NULL;
 	return file;
 }
@@ -124,14 +151,17 @@ static __always_inline __u64 iov_bytes(const struct iovec *iov, __u32 count, __u
 	return total;
 }
 
+/* Sends the file's path the first time any traced task reads through this
+ * struct file. */
 static __always_inline void name_file(struct file *file, struct odirect_read_event *r)
 {
 	__u64 key = (__u64)file;
-	__u64 *seen = bpf_map_lookup_elem(&named_files, &key);
 	struct odirect_file_event *e;
 	struct dentry *d;
+	__u64 *seen;
 	__u32 depth = 0;
 
+	seen = bpf_map_lookup_elem(&named_files, &key);
 	if (seen && *seen == r->ino)
 		return;
 	bpf_map_update_elem(&named_files, &key, &r->ino, BPF_ANY);
@@ -165,30 +195,34 @@ static __always_inline void name_file(struct file *file, struct odirect_read_eve
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* pos < 0: the syscall reads at the file position (read, readv, and preadv2
- * with offset -1). */
-static __always_inline int read_enter(__u16 kind, __s32 fd, __s64 pos, __u64 count, const struct iovec *iov,
-				      __u32 iovcnt, __u32 rwf)
+/* Everything but the entry time is read at the exit, where the kernel has
+ * just walked the same fd table, file and inode (in cache), and the
+ * argument registers still hold what the syscall was called with.  pos < 0:
+ * the syscall read at the file position, which it has advanced by what it
+ * returned. */
+static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 fd, __s64 pos, __u64 count,
+				     const struct iovec *iov, __u32 iovcnt, __u32 rwf, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)pid_tgid;
+	__u64 now = bpf_ktime_get_ns();
 	struct odirect_read_event *e;
+	struct inode *inode;
 	struct file *file;
 
-	if (!kt_current_traced())
-		return 0;
-	if (bpf_map_update_elem(&pending_reads, &tid, &empty_read, BPF_ANY))
-		return 0;
-	e = bpf_map_lookup_elem(&pending_reads, &tid);
+	e = kt_reserve(&odirect_reads, sizeof(*e));
 	if (!e)
-		return 0;
-	e->ts_ns = bpf_ktime_get_ns();
+		goto out;
+	e->ts_ns = now;
+	e->latency_ns = now - s->enter_ns;
+	e->ret = ret;
 	e->pid = pid_tgid >> 32;
-	e->tid = tid;
+	e->tid = (__u32)pid_tgid;
 	e->fd = fd;
 	e->syscall = kind;
 	e->rwf = rwf;
-	e->offset = pos;
+	e->iovcnt = 0;
+	e->iov_truncated = 0;
+	e->pad = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	if (iov) {
 		e->iovcnt = iovcnt > 0xffff ? 0xffff : iovcnt;
@@ -198,111 +232,146 @@ static __always_inline int read_enter(__u16 kind, __s32 fd, __s64 pos, __u64 cou
 	}
 	file = fd_file(fd);
 	if (!file) {
+		e->has_file = 0;
+		e->direct = 0;
+		e->f_flags = 0;
+		e->ino = 0;
+		e->dev = 0;
 		e->offset = -1;
-		return 0;
+		goto send;
 	}
 	e->has_file = 1;
 	e->f_flags = BPF_CORE_READ(file, f_flags);
 	e->direct = (e->f_flags & ODIRECT_O_DIRECT) != 0;
-	if (pos < 0)
-		e->offset = BPF_CORE_READ(file, f_pos);
-	e->ino = BPF_CORE_READ(file, f_inode, i_ino);
-	e->dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-	name_file(file, e);
-	return 0;
-}
-
-static __always_inline int read_exit(long ret)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct odirect_read_event *e, *rec;
-	__u64 now;
-
-	e = bpf_map_lookup_elem(&pending_reads, &tid);
-	if (!e)
-		return 0;
-	now = bpf_ktime_get_ns();
-	rec = kt_reserve(&odirect_reads, sizeof(*rec));
-	if (rec) {
-		__builtin_memcpy(rec, e, sizeof(*rec));
-		rec->latency_ns = now - e->ts_ns;
-		rec->ts_ns = now;
-		rec->ret = ret;
-		submit(&odirect_reads, rec);
+	if (pos < 0) {
+		pos = BPF_CORE_READ(file, f_pos) - (ret > 0 ? ret : 0);
+		/* a stream (pipe, socket) keeps no position */
+		pos = pos < 0 ? -1 : pos;
 	}
-	bpf_map_delete_elem(&pending_reads, &tid);
+	e->offset = pos;
+	inode = BPF_CORE_READ(file, f_inode);
+	e->ino = BPF_CORE_READ(inode, i_ino);
+	/* The thread's last file: a loop over one file needs neither the
+	 * superblock nor the named_files lookup. */
+	if (s->named_file == (__u64)file && s->named_inode == (__u64)inode && s->named_ino == e->ino) {
+		e->dev = s->named_dev;
+		goto send;
+	}
+	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	name_file(file, e);
+	s->named_file = (__u64)file;
+	s->named_inode = (__u64)inode;
+	s->named_ino = e->ino;
+	s->named_dev = e->dev;
+send:
+	submit(&odirect_reads, e);
+out:
+	s->enter_ns = 0;
 	return 0;
 }
 
-#define ARG(ctx, n) ((ctx)->args[n])
+/* x86-64 syscall numbers (arch/x86/entry/syscalls/syscall_64.tbl): ABI,
+ * fixed for the architecture this object is built for. */
+#define NR_READ 0
+#define NR_PREAD64 17
+#define NR_READV 19
+#define NR_PREADV 295
+#define NR_PREADV2 327
 
-SEC("tp/syscalls/sys_enter_read")
-int odirect_enter_read(struct trace_event_raw_sys_enter *ctx)
+/* thread_info::status bit of a task in a 32-bit syscall, whose numbers are
+ * another table's (arch/x86/include/asm/thread_info.h). */
+#define KT_TS_COMPAT 0x0002
+
+static __always_inline __u16 read_syscall(long id)
 {
-	return read_enter(ODIRECT_SYS_READ, ARG(ctx, 0), -1, ARG(ctx, 2), NULL, 0, 0);
+	switch (id) {
+	case NR_READ: return ODIRECT_SYS_READ;
+	case NR_PREAD64: return ODIRECT_SYS_PREAD64;
+	case NR_READV: return ODIRECT_SYS_READV;
+	case NR_PREADV: return ODIRECT_SYS_PREADV;
+	case NR_PREADV2: return ODIRECT_SYS_PREADV2;
+	}
+	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_pread64")
-int odirect_enter_pread64(struct trace_event_raw_sys_enter *ctx)
+/* One program on each raw syscall tracepoint rather than one per syscall
+ * on syscalls/sys_enter_*: those go through perf's buffer for every syscall
+ * of every task once one of them is enabled, ~330 ns a syscall here against
+ * ~15 ns for a raw tracepoint whose first test is the syscall number.
+ * tp_btf only: task storage is for tracing programs, and a kernel without
+ * BTF could not have relocated this object anyway. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(odirect_sys_enter, struct pt_regs *regs, long id)
 {
-	return read_enter(ODIRECT_SYS_PREAD64, ARG(ctx, 0), ARG(ctx, 3), ARG(ctx, 2), NULL, 0, 0);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct reader_state *s;
+
+	if (!read_syscall(id) || (task->thread_info.status & KT_TS_COMPAT))
+		return 0;
+	s = bpf_task_storage_get(&readers, task, NULL, 0);
+	if (!s) {
+		if (!kt_current_traced())
+			return 0;
+		s = bpf_task_storage_get(&readers, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!s)
+			return 0;
+	}
+	s->enter_ns = bpf_ktime_get_ns();
+	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_readv")
-int odirect_enter_readv(struct trace_event_raw_sys_enter *ctx)
+/* orig_ax keeps the syscall number to the exit (ax has the result).  The
+ * arguments, x86-64 order: di, si, dx, r10, r8, r9.  On 64-bit,
+ * preadv/preadv2 take the position in pos_l alone (pos_h is shifted out
+ * entirely); preadv2 with position -1 reads at the file position. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(odirect_sys_exit, struct pt_regs *regs, long ret)
 {
-	return read_enter(ODIRECT_SYS_READV, ARG(ctx, 0), -1, 0, (const struct iovec *)ARG(ctx, 1), ARG(ctx, 2), 0);
+	__u16 kind = read_syscall(regs->orig_ax);
+	struct reader_state *s;
+
+	if (!kind)
+		return 0;
+	s = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, 0);
+	if (!s || !s->enter_ns)
+		return 0;
+	switch (kind) {
+	case ODIRECT_SYS_READ:
+		return read_exit(s, kind, regs->di, -1, regs->dx, NULL, 0, 0, ret);
+	case ODIRECT_SYS_PREAD64:
+		return read_exit(s, kind, regs->di, regs->r10, regs->dx, NULL, 0, 0, ret);
+	case ODIRECT_SYS_READV:
+		return read_exit(s, kind, regs->di, -1, 0, (const struct iovec *)regs->si, regs->dx, 0, ret);
+	case ODIRECT_SYS_PREADV:
+		return read_exit(s, kind, regs->di, regs->r10, 0, (const struct iovec *)regs->si, regs->dx, 0, ret);
+	default:
+		return read_exit(s, kind, regs->di, regs->r10, 0, (const struct iovec *)regs->si, regs->dx, regs->r9,
+				 ret);
+	}
 }
-
-/* On 64-bit the position is pos_l alone: pos_h is shifted out entirely. */
-SEC("tp/syscalls/sys_enter_preadv")
-int odirect_enter_preadv(struct trace_event_raw_sys_enter *ctx)
-{
-	return read_enter(ODIRECT_SYS_PREADV, ARG(ctx, 0), ARG(ctx, 3), 0, (const struct iovec *)ARG(ctx, 1),
-			  ARG(ctx, 2), 0);
-}
-
-SEC("tp/syscalls/sys_enter_preadv2")
-int odirect_enter_preadv2(struct trace_event_raw_sys_enter *ctx)
-{
-	return read_enter(ODIRECT_SYS_PREADV2, ARG(ctx, 0), ARG(ctx, 3), 0, (const struct iovec *)ARG(ctx, 1),
-			  ARG(ctx, 2), ARG(ctx, 5));
-}
-
-SEC("tp/syscalls/sys_exit_read")
-int odirect_exit_read(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx->ret); }
-
-SEC("tp/syscalls/sys_exit_pread64")
-int odirect_exit_pread64(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx->ret); }
-
-SEC("tp/syscalls/sys_exit_readv")
-int odirect_exit_readv(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx->ret); }
-
-SEC("tp/syscalls/sys_exit_preadv")
-int odirect_exit_preadv(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx->ret); }
-
-SEC("tp/syscalls/sys_exit_preadv2")
-int odirect_exit_preadv2(struct trace_event_raw_sys_exit *ctx) { return read_exit(ctx->ret); }
 
 /* ---- block I/O ---------------------------------------------------------- */
 
 /* block_bio_queue fires in submit_bio_noacct_nocheck, in the context of
- * whoever called submit_bio: the reader itself for O_DIRECT and readahead. */
-static __always_inline int on_bio_queue(struct bio *bio)
+ * whoever called submit_bio: the reader itself for O_DIRECT and readahead.
+ * The file is not looked up here: user space joins a bio to the read the
+ * same thread had in flight when it was queued. */
+static __always_inline int on_bio_queue(struct bio *bio, bool typed)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 key = (__u64)bio;
-	struct bio_owner owner = {};
-	__u32 tid = (__u32)pid_tgid;
-	struct odirect_read_event *reading = bpf_map_lookup_elem(&pending_reads, &tid);
+	struct bio_owner owner;
 
-	if (reading) {
-		owner.ino = reading->ino;
-		owner.file_dev = reading->dev;
-	}
+	/* A reader's task storage says "traced" without the tgid lookup (only
+	 * tracing programs may use it; raw_tp looks the tgid up). */
+	if (typed && bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, 0))
+		owner.traced = 1;
+	else
+		owner.traced = kt_current_traced();
+	owner.pad = 0;
 	owner.queued_ns = bpf_ktime_get_ns();
 	owner.pid = pid_tgid >> 32;
-	owner.tid = tid;
+	owner.tid = (__u32)pid_tgid;
 	bpf_get_current_comm(owner.comm, sizeof(owner.comm));
 	bpf_map_update_elem(&bios, &key, &owner, BPF_ANY);
 	return 0;
@@ -319,18 +388,35 @@ static __always_inline __u32 request_dev(struct request *rq)
 	return ((__u32)BPF_CORE_READ(disk, major) << 20) | (__u32)BPF_CORE_READ(disk, first_minor);
 }
 
+/* A request is issued to its driver: keep the time, unless its queue
+ * stamps it in io_start_time_ns itself. */
+static __always_inline int on_rq_issue(struct request *rq)
+{
+	__u64 q = (__u64)BPF_CORE_READ(rq, q);
+	__u64 key = (__u64)rq;
+	__u64 now;
+
+	if (bpf_map_lookup_elem(&stamping_queues, &q))
+		return 0;
+	now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&issued, &key, &now, BPF_ANY);
+	return 0;
+}
+
 struct rq_walk {
 	struct request *rq;
 	struct bio *bio;
 	__u64 now;
+	__u64 issue_ns;     /* 0: issue not seen */
 	__u32 dev;
 	__u32 op;
+	__s32 error;
+	__u32 left;         /* bytes of this completion not yet walked */
 	__u32 found;
-	__u32 emitted;
 };
 
-/* One bio of a request being issued: credited to the task that submitted
- * it (a request can merge bios of several tasks).  A bio split off another
+/* One bio of a completing request: credited to the task that submitted it
+ * (a request can merge bios of several tasks).  A bio split off another
  * one is found through bi_private, which bio_chain points at the parent;
  * the parent's entry stays for the remainder's own request. */
 static long credit_bio(__u32 index, struct rq_walk *w)
@@ -340,10 +426,13 @@ static long credit_bio(__u32 index, struct rq_walk *w)
 	struct bio_owner *owner;
 	__u64 key = (__u64)bio;
 	bool own_entry = true;
+	__u32 size;
 
-	if (!bio)
+	if (!bio || !w->left)
 		return 1;
 	w->bio = BPF_CORE_READ(bio, bi_next);
+	size = BPF_CORE_READ(bio, bi_iter.bi_size);
+	w->left = size < w->left ? w->left - size : 0;
 	owner = bpf_map_lookup_elem(&bios, &key);
 	if (!owner) {
 		key = (__u64)BPF_CORE_READ(bio, bi_private);
@@ -353,27 +442,23 @@ static long credit_bio(__u32 index, struct rq_walk *w)
 	if (!owner)
 		return 0;
 	w->found++;
-	if (kt_tgid_traced(owner->pid)) {
+	if (owner->traced) {
 		e = kt_reserve(&odirect_blocks, sizeof(*e));
 		if (e) {
 			e->ts_ns = w->now;
-			e->rq = (__u64)w->rq;
+			e->queued_ns = owner->queued_ns;
 			e->sector = BPF_CORE_READ(bio, bi_iter.bi_sector);
-			e->queue_ns = w->now > owner->queued_ns ? w->now - owner->queued_ns : 0;
-			e->device_ns = 0;
-			e->ino = owner->ino;
-			e->file_dev = owner->file_dev;
-			e->bytes = BPF_CORE_READ(bio, bi_iter.bi_size);
+			e->issue_ns = w->issue_ns;
+			e->bytes = size;
+			e->dev = w->dev;
 			e->pid = owner->pid;
 			e->tid = owner->tid;
 			e->op = w->op;
-			e->error = 0;
-			e->kind = ODIRECT_BLOCK_BIO;
+			e->error = w->error;
 			e->attributed = 1;
+			e->pad[0] = e->pad[1] = e->pad[2] = 0;
 			__builtin_memcpy(e->comm, owner->comm, sizeof(e->comm));
-			e->dev = w->dev;
 			submit(&odirect_blocks, e);
-			w->emitted++;
 		}
 	}
 	if (own_entry)
@@ -381,127 +466,73 @@ static long credit_bio(__u32 index, struct rq_walk *w)
 	return 0;
 }
 
-/* Bios are credited when their request is issued, not when it completes:
- * on this kernel some requests complete without block_rq_complete firing
- * (about 0.3 % under fio), while every request is issued through
- * blk_mq_start_request, which always fires block_rq_issue.  The completion,
- * when seen, adds the device latency as a separate record. */
-static __always_inline int on_rq_issue(struct request *rq)
+/* Bios are credited when their request completes, and only the bios this
+ * completion covers (a driver may complete a request in parts).  The trace
+ * point fires before the bios are ended, so rq->bio still lists them. */
+static __always_inline int on_rq_complete(struct request *rq, int error, unsigned int nr_bytes)
 {
 	__u64 rq_key = (__u64)rq;
-	struct rq_state *state = bpf_map_lookup_elem(&issued, &rq_key);
-	struct rq_state fresh = {};
+	__u64 q = (__u64)BPF_CORE_READ(rq, q);
+	__u64 io_start = BPF_CORE_READ(rq, io_start_time_ns);
 	struct rq_walk w = {
 		.rq = rq,
 		.bio = BPF_CORE_READ(rq, bio),
 		.now = bpf_ktime_get_ns(),
 		.op = BPF_CORE_READ(rq, cmd_flags) & 0xff,
+		.error = error,
+		.left = nr_bytes,
 	};
-	__u32 bytes = BPF_CORE_READ(rq, __data_len);
 	struct odirect_block_event *e;
+	__u8 yes = 1;
 
-	if (state && state->requeued) {
-		/* issued again after a requeue: its bios are credited already */
-		state->requeued = 0;
-		state->issue_ns = w.now;
-		return 0;
-	}
-	if (!bytes)
+	if (!nr_bytes)
 		return 0; /* flushes and other data-less requests */
+	if (io_start) {
+		w.issue_ns = io_start;
+		if (!bpf_map_lookup_elem(&stamping_queues, &q))
+			bpf_map_update_elem(&stamping_queues, &q, &yes, BPF_ANY);
+	} else {
+		__u64 *issue = bpf_map_lookup_elem(&issued, &rq_key);
+
+		if (issue)
+			w.issue_ns = *issue;
+		if (bpf_map_lookup_elem(&stamping_queues, &q))
+			bpf_map_delete_elem(&stamping_queues, &q);
+	}
 	w.dev = request_dev(rq);
 	/* bpf_loop (5.17+): the callback is verified once, not per bio */
 	bpf_loop(ODIRECT_MAX_RQ_BIOS, credit_bio, &w, 0);
-	if (!w.found) {
-		__sync_fetch_and_add(&unattributed_requests, 1);
-		__sync_fetch_and_add(&unattributed_bytes, bytes);
-		e = kt_reserve(&odirect_blocks, sizeof(*e));
-		if (e) {
-			e->ts_ns = w.now;
-			e->rq = rq_key;
-			e->sector = BPF_CORE_READ(rq, __sector);
-			e->queue_ns = 0;
-			e->device_ns = 0;
-			e->ino = 0;
-			e->file_dev = 0;
-			e->bytes = bytes;
-			e->pid = 0;
-			e->tid = 0;
-			e->op = w.op;
-			e->error = 0;
-			e->kind = ODIRECT_BLOCK_BIO;
-			e->attributed = 0;
-			__builtin_memset(e->comm, 0, sizeof(e->comm));
-			e->dev = w.dev;
-			submit(&odirect_blocks, e);
-			w.emitted++;
-		}
-	}
-	if (!w.emitted) {
-		if (state)
-			bpf_map_delete_elem(&issued, &rq_key);
+	if (w.found)
 		return 0;
-	}
-	fresh.issue_ns = w.now;
-	bpf_map_update_elem(&issued, &rq_key, &fresh, BPF_ANY);
-	return 0;
-}
-
-static __always_inline int on_rq_requeue(struct request *rq)
-{
-	__u64 rq_key = (__u64)rq;
-	struct rq_state *state = bpf_map_lookup_elem(&issued, &rq_key);
-
-	if (state)
-		state->requeued = 1;
-	return 0;
-}
-
-/* A request that carries credited bios completes: its device latency. */
-static __always_inline int on_rq_complete(struct request *rq, int error, unsigned int nr_bytes)
-{
-	__u64 rq_key = (__u64)rq;
-	struct rq_state *state = bpf_map_lookup_elem(&issued, &rq_key);
-	struct odirect_block_event *e;
-	__u64 now = bpf_ktime_get_ns();
-
-	if (!state)
-		return 0;
+	__sync_fetch_and_add(&unattributed_requests, 1);
+	__sync_fetch_and_add(&unattributed_bytes, nr_bytes);
 	e = kt_reserve(&odirect_blocks, sizeof(*e));
-	if (e) {
-		__builtin_memset(e, 0, sizeof(*e));
-		e->ts_ns = now;
-		e->rq = rq_key;
-		e->sector = BPF_CORE_READ(rq, __sector);
-		e->device_ns = now - state->issue_ns;
-		e->bytes = nr_bytes;
-		e->op = BPF_CORE_READ(rq, cmd_flags) & 0xff;
-		e->error = error;
-		e->kind = ODIRECT_BLOCK_DONE;
-		submit(&odirect_blocks, e);
-	}
-	if (nr_bytes >= BPF_CORE_READ(rq, __data_len))
-		bpf_map_delete_elem(&issued, &rq_key);
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = w.now;
+	e->sector = BPF_CORE_READ(rq, __sector);
+	e->issue_ns = w.issue_ns;
+	e->bytes = nr_bytes;
+	e->dev = w.dev;
+	e->op = w.op;
+	e->error = error;
+	submit(&odirect_blocks, e);
 	return 0;
 }
 
 /* Each block hook twice: tp_btf (typed arguments) first, raw_tp after. */
 SEC("tp_btf/block_bio_queue")
-int BPF_PROG(odirect_bio_queue_btf, struct bio *bio) { return on_bio_queue(bio); }
+int BPF_PROG(odirect_bio_queue_btf, struct bio *bio) { return on_bio_queue(bio, true); }
 
 SEC("raw_tp/block_bio_queue")
-int BPF_PROG(odirect_bio_queue_raw, struct bio *bio) { return on_bio_queue(bio); }
+int BPF_PROG(odirect_bio_queue_raw, struct bio *bio) { return on_bio_queue(bio, false); }
 
 SEC("tp_btf/block_rq_issue")
 int BPF_PROG(odirect_rq_issue_btf, struct request *rq) { return on_rq_issue(rq); }
 
 SEC("raw_tp/block_rq_issue")
 int BPF_PROG(odirect_rq_issue_raw, struct request *rq) { return on_rq_issue(rq); }
-
-SEC("tp_btf/block_rq_requeue")
-int BPF_PROG(odirect_rq_requeue_btf, struct request *rq) { return on_rq_requeue(rq); }
-
-SEC("raw_tp/block_rq_requeue")
-int BPF_PROG(odirect_rq_requeue_raw, struct request *rq) { return on_rq_requeue(rq); }
 
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(odirect_rq_complete_btf, struct request *rq, int error, unsigned int nr_bytes)

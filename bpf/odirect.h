@@ -63,30 +63,21 @@ struct odirect_file_event {
 	char names[ODIRECT_PATH_DEPTH][ODIRECT_NAME_LEN];
 };
 
-enum odirect_block_kind {
-	ODIRECT_BLOCK_BIO = 1,  /* a bio, credited when its request is issued */
-	ODIRECT_BLOCK_DONE = 2, /* that request completed (device latency) */
-};
-
-/* Two kinds in one record: BIO at request issue (who, how much, queue
- * latency), DONE at its completion (device latency); rq joins them. */
+/* One record per bio of a traced task, sent when the request carrying it
+ * completes (and one per completing request nobody was seen submitting). */
 struct odirect_block_event {
-	__u64 ts_ns;        /* BIO: issue; DONE: completion */
-	__u64 rq;           /* request id (its address while in flight) */
-	__u64 sector;       /* BIO: of this bio (of the request when unattributed) */
-	__u64 queue_ns;     /* BIO: bio queued -> request issued to the driver */
-	__u64 device_ns;    /* DONE: issued -> completed */
-	__u64 ino;          /* file read by the syscall that submitted the bio; 0 if none traced */
-	__u32 file_dev;     /* that file's s_dev */
-	__u32 bytes;        /* BIO: of the bio; DONE: completed by this call */
+	__u64 ts_ns;        /* request completion, bpf_ktime_get_ns */
+	__u64 queued_ns;    /* bio submitted (block_bio_queue); 0 when unattributed */
+	__u64 issue_ns;     /* request issued to the driver; 0 when not seen */
+	__u64 sector;       /* of this bio (of the request when unattributed) */
+	__u32 bytes;        /* of the bio (completed by this call when unattributed) */
 	__u32 dev;          /* whole-disk dev_t (kernel encoding) */
 	__u32 pid;          /* submitter's tgid; 0 when unattributed */
 	__u32 tid;
 	__u32 op;           /* REQ_OP_*: 0 read, 1 write, ... */
-	__s32 error;        /* DONE: blk_status_t */
-	__u8 kind;          /* enum odirect_block_kind */
-	__u8 attributed;    /* BIO: the bio was seen at submission */
-	__u8 pad[2];
+	__s32 error;        /* blk_status_t of the completion */
+	__u8 attributed;    /* the bio was seen at submission */
+	__u8 pad[3];
 	char comm[ODIRECT_COMM_LEN];
 };
 

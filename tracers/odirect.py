@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
     from ..analysis.findings import Finding
 
-__all__ = ["BlockJoiner", "ODirectTrace", "PathNames", "SYSCALLS", "block_op_name", "command", "dev_name",
-           "disk_name", "run"]
+__all__ = ["ODirectTrace", "PathNames", "SYSCALLS", "block_latencies", "block_op_name", "command", "dev_name",
+           "disk_name", "files_of_bios", "run"]
 
 FILE_RING = "odirect_files"
 READ_RING = "odirect_reads"
@@ -41,11 +41,12 @@ SYSCALLS = {1: "read", 2: "pread64", 3: "readv", 4: "preadv", 5: "preadv2"}
 _BLOCK_OPS = {0: "R", 1: "W", 2: "F", 3: "D", 5: "SE", 9: "WZ"}
 
 HOOKS = (
-    *(Hook(f"{name} enter", (f"odirect_enter_{name}",)) for name in SYSCALLS.values()),
-    *(Hook(f"{name} exit", (f"odirect_exit_{name}",)) for name in SYSCALLS.values()),
+    # one program each on the raw syscall tracepoints, filtering the
+    # read-family numbers itself (see bpf/odirect.bpf.c for why)
+    Hook("read syscalls enter", ("odirect_sys_enter",)),
+    Hook("read syscalls exit", ("odirect_sys_exit",)),
     Hook("bio submission", ("odirect_bio_queue_btf", "odirect_bio_queue_raw")),
     Hook("request issue", ("odirect_rq_issue_btf", "odirect_rq_issue_raw")),
-    Hook("request requeue", ("odirect_rq_requeue_btf", "odirect_rq_requeue_raw"), required=False),
     Hook("request completion", ("odirect_rq_complete_btf", "odirect_rq_complete_raw")),
 )
 
@@ -160,63 +161,52 @@ class PathNames:
         return path
 
 
-BLOCK_BIO = 1   # enum odirect_block_kind
-BLOCK_DONE = 2
+def block_latencies(queued: "np.ndarray[Any, Any]", issued: "np.ndarray[Any, Any]",
+                   completed: "np.ndarray[Any, Any]") -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
+    """Bio records' time stamps -> (queue_ns, device_ns) as float arrays, NaN
+    where a stamp is missing (issue not seen; bio never seen queued)."""
+    import numpy as np
 
-class BlockJoiner:
-    """Pairs each BIO record (a bio, credited when its request was issued)
-    with the DONE record of that request (device latency), a batch at a time
-    with numpy: records sorted by (request, time) put a request's completion
-    right after the bios of its issue.
+    q = queued.astype(np.float64)
+    i = issued.astype(np.float64)
+    c = completed.astype(np.float64)
+    q[queued == 0] = np.nan
+    i[issued == 0] = np.nan
+    queue = i - q
+    device = c - i
+    # a request issued before its bio was queued cannot be; a merge of a
+    # bio into a request issued earlier can: then the bio did not queue
+    queue[queue < 0] = 0.0
+    return queue, device
 
-    A request whose completion is never seen (the kernel did not fire
-    block_rq_complete, or tracing ended first) is given up when the same
-    request address is issued again, or at the end: it comes out with
-    ``completed`` False and no device latency."""
 
-    def __init__(self) -> None:
-        self._waiting: Optional["np.ndarray[Any, Any]"] = None
+def files_of_bios(blocks: "pd.DataFrame", reads: "pd.DataFrame") -> "pd.DataFrame":
+    """For each bio (tid, queued_ns), the read that thread had in flight when
+    it queued the bio: -> DataFrame(index of blocks; dev, ino, path).  A bio
+    queued outside any traced read (writeback, a read begun before tracing)
+    gets no file."""
+    import numpy as np
+    import pandas as pd
 
-    def feed(self, batch: "np.ndarray[Any, Any]") -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
-        """-> (BIO records that are settled, with device_ns and error taken
-        from their completion; a mask of those whose completion was seen)."""
-        import numpy as np
-
-        if self._waiting is not None and len(self._waiting):
-            batch = np.concatenate([self._waiting, batch])
-        rq, ts, kind = batch["rq"], batch["ts_ns"], batch["kind"]
-        order = np.lexsort((kind, ts, rq))
-        rows = batch[order]
-        rq, ts, kind = rq[order], ts[order], kind[order]
-        n = len(rows)
-        # groups: runs of equal (rq, ts, kind): the bios of one issue, or one completion
-        starts = np.flatnonzero(np.r_[True, (rq[1:] != rq[:-1]) | (ts[1:] != ts[:-1]) | (kind[1:] != kind[:-1])])
-        group = np.cumsum(np.r_[True, (rq[1:] != rq[:-1]) | (ts[1:] != ts[:-1]) | (kind[1:] != kind[:-1])]) - 1
-        next_start = np.r_[starts[1:], n][group]  # first row of the following group
-        has_next = next_start < n
-        nxt = np.minimum(next_start, n - 1)
-        same_rq = has_next & (rq[nxt] == rq)
-        bio = kind == BLOCK_BIO
-        completed = bio & same_rq & (kind[nxt] == BLOCK_DONE)
-        orphaned = bio & same_rq & (kind[nxt] == BLOCK_BIO)
-        settled = completed | orphaned
-        self._waiting = rows[bio & ~settled]
-        out = rows[settled].copy()
-        done_rows = rows[nxt[settled]]
-        was_done = completed[settled]
-        out["device_ns"] = np.where(was_done, done_rows["device_ns"], 0)
-        out["error"] = np.where(was_done, done_rows["error"], 0)
-        return out, was_done
-
-    def flush(self) -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
-        import numpy as np
-
-        rest = self._waiting
-        self._waiting = None
-        if rest is None:
-            return np.empty(0), np.empty(0, dtype=bool)
-        rest = rest[np.argsort(rest["ts_ns"], kind="stable")]
-        return rest, np.zeros(len(rest), dtype=bool)
+    out = pd.DataFrame({"file_dev": 0, "ino": 0, "path": ""}, index=blocks.index)
+    bios = blocks[blocks["queued_ns"] > 0][["tid", "queued_ns"]]
+    if bios.empty or reads.empty:
+        return out
+    spans = pd.DataFrame({
+        "tid": reads["tid"].to_numpy(),
+        "enter_ns": (reads["ts_ns"] - reads["latency_ns"]).to_numpy(np.int64),
+        "exit_ns": reads["ts_ns"].to_numpy(np.int64),
+        "file_dev": reads["dev_raw"].to_numpy(), "ino": reads["ino"].to_numpy(), "path": reads["path"].to_numpy(),
+    }).sort_values("enter_ns", kind="stable")
+    left = pd.DataFrame({"tid": bios["tid"].to_numpy(), "queued_ns": bios["queued_ns"].to_numpy(np.int64),
+                         "row": bios.index.to_numpy()}).sort_values("queued_ns", kind="stable")
+    joined = pd.merge_asof(left, spans, left_on="queued_ns", right_on="enter_ns", by="tid", direction="backward")
+    inside = joined["exit_ns"].notna() & (joined["queued_ns"] <= joined["exit_ns"])
+    hit = joined[inside]
+    out.loc[hit["row"].to_numpy(), "file_dev"] = hit["file_dev"].astype(np.int64).to_numpy()
+    out.loc[hit["row"].to_numpy(), "ino"] = hit["ino"].astype(np.int64).to_numpy()
+    out.loc[hit["row"].to_numpy(), "path"] = hit["path"].to_numpy()
+    return out
 
 
 def _cstr(raw: bytes) -> str:
@@ -245,13 +235,11 @@ class ODirectTrace:
         self.paths = PathNames()
         self.t0_ns = time.monotonic_ns()
         self._reads: list["np.ndarray[Any, Any]"] = []
-        self.joiner = BlockJoiner()
         self._launcher: Optional[tuple[int, bytes]] = None
         self._who_cache: dict[tuple[bytes, int, int], str] = {}
         self._call_cache: dict[tuple[int, int, int], str] = {}
         self._op_cache: dict[tuple[int, int], tuple[str, str]] = {}
         self._bios: list["np.ndarray[Any, Any]"] = []
-        self._bios_completed: list["np.ndarray[Any, Any]"] = []
         self._header_done = False
         self.unattributed_requests = 0
         self.unattributed_bytes = 0
@@ -273,17 +261,11 @@ class ODirectTrace:
             if self.json_out:
                 self._json_reads(batch, paths)
         elif ring == BLOCK_RING:
-            self._blocks_done(*self.joiner.feed(batch))
-
-    def _blocks_done(self, bios: "np.ndarray[Any, Any]", completed: "np.ndarray[Any, Any]") -> None:
-        if not len(bios):
-            return
-        self._bios.append(bios)
-        self._bios_completed.append(completed)
-        if self.live:
-            self._print_blocks(bios, completed)
-        if self.json_out:
-            self._json_blocks(bios, completed)
+            self._bios.append(batch)
+            if self.live:
+                self._print_blocks(batch)
+            if self.json_out:
+                self._json_blocks(batch)
 
     def ignore_launcher(self, pid: int) -> None:
         """The command started for -c waits on a pipe until it is traced,
@@ -349,16 +331,17 @@ class ODirectTrace:
         self.out.write("".join(lines))
         self.out.flush()
 
-    def _print_blocks(self, bios: "np.ndarray[Any, Any]", completed: "np.ndarray[Any, Any]") -> None:
+    def _print_blocks(self, bios: "np.ndarray[Any, Any]") -> None:
         self._header()
         t0 = self.t0_ns
         lines = []
         who_cache = self._who_cache
         op_cache = self._op_cache
-        for ts, comm, pid, tid, attributed, op, dev, sector, nbytes, q, d, done in zip(
+        queue, device = block_latencies(bios["queued_ns"], bios["issue_ns"], bios["ts_ns"])
+        for ts, comm, pid, tid, attributed, op, dev, sector, nbytes, q, d in zip(
             bios["ts_ns"].tolist(), bios["comm"].tolist(), bios["pid"].tolist(), bios["tid"].tolist(),
             bios["attributed"].tolist(), bios["op"].tolist(), bios["dev"].tolist(), bios["sector"].tolist(),
-            bios["bytes"].tolist(), bios["queue_ns"].tolist(), bios["device_ns"].tolist(), completed.tolist(),
+            bios["bytes"].tolist(), queue.tolist(), device.tolist(),
         ):
             if attributed:
                 who = who_cache.get((comm, pid, tid))
@@ -369,15 +352,11 @@ class ODirectTrace:
             event = op_cache.get((op, dev))
             if event is None:
                 event = op_cache[(op, dev)] = (f"{'block-' + block_op_name(op):<8} {'-':>4} -", disk_name(dev))
-            # shown when it completed, as biosnoop does (issue time if never seen completing)
-            if done:
-                lines.append(f"{(ts + d - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
-                             f"{'-':>9} {(q + d) / 1e6:8.3f} {event[1]} sector {sector} queue {q / 1e6:.3f} ms "
-                             f"device {d / 1e6:.3f} ms\n")
-            else:
-                lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
-                             f"{'-':>9} {'-':>8} {event[1]} sector {sector} queue {q / 1e6:.3f} ms "
-                             f"device not seen\n")
+            # one line at completion, as biosnoop does; LAT is queue + device
+            total = q + d if q == q and d == d else float("nan")
+            lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                         f"{'-':>9} {_ms(total, 8)} {event[1]} sector {sector} queue {_ms(q)} ms "
+                         f"device {_ms(d)} ms\n")
         self.out.write("".join(lines))
         self.out.flush()
 
@@ -397,11 +376,12 @@ class ODirectTrace:
                 "iovcnt": r["iovcnt"], "rwf": r["rwf"],
             })
 
-    def _json_blocks(self, bios: "np.ndarray[Any, Any]", completed: "np.ndarray[Any, Any]") -> None:
+    def _json_blocks(self, bios: "np.ndarray[Any, Any]") -> None:
         assert self.json_out is not None
         wall = _wall_offset_ns()
         names = bios.dtype.names or ()
-        for values, done in zip(bios.tolist(), completed.tolist()):
+        queue, device = block_latencies(bios["queued_ns"], bios["issue_ns"], bios["ts_ns"])
+        for values, q, d in zip(bios.tolist(), queue.tolist(), device.tolist()):
             r = dict(zip(names, values))
             attributed = bool(r["attributed"])
             self.json_out.emit({
@@ -409,14 +389,13 @@ class ODirectTrace:
                 "pid": r["pid"] if attributed else None, "tid": r["tid"] if attributed else None,
                 "comm": _cstr(r["comm"]) if attributed else None, "disk": disk_name(r["dev"]),
                 "dev": dev_name(r["dev"]), "op": block_op_name(r["op"]), "sector": r["sector"],
-                "bytes": r["bytes"], "queue_ns": r["queue_ns"], "device_ns": r["device_ns"] if done else None,
-                "completed": done, "error": r["error"], "ino": r["ino"] or None,
+                "bytes": r["bytes"], "queue_ns": None if q != q else int(q),
+                "device_ns": None if d != d else int(d), "error": r["error"],
             })
 
     # -- after tracing -----------------------------------------------------------
 
     def finish(self) -> None:
-        self._blocks_done(*self.joiner.flush())
         self.unattributed_requests = self.tracer.read_global("unattributed_requests")
         self.unattributed_bytes = self.tracer.read_global("unattributed_bytes")
 
@@ -441,24 +420,23 @@ class ODirectTrace:
             reads["has_file"].tolist())]
         reads["bytes"] = reads["ret"].clip(lower=0)
         reads["errno"] = (-reads["ret"]).clip(lower=0)
-        reads["dev"] = [dev_name(d) for d in reads["dev"].tolist()]
-
         block_dtype = self.tracer.btf.dtype("odirect_block_event")
-        blocks = decode_events(self._bios, block_dtype).drop(columns=["pad", "kind"])
-        completed = np.concatenate(self._bios_completed) if self._bios_completed else np.zeros(0, dtype=bool)
+        blocks = decode_events(self._bios, block_dtype).drop(columns=["pad"])
         blocks.insert(0, "time_ns", blocks["ts_ns"].astype(np.int64) + wall)
         blocks["attributed"] = blocks["attributed"].astype(bool)
-        blocks["completed"] = completed
-        blocks["device_ns"] = pd.array(np.where(completed, blocks["device_ns"], 0), dtype="Int64")
-        blocks.loc[~completed, "device_ns"] = pd.NA
+        queue, device = block_latencies(blocks["queued_ns"].to_numpy(), blocks["issue_ns"].to_numpy(),
+                                        blocks["ts_ns"].to_numpy())
+        blocks["queue_ns"] = pd.array(np.round(queue), dtype="Float64").astype("Int64")
+        blocks["device_ns"] = pd.array(np.round(device), dtype="Float64").astype("Int64")
         blocks["op"] = [block_op_name(o) for o in blocks["op"].tolist()]
         blocks.insert(blocks.columns.get_loc("dev"), "disk", [disk_name(d) for d in blocks["dev"].tolist()])
         blocks["dev"] = [dev_name(d) for d in blocks["dev"].tolist()]
-        blocks["file_dev"] = [dev_name(d) if d else "" for d in blocks["file_dev"].tolist()]
-        # Name the file of each bio from the reads that named it.
-        names = {(d, i): p for d, i, p in zip(reads["dev"].tolist(), reads["ino"].tolist(), reads["path"].tolist())}
-        blocks["path"] = [names.get((d, i), "") if i else "" for d, i in
-                          zip(blocks["file_dev"].tolist(), blocks["ino"].tolist())]
+        # The file of each bio: the read its thread had in flight when it queued it.
+        files = files_of_bios(blocks, reads.rename(columns={"dev": "dev_raw"}))
+        blocks["file_dev"] = [dev_name(d) if d else "" for d in files["file_dev"].tolist()]
+        blocks["ino"] = files["ino"].astype(np.uint64)
+        blocks["path"] = files["path"].astype(str)
+        reads["dev"] = [dev_name(d) for d in reads["dev"].tolist()]
         return {"read": reads, "block": blocks}
 
     def summary(self, frames: dict[str, "pd.DataFrame"]) -> dict[str, Any]:
@@ -470,6 +448,11 @@ class ODirectTrace:
             "unattributed_requests": self.unattributed_requests,
             "unattributed_bytes": self.unattributed_bytes,
         }
+
+
+def _ms(ns: float, width: int = 0) -> str:
+    """Nanoseconds as milliseconds, "-" when unknown (NaN)."""
+    return f"{'-':>{width}}" if ns != ns else f"{ns / 1e6:{width}.3f}"
 
 
 def _wall_offset_ns() -> int:

@@ -92,11 +92,10 @@ def test_odirect_reads_exact_per_syscall_and_block_bytes(data_file):
     from_reads = blocks[(blocks["pid"] == pid) & (blocks["path"] == data_file)]
     assert set(from_reads["op"]) == {"R"}
     assert int(from_reads["bytes"].sum()) == odirect_bytes
-    # Device latency where the completion was seen (this kernel skips
-    # block_rq_complete for a few requests; bytes are credited at issue).
-    done = from_reads[from_reads["completed"]]
-    assert len(done) > 0 and (done["device_ns"] > 0).all()
-    assert (from_reads["queue_ns"] >= 0).all()
+    # Every bio credited at its request's completion, with both latencies.
+    assert from_reads["device_ns"].notna().all() and (from_reads["device_ns"] > 0).all()
+    assert from_reads["queue_ns"].notna().all() and (from_reads["queue_ns"] >= 0).all()
+    assert (from_reads["queued_ns"] < from_reads["ts_ns"]).all()
     assert set(from_reads["tid"]) == {pid}
 
     summary = trace.summary(frames)
@@ -134,7 +133,14 @@ def test_fcntl_set_odirect_is_caught(data_file):
     assert finding.id == "odirect-bypass"
     (row,) = [r for r in finding.evidence if r["pid"] == pid]
     assert row["odirect_reads"] == 4 * N and row["bytes"] == 6 * N * BLOCK
-    assert row["disk_read_bytes"] == 6 * N * BLOCK
+    # The first, buffered read is served from the page cache unless the
+    # kernel reclaimed the fresh file's pages (DAMON here does): then its
+    # readahead is disk reading of the file too, inside that read's window.
+    blocks = frames["block"]
+    ahead = blocks[(blocks["pid"] == pid) & (blocks["op"] == "R")
+                   & (blocks["queued_ns"] >= first["ts_ns"] - first["latency_ns"])
+                   & (blocks["queued_ns"] <= first["ts_ns"])]
+    assert row["disk_read_bytes"] == 6 * N * BLOCK + int(ahead["bytes"].sum())
 
 
 def test_untraced_decoy_never_appears(data_file):
@@ -262,7 +268,7 @@ def test_cli_command_json_summary(data_file):
     assert summary["type"] == "summary" and summary["tracer"] == "odirect"
     assert {"duration_s", "lost_events", "hooks", "processes", "findings"} <= set(summary)
     assert summary["lost_events"] == 0
-    assert {h["hook"] for h in summary["hooks"]} >= {"pread64 enter", "bio submission", "request completion"}
+    assert {h["hook"] for h in summary["hooks"]} >= {"read syscalls enter", "read syscalls exit", "bio submission", "request completion"}
     (proc,) = [p for p in summary["processes"] if p["odirect_reads"]]
     assert proc["odirect_reads"] == 16 and proc["odirect_bytes"] == 6 * 4 * BLOCK
     assert set(proc) == {"pid", "comm", "reads", "read_bytes", "odirect_reads", "odirect_bytes",

@@ -1,5 +1,5 @@
 """iotrace odirect without a kernel: event layouts from the object's BTF, the
-bio/completion join, file naming, the summaries and the odirect-bypass rule
+bio-to-read join, file naming, the summaries and the odirect-bypass rule
 on synthetic frames, and the command line's bad input."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from kerntrace.analysis.odirect import findings, odirect_bypass, per_file, per_p
 from kerntrace.tracers.engine import object_path
 from kerntrace.tracers.libbpf import btf_of_elf
 from kerntrace.tracers.btf import Btf
-from kerntrace.tracers.odirect import BLOCK_BIO, BLOCK_DONE, BlockJoiner, PathNames, dev_name
+from kerntrace.tracers.odirect import PathNames, block_latencies, dev_name, files_of_bios
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_event_layouts_come_from_btf(btf):
     assert reads.fields["ts_ns"][1] == 0 and reads["offset"] == np.dtype("<i8") and reads["ret"] == np.dtype("<i8")
     assert reads["comm"] == np.dtype("S16") and reads["direct"] == np.dtype("u1")
     blocks = btf.dtype("odirect_block_event")
-    assert blocks["rq"] == np.dtype("<u8") and blocks["comm"] == np.dtype("S16")
+    assert blocks["queued_ns"] == np.dtype("<u8") and blocks["comm"] == np.dtype("S16")
     files = btf.dtype("odirect_file_event")
     assert files["names"].shape == (12,) and files["names"].base == np.dtype("S64")
     rodata = btf.datasec(".rodata")
@@ -39,50 +39,37 @@ def test_event_layouts_come_from_btf(btf):
     assert {"unattributed_requests", "unattributed_bytes", "kt_lost_events"} <= set(btf.datasec(".bss"))
 
 
-def block_records(btf, rows):
-    """rows: (kind, rq, ts, extra dict)"""
-    arr = np.zeros(len(rows), btf.dtype("odirect_block_event"))
-    for i, (kind, rq, ts, extra) in enumerate(rows):
-        arr[i]["kind"], arr[i]["rq"], arr[i]["ts_ns"] = kind, rq, ts
-        for k, v in extra.items():
-            arr[i][k] = v
-    return arr
+def test_block_latencies_split_queue_and_device_and_mark_the_unknown():
+    queued = np.array([100, 100, 0, 500], dtype=np.uint64)
+    issued = np.array([130, 0, 200, 400], dtype=np.uint64)  # last: merged into a request issued before
+    done = np.array([190, 250, 260, 700], dtype=np.uint64)
+    queue, device = block_latencies(queued, issued, done)
+    assert queue[0] == 30 and device[0] == 60
+    assert np.isnan(queue[1]) and np.isnan(device[1])       # issue not seen
+    assert np.isnan(queue[2]) and device[2] == 60           # never seen queued (unattributed)
+    assert queue[3] == 0 and device[3] == 300
 
 
-def test_joiner_pairs_bios_with_their_completion_across_batches(btf):
-    j = BlockJoiner()
-    first = block_records(btf, [
-        (BLOCK_BIO, 0xA, 100, {"pid": 1, "bytes": 4096, "sector": 8}),
-        (BLOCK_BIO, 0xA, 100, {"pid": 2, "bytes": 8192, "sector": 16}),  # merged into the same request
-        (BLOCK_BIO, 0xB, 110, {"pid": 1, "bytes": 4096}),
-        (BLOCK_DONE, 0xB, 150, {"device_ns": 40}),
-    ])
-    bios, done = j.feed(first)
-    assert bios["rq"].tolist() == [0xB] and done.tolist() == [True] and bios["device_ns"].tolist() == [40]
-    second = block_records(btf, [(BLOCK_DONE, 0xA, 300, {"device_ns": 200, "error": 10})])
-    bios, done = j.feed(second)
-    assert sorted(bios["pid"].tolist()) == [1, 2] and done.tolist() == [True, True]
-    assert bios["device_ns"].tolist() == [200, 200] and bios["error"].tolist() == [10, 10]
-    assert len(j.flush()[0]) == 0
-
-
-def test_joiner_gives_up_a_request_reissued_without_completion(btf):
-    j = BlockJoiner()
-    bios, done = j.feed(block_records(btf, [
-        (BLOCK_BIO, 0xC, 100, {"pid": 7, "bytes": 4096}),
-        (BLOCK_BIO, 0xC, 200, {"pid": 8, "bytes": 4096}),  # same address issued again: the first never completed
-        (BLOCK_DONE, 0xC, 260, {"device_ns": 60}),
-    ]))
-    assert bios["pid"].tolist() == [7, 8] and done.tolist() == [False, True]
-    assert bios["device_ns"].tolist() == [0, 60]
-
-
-def test_joiner_flush_returns_the_unfinished(btf):
-    j = BlockJoiner()
-    bios, _ = j.feed(block_records(btf, [(BLOCK_BIO, 0xD, 100, {"pid": 3}), (BLOCK_BIO, 0xE, 90, {"pid": 4})]))
-    assert len(bios) == 0
-    bios, done = j.flush()
-    assert bios["pid"].tolist() == [4, 3] and not done.any()
+def test_bios_get_the_file_of_the_read_their_thread_had_in_flight():
+    reads = pd.DataFrame({
+        "tid": np.array([7, 7, 8], dtype=np.uint32),
+        "ts_ns": np.array([200, 400, 300], dtype=np.uint64),       # exit
+        "latency_ns": np.array([100, 50, 250], dtype=np.uint64),   # enter = 100, 350, 50
+        "dev_raw": np.array([1, 1, 2], dtype=np.uint32),
+        "ino": np.array([10, 11, 20], dtype=np.uint64),
+        "path": ["/a", "/b", "/c"],
+    })
+    blocks = pd.DataFrame({
+        "tid": np.array([7, 7, 7, 8, 9, 7], dtype=np.uint32),
+        "queued_ns": np.array([150, 360, 300, 60, 150, 0], dtype=np.uint64),
+    }, index=[5, 6, 7, 8, 9, 10])
+    files = files_of_bios(blocks, reads)
+    assert files.loc[5, "path"] == "/a" and files.loc[5, "ino"] == 10 and files.loc[5, "file_dev"] == 1
+    assert files.loc[6, "path"] == "/b"
+    assert files.loc[7, "path"] == ""   # between two reads of its thread: writeback, not a read
+    assert files.loc[8, "path"] == "/c"
+    assert files.loc[9, "path"] == ""   # another thread's window does not count
+    assert files.loc[10, "path"] == ""  # unattributed
 
 
 def test_path_names_join_dentries_under_the_mount_point(btf):
