@@ -64,7 +64,8 @@ struct odirect_file_event {
 };
 
 /* One record per bio of a traced task, sent when the request carrying it
- * completes (and one per completing request nobody was seen submitting). */
+ * completes (and one per completing request nobody was seen submitting);
+ * see on_bio_queue in odirect.bpf.c for bios whose completion is not seen. */
 struct odirect_block_event {
 	__u64 ts_ns;        /* request completion, bpf_ktime_get_ns */
 	__u64 queued_ns;    /* bio submitted (block_bio_queue); 0 when unattributed */
@@ -77,7 +78,8 @@ struct odirect_block_event {
 	__u32 op;           /* REQ_OP_*: 0 read, 1 write, ... */
 	__s32 error;        /* blk_status_t of the completion */
 	__u8 attributed;    /* the bio was seen at submission */
-	__u8 pad[3];
+	__u8 completed;     /* 0: the kernel never reported its completion (ts_ns is then when it was queued) */
+	__u8 pad[2];
 	char comm[ODIRECT_COMM_LEN];
 };
 

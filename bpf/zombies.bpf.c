@@ -215,29 +215,29 @@ out:
 	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_wait4")
-int zombie_wait4_enter(struct trace_event_raw_sys_enter *ctx)
+/* The raw syscall tracepoints (see kerntrace.bpf.h).
+ * wait4(pid, status, options, rusage): the pid reaped is the result.
+ * waitid(idtype, id, infop, options, rusage): the pid comes back in *infop. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(zombie_sys_enter, struct pt_regs *regs, long id)
 {
-	return wait_enter(ZOMBIE_SYS_WAIT4, (__s32)ctx->args[0], (__u32)ctx->args[2], 0);
+	if (id != KT_NR_WAIT4 && id != KT_NR_WAITID)
+		return 0;
+	if (kt_compat_syscall(bpf_get_current_task_btf()))
+		return 0;
+	if (id == KT_NR_WAIT4)
+		return wait_enter(ZOMBIE_SYS_WAIT4, (__s32)regs->di, (__u32)regs->dx, 0);
+	return wait_enter(ZOMBIE_SYS_WAITID, (__s32)regs->si, (__u32)regs->r10, regs->dx);
 }
 
-SEC("tp/syscalls/sys_exit_wait4")
-int zombie_wait4_exit(struct trace_event_raw_sys_exit *ctx)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(zombie_sys_exit, struct pt_regs *regs, long ret)
 {
-	return wait_exit(ctx->ret);
-}
+	long id = regs->orig_ax;
 
-/* waitid(idtype, id, infop, options, rusage): the pid comes back in *infop. */
-SEC("tp/syscalls/sys_enter_waitid")
-int zombie_waitid_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	return wait_enter(ZOMBIE_SYS_WAITID, (__s32)ctx->args[1], (__u32)ctx->args[3], ctx->args[2]);
-}
-
-SEC("tp/syscalls/sys_exit_waitid")
-int zombie_waitid_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return wait_exit(ctx->ret);
+	if (id != KT_NR_WAIT4 && id != KT_NR_WAITID)
+		return 0;
+	return wait_exit(ret);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -5,10 +5,10 @@ fio does 4 KiB O_DIRECT random reads (psync engine, one job) of a file under
 /var/tmp for a fixed time, four ways: untraced, under ``iotrace odirect -c``,
 under ``strace -f``, and under a bpftrace script that records the same
 syscalls and block requests.  The IOPS fio reports for each, and each as a
-share of untraced, are printed and returned.  The untraced case runs first
-and last; the baseline is their mean, and both are reported so drift shows.
+share of untraced, are printed and returned.  Untraced and iotrace runs
+alternate for several rounds (see :func:`run`).
 
-Run as root: ``python -m kerntrace.tracers.bench_odirect [SECONDS]``.
+Run as root: ``python -m kerntrace.tracers.bench_odirect [SECONDS [ROUNDS]]``.
 """
 from __future__ import annotations
 
@@ -96,8 +96,35 @@ def _iotrace_counts(parquet: str, fio_file: str) -> dict[str, int]:
             "block_bytes": int(blocks["bytes"].sum())}
 
 
-def run(seconds: float = 10.0, directory: str = "/var/tmp", out: Any = None) -> dict[str, Any]:
-    """Run the four cases; print a table and return the figures."""
+def _paired_rounds(rounds: int) -> list[tuple[str, str]]:
+    """Untraced and traced cases in alternating order (ABBA...), so that a
+    drift of the disk's speed over the run weighs on both alike."""
+    order = []
+    for r in range(rounds):
+        pair = ("untraced", "iotrace") if r % 2 == 0 else ("iotrace", "untraced")
+        order.append(pair)
+    return order
+
+
+def summarize(untraced: list[float], traced: list[float]) -> dict[str, float]:
+    """IOPS of paired rounds -> the traced share of untraced: over all rounds
+    (sum over sum), and the median, lowest and highest of the rounds."""
+    import statistics
+
+    if not untraced or len(untraced) != len(traced):
+        raise ValueError("need as many traced as untraced rounds, at least one")
+    per_round = [t / u for u, t in zip(untraced, traced)]
+    return {"ratio": sum(traced) / sum(untraced), "median": statistics.median(per_round),
+            "low": min(per_round), "high": max(per_round)}
+
+
+def run(seconds: float = 5.0, rounds: int = 6, directory: str = "/var/tmp", out: Any = None) -> dict[str, Any]:
+    """Run the cases; print a table and return the figures.
+
+    fio's IOPS on this kind of machine (a VM's virtual disk) move by several
+    per cent from one run to the next, more than the cost being measured, so
+    untraced and iotrace runs alternate for ``rounds`` pairs and the share is
+    taken over all of them; strace and bpftrace, far below, run once each."""
     out = out or sys.stdout
     if os.geteuid() != 0:
         raise SystemExit("bench_odirect needs root (it traces)")
@@ -107,11 +134,13 @@ def run(seconds: float = 10.0, directory: str = "/var/tmp", out: Any = None) -> 
     work = tempfile.mkdtemp(prefix="kerntrace-bench-", dir=directory)
     fio_file = os.path.join(work, "fio.dat")
     result_file = os.path.join(work, "fio.json")
-    results: dict[str, Any] = {"seconds": seconds, "workload": "fio randread 4k O_DIRECT psync, 1 job",
-                               "file": fio_file}
+    results: dict[str, Any] = {"seconds": seconds, "rounds": rounds,
+                               "workload": "fio randread 4k O_DIRECT psync, 1 job", "file": fio_file}
+    runs: dict[str, list[dict[str, Any]]] = {"untraced": [], "iotrace": []}
     try:
         # Lay the file out once, outside any measurement.
         _run(_fio_argv(fio_file, 1, result_file))
+        parquet = os.path.join(work, "trace.parquet")
 
         def fio_case(name: str, wrapper: Optional[list[str]] = None, command_string: bool = False) -> dict[str, Any]:
             argv = _fio_argv(fio_file, seconds, result_file)
@@ -125,43 +154,56 @@ def run(seconds: float = 10.0, directory: str = "/var/tmp", out: Any = None) -> 
                 os.unlink(result_file)
             _run(full)
             r = _fio_result(result_file)
-            results[name] = r
             out.write(f"  {name:<10} {r['iops']:>10.0f} IOPS\n")
             out.flush()
             return r
 
-        out.write(f"fio 4k O_DIRECT random reads (psync), {seconds:g} s per case, file {fio_file}\n")
-        fio_case("untraced")
-        parquet = os.path.join(work, "trace.parquet")
-        fio_case("iotrace", [_iotrace_exe(), "odirect", "-o", parquet, "-c"], command_string=True)
-        results["iotrace_counts"] = _iotrace_counts(parquet, fio_file)
-        fio_case("strace", ["strace", "-f", "-qq", "-o", "/dev/null"])
+        out.write(f"fio 4k O_DIRECT random reads (psync), {seconds:g} s per case, {rounds} rounds of untraced "
+                  f"and iotrace in turn, file {fio_file}\n")
+        iotrace = [_iotrace_exe(), "odirect", "-o", parquet, "-c"]
+        for pair in _paired_rounds(rounds):
+            for name in pair:
+                if name == "untraced":
+                    runs["untraced"].append(fio_case("untraced"))
+                else:
+                    r = fio_case("iotrace", iotrace, command_string=True)
+                    r["counts"] = _iotrace_counts(parquet, fio_file)
+                    runs["iotrace"].append(r)
+        results["strace"] = fio_case("strace", ["strace", "-f", "-qq", "-o", "/dev/null"])
         script = os.path.join(work, "odirect.bt")
         with open(script, "w") as f:
             f.write(BPFTRACE_SCRIPT)
-        fio_case("bpftrace", ["bpftrace", "-o", "/dev/null", script, "-c"], command_string=True)
-        fio_case("untraced2")
+        results["bpftrace"] = fio_case("bpftrace", ["bpftrace", "-o", "/dev/null", script, "-c"], command_string=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    base = (results["untraced"]["iops"] + results["untraced2"]["iops"]) / 2
-    results["baseline_iops"] = base
-    for name in ("iotrace", "strace", "bpftrace"):
+    untraced = [r["iops"] for r in runs["untraced"]]
+    traced = [r["iops"] for r in runs["iotrace"]]
+    share = summarize(untraced, traced)
+    base = sum(untraced) / len(untraced)
+    results.update(untraced=runs["untraced"], iotrace=runs["iotrace"], baseline_iops=base,
+                   iotrace_ratio=share["ratio"], iotrace_round_median=share["median"],
+                   iotrace_round_low=share["low"], iotrace_round_high=share["high"])
+    for name in ("strace", "bpftrace"):
         results[f"{name}_ratio"] = results[name]["iops"] / base
-    counts = results["iotrace_counts"]
-    results["iotrace_matches_fio"] = (counts["odirect_reads"] == results["iotrace"]["ios"]
-                                      and counts["odirect_bytes"] == results["iotrace"]["bytes"])
+    matches = [r["counts"]["odirect_reads"] == r["ios"] and r["counts"]["odirect_bytes"] == r["bytes"]
+               for r in runs["iotrace"]]
+    results["iotrace_matches_fio"] = all(matches)
     out.write(f"\n  {'case':<10} {'IOPS':>10} {'of untraced':>12}\n")
-    out.write(f"  {'untraced':<10} {base:>10.0f} {'100.0 %':>12}   (runs: {results['untraced']['iops']:.0f}, "
-              f"{results['untraced2']['iops']:.0f})\n")
-    for name in ("iotrace", "strace", "bpftrace"):
+    out.write(f"  {'untraced':<10} {base:>10.0f} {'100.0 %':>12}   (mean of {len(untraced)} runs: "
+              f"{min(untraced):.0f}-{max(untraced):.0f})\n")
+    out.write(f"  {'iotrace':<10} {sum(traced) / len(traced):>10.0f} {share['ratio'] * 100:>10.1f} %   "
+              f"(rounds: median {share['median'] * 100:.1f} %, {share['low'] * 100:.1f}-{share['high'] * 100:.1f} %)\n")
+    for name in ("strace", "bpftrace"):
         out.write(f"  {name:<10} {results[name]['iops']:>10.0f} {results[name + '_ratio'] * 100:>10.1f} %\n")
-    out.write(f"\n  iotrace odirect counted {counts['odirect_reads']} O_DIRECT reads, {counts['odirect_bytes']} bytes "
-              f"(block I/O {counts['block_bytes']} bytes); fio reported {results['iotrace']['ios']} reads, "
-              f"{results['iotrace']['bytes']} bytes: {'match' if results['iotrace_matches_fio'] else 'MISMATCH'}\n")
+    last = runs["iotrace"][-1]
+    out.write(f"\n  iotrace odirect counted {last['counts']['odirect_reads']} O_DIRECT reads, "
+              f"{last['counts']['odirect_bytes']} bytes (block I/O {last['counts']['block_bytes']} bytes) in its "
+              f"last round; fio reported {last['ios']} reads, {last['bytes']} bytes; "
+              f"{sum(matches)} of {len(matches)} rounds match exactly\n")
     out.flush()
     return results
 
 
 if __name__ == "__main__":
-    run(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)
+    run(*(float(a) if i == 0 else int(a) for i, a in enumerate(sys.argv[1:3])))

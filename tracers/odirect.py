@@ -45,9 +45,9 @@ HOOKS = (
     # read-family numbers itself (see bpf/odirect.bpf.c for why)
     Hook("read syscalls enter", ("odirect_sys_enter",)),
     Hook("read syscalls exit", ("odirect_sys_exit",)),
-    Hook("bio submission", ("odirect_bio_queue_btf", "odirect_bio_queue_raw")),
-    Hook("request issue", ("odirect_rq_issue_btf", "odirect_rq_issue_raw")),
-    Hook("request completion", ("odirect_rq_complete_btf", "odirect_rq_complete_raw")),
+    Hook("bio submission", ("odirect_bio_queue",)),
+    Hook("request issue", ("odirect_rq_issue",)),
+    Hook("request completion", ("odirect_rq_complete",)),
 )
 
 HEADER = (
@@ -174,8 +174,8 @@ def block_latencies(queued: "np.ndarray[Any, Any]", issued: "np.ndarray[Any, Any
     i[issued == 0] = np.nan
     queue = i - q
     device = c - i
-    # a request issued before its bio was queued cannot be; a merge of a
-    # bio into a request issued earlier can: then the bio did not queue
+    # io_start_time_ns may come from the submitter's plug, whose clock is
+    # read once per plug (blk_time_get_ns): before this bio was queued
     queue[queue < 0] = 0.0
     return queue, device
 
@@ -338,10 +338,10 @@ class ODirectTrace:
         who_cache = self._who_cache
         op_cache = self._op_cache
         queue, device = block_latencies(bios["queued_ns"], bios["issue_ns"], bios["ts_ns"])
-        for ts, comm, pid, tid, attributed, op, dev, sector, nbytes, q, d in zip(
+        for ts, comm, pid, tid, attributed, op, dev, sector, nbytes, q, d, done in zip(
             bios["ts_ns"].tolist(), bios["comm"].tolist(), bios["pid"].tolist(), bios["tid"].tolist(),
             bios["attributed"].tolist(), bios["op"].tolist(), bios["dev"].tolist(), bios["sector"].tolist(),
-            bios["bytes"].tolist(), queue.tolist(), device.tolist(),
+            bios["bytes"].tolist(), queue.tolist(), device.tolist(), bios["completed"].tolist(),
         ):
             if attributed:
                 who = who_cache.get((comm, pid, tid))
@@ -353,10 +353,14 @@ class ODirectTrace:
             if event is None:
                 event = op_cache[(op, dev)] = (f"{'block-' + block_op_name(op):<8} {'-':>4} -", disk_name(dev))
             # one line at completion, as biosnoop does; LAT is queue + device
-            total = q + d if q == q and d == d else float("nan")
-            lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
-                         f"{'-':>9} {_ms(total, 8)} {event[1]} sector {sector} queue {_ms(q)} ms "
-                         f"device {_ms(d)} ms\n")
+            if done:
+                total = q + d if q == q and d == d else float("nan")
+                lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                             f"{'-':>9} {_ms(total, 8)} {event[1]} sector {sector} queue {_ms(q)} ms "
+                             f"device {_ms(d)} ms\n")
+            else:  # at the time it was queued
+                lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                             f"{'-':>9} {'-':>8} {event[1]} sector {sector} completion not seen\n")
         self.out.write("".join(lines))
         self.out.flush()
 
@@ -390,14 +394,43 @@ class ODirectTrace:
                 "comm": _cstr(r["comm"]) if attributed else None, "disk": disk_name(r["dev"]),
                 "dev": dev_name(r["dev"]), "op": block_op_name(r["op"]), "sector": r["sector"],
                 "bytes": r["bytes"], "queue_ns": None if q != q else int(q),
-                "device_ns": None if d != d else int(d), "error": r["error"],
+                "device_ns": None if d != d else int(d), "completed": bool(r["completed"]), "error": r["error"],
             })
 
     # -- after tracing -----------------------------------------------------------
 
     def finish(self) -> None:
+        """After the last drain, before the object closes."""
+        leftovers = self.unreported_bios()
+        if len(leftovers):
+            self._bios.append(leftovers)
+            if self.live:
+                self._print_blocks(leftovers)
+            if self.json_out:
+                self._json_blocks(leftovers)
         self.unattributed_requests = self.tracer.read_global("unattributed_requests")
         self.unattributed_bytes = self.tracer.read_global("unattributed_bytes")
+
+    def unreported_bios(self) -> "np.ndarray[Any, Any]":
+        """Bios of traced tasks still in the kernel's bios map: queued and
+        never reported complete (in flight when tracing stopped, or their
+        completion was not traced; see on_bio_queue in bpf/odirect.bpf.c),
+        as block records with ``completed`` 0, time = when queued."""
+        import numpy as np
+
+        block_dtype = self.tracer.btf.dtype("odirect_block_event")
+        owner_dtype = self.tracer.btf.dtype("bio_owner")
+        bios = self.tracer.obj.map("bios")
+        raw = [value[:owner_dtype.itemsize] for value in map(bios.lookup, bios.keys()) if value is not None]
+        owners = np.frombuffer(b"".join(raw), dtype=owner_dtype)
+        owners = owners[(owners["traced"] != 0) & (owners["bytes"] > owners["credited"])]
+        out = np.zeros(len(owners), dtype=block_dtype)
+        for name in ("queued_ns", "sector", "dev", "pid", "tid", "op", "comm"):
+            out[name] = owners[name]
+        out["ts_ns"] = owners["queued_ns"]
+        out["bytes"] = owners["bytes"] - owners["credited"]
+        out["attributed"] = 1
+        return np.sort(out, order="ts_ns")
 
     def frames(self) -> dict[str, "pd.DataFrame"]:
         import numpy as np
@@ -424,6 +457,7 @@ class ODirectTrace:
         blocks = decode_events(self._bios, block_dtype).drop(columns=["pad"])
         blocks.insert(0, "time_ns", blocks["ts_ns"].astype(np.int64) + wall)
         blocks["attributed"] = blocks["attributed"].astype(bool)
+        blocks["completed"] = blocks["completed"].astype(bool)
         queue, device = block_latencies(blocks["queued_ns"].to_numpy(), blocks["issue_ns"].to_numpy(),
                                         blocks["ts_ns"].to_numpy())
         blocks["queue_ns"] = pd.array(np.round(queue), dtype="Float64").astype("Int64")

@@ -34,10 +34,9 @@ HOOKS = (
     Hook("process fork", ("zombie_fork",)),
     Hook("process exit", ("zombie_exit",)),
     Hook("process free", ("zombie_free",)),
-    Hook("wait4 enter", ("zombie_wait4_enter",)),
-    Hook("wait4 exit", ("zombie_wait4_exit",)),
-    Hook("waitid enter", ("zombie_waitid_enter",)),
-    Hook("waitid exit", ("zombie_waitid_exit",)),
+    # wait4 and waitid, on the raw syscall tracepoints (see bpf/kerntrace.bpf.h)
+    Hook("wait syscalls enter", ("zombie_sys_enter",)),
+    Hook("wait syscalls exit", ("zombie_sys_exit",)),
 )
 LIVE_HEADER = f"{'TIME(s)':<9} {'EVENT':<5} {'PID':>7} {'COMM':<16} {'PPID':>7} {'PCOMM':<16} DETAIL"
 

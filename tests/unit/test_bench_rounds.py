@@ -1,0 +1,22 @@
+"""The fio benchmark's arithmetic: paired rounds in alternating order and the
+traced share taken over all of them."""
+import pytest
+
+from kerntrace.tracers.bench_odirect import _paired_rounds, summarize
+
+
+def test_rounds_alternate_which_case_runs_first():
+    assert _paired_rounds(4) == [("untraced", "iotrace"), ("iotrace", "untraced"),
+                                 ("untraced", "iotrace"), ("iotrace", "untraced")]
+
+
+def test_share_is_over_all_rounds_with_the_spread_of_rounds():
+    share = summarize([100.0, 200.0, 100.0], [90.0, 196.0, 101.0])
+    assert share["ratio"] == pytest.approx(387 / 400)
+    assert share["median"] == pytest.approx(0.98)
+    assert share["low"] == pytest.approx(0.90) and share["high"] == pytest.approx(1.01)
+
+
+def test_share_needs_pairs():
+    with pytest.raises(ValueError):
+        summarize([100.0], [])
