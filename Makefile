@@ -53,6 +53,10 @@ bpf/%.bpf.o: bpf/%.bpf.c bpf/vmlinux.h bpf/kerntrace.bpf.h bpf/core_fixes.bpf.h 
 	@echo "  BPF     $@"
 	$(Q)$(CLANG) $(BPFCFLAGS) -c $< -o $@
 
+# odirect claims table slots with compare-and-swap: an atomic of the v3
+# instruction set (kernel 5.12+; the object needs 5.17 for bpf_loop anyway).
+bpf/odirect.bpf.o: BPFCFLAGS += -mcpu=v3
+
 bpf: $(BPF_OBJS)
 
 $(VENV)/.installed: setup.cfg pyproject.toml | $(DEPS_STAMP)

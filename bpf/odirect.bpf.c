@@ -68,16 +68,63 @@ struct bio_owner {
 };
 
 /* Every bio submitted to a request-based disk, traced or not, so that
- * "submitted by somebody else" and "never seen submitted" stay apart.  LRU: bios of stacked devices that
- * never reach a request of their own are evicted, not leaked; per-CPU LRU
- * lists, because the common list's lock is taken on every bio. */
+ * "submitted by somebody else" and "never seen submitted" stay apart: a
+ * set-associative table in an array, BIO_WAYS slots per set, a slot claimed
+ * with a compare-and-swap of its bio pointer and given back at completion.
+ * A hash map's insert and delete (bucket lock, free list) cost ~0.4 us per
+ * bio here; a slot costs about a cache line.  User space maps the table to
+ * read what is left at the end. */
+struct bio_slot {
+	__u64 bio;          /* struct bio *; 0: free */
+	struct bio_owner owner;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, __u64);   /* struct bio * */
-	__type(value, struct bio_owner);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, ODIRECT_BIO_SETS * ODIRECT_BIO_WAYS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct bio_slot);
 } bios SEC(".maps");
+KT_EXPORT(bio_slot);
+
+/* Bios queued that no slot could take (their set full), and slots taken
+ * back from bios older than ODIRECT_BIO_STALE_NS whose completion was
+ * never reported, to make room. */
+__u64 untracked_bios = 0;
+__u64 evicted_bios = 0;
+
+/* A typed pointer's value as a plain number: the verifier allows no
+ * arithmetic but adding on a kernel pointer, and the table hashes it. */
+static __always_inline __u64 ptr_value(const void *ptr)
+{
+	__u64 value = 0;
+
+	bpf_probe_read_kernel(&value, sizeof(value), &ptr);
+	return value;
+}
+
+/* Fibonacci hashing of the pointer: slab addresses differ in their low
+ * and middle bits, which a mask alone would use unevenly. */
+static __always_inline __u32 bio_set_base(__u64 bio)
+{
+	return (__u32)((bio * 0x9E3779B97F4A7C15ULL) >> (64 - ODIRECT_BIO_SET_BITS)) * ODIRECT_BIO_WAYS;
+}
+
+static __always_inline struct bio_slot *find_bio(__u64 bio)
+{
+	__u32 base = bio_set_base(bio);
+
+#pragma unroll
+	for (__u32 way = 0; way < ODIRECT_BIO_WAYS; way++) {
+		__u32 idx = base + way;
+		struct bio_slot *slot = bpf_map_lookup_elem(&bios, &idx);
+
+		if (slot && slot->bio == bio)
+			return slot;
+	}
+	return NULL;
+}
 
 /* Issue time of requests on queues that do not stamp it themselves
  * (request::io_start_time_ns is set only when the queue keeps I/O
@@ -378,6 +425,56 @@ static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 is
 	submit(&odirect_blocks, e);
 }
 
+/* Sends a bio whose completion was never reported, by what it was queued
+ * with (less what bios split off it were credited). */
+static __always_inline void send_unreported(struct bio_owner *owner)
+{
+	if (owner->traced && owner->bytes > owner->credited)
+		send_bio(owner, owner->queued_ns, 0, owner->sector, owner->bytes - owner->credited, owner->dev, owner->op,
+			 0, 0);
+}
+
+/* A bio at the same address as one still in the table: that one is gone
+ * without a reported completion.  Otherwise the first free slot of the set,
+ * else the oldest if it is stale. */
+static __always_inline void store_bio(__u64 bio, struct bio_owner *owner)
+{
+	struct bio_slot *slot, *oldest = NULL;
+	__u32 base = bio_set_base(bio);
+
+	slot = find_bio(bio);
+	if (slot) {
+		send_unreported(&slot->owner);
+		slot->owner = *owner;
+		return;
+	}
+#pragma unroll
+	for (__u32 way = 0; way < ODIRECT_BIO_WAYS; way++) {
+		__u32 idx = base + way;
+
+		slot = bpf_map_lookup_elem(&bios, &idx);
+		if (!slot)
+			continue;
+		if (!slot->bio && !__sync_val_compare_and_swap(&slot->bio, 0, bio)) {
+			slot->owner = *owner;
+			return;
+		}
+		if (!oldest || slot->owner.queued_ns < oldest->owner.queued_ns)
+			oldest = slot;
+	}
+	if (oldest && owner->queued_ns - oldest->owner.queued_ns > ODIRECT_BIO_STALE_NS) {
+		__u64 was = oldest->bio;
+
+		if (was && __sync_val_compare_and_swap(&oldest->bio, was, bio) == was) {
+			send_unreported(&oldest->owner);
+			oldest->owner = *owner;
+			__sync_fetch_and_add(&evicted_bios, 1);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&untracked_bios, 1);
+}
+
 /* block_bio_queue fires in submit_bio_noacct_nocheck, in the context of
  * whoever called submit_bio: the reader itself for O_DIRECT and readahead.
  * The file is not looked up here: user space joins a bio to the read the
@@ -386,9 +483,9 @@ static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 is
  * Bios are credited when their request completes, but this kernel does not
  * report every completion (block_rq_complete missed 0.01-0.1 % of fio's
  * requests on 6.18, while block_rq_issue saw them all).  Such a bio keeps
- * its entry until its memory is reused for another bio: the insert below
- * then finds it and sends it, with the bytes it was queued with and no
- * completion.  What is left at the end is swept by user space.  Bios of
+ * its slot until its memory is reused for another bio: store_bio then
+ * finds it and sends it, with the bytes it was queued with and no
+ * completion.  What is left at the end is read by user space.  Bios of
  * bio-based disks (device mapper, md) never reach a request: their clones,
  * queued on the disks below, are the ones tracked. */
 static __always_inline int on_bio_queue(struct bio *bio)
@@ -399,8 +496,7 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	struct block_device *bdev = bio->bi_bdev;
 	struct gendisk *disk = bdev ? bdev->bd_disk : NULL;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u64 key = (__u64)bio;
-	struct bio_owner owner, *stale;
+	struct bio_owner owner;
 
 	owner.bytes = bio->bi_iter.bi_size;
 	if (!owner.bytes || !disk || !disk->queue || !disk->queue->mq_ops)
@@ -419,13 +515,7 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	owner.op = bio->bi_opf & 0xff;
 	owner.pad[0] = owner.pad[1] = 0;
 	bpf_get_current_comm(owner.comm, sizeof(owner.comm));
-	if (!bpf_map_update_elem(&bios, &key, &owner, BPF_NOEXIST))
-		return 0;
-	stale = bpf_map_lookup_elem(&bios, &key);
-	if (stale && stale->traced && stale->bytes > stale->credited)
-		send_bio(stale, stale->queued_ns, 0, stale->sector, stale->bytes - stale->credited, stale->dev, stale->op,
-			 0, 0);
-	bpf_map_update_elem(&bios, &key, &owner, BPF_ANY);
+	store_bio(ptr_value(bio), &owner);
 	return 0;
 }
 
@@ -462,26 +552,23 @@ struct rq_walk {
  * the parent's entry stays for the remainder's own request. */
 static __always_inline void credit(struct rq_walk *w, __u64 bio, __u64 parent, __u64 sector, __u32 size)
 {
-	struct bio_owner *owner;
-	__u64 key = bio;
-	bool own_entry = true;
+	struct bio_slot *slot = find_bio(bio);
+	bool own_slot = true;
 
 	w->left = size < w->left ? w->left - size : 0;
-	owner = bpf_map_lookup_elem(&bios, &key);
-	if (!owner) {
-		key = parent;
-		owner = bpf_map_lookup_elem(&bios, &key);
-		own_entry = false;
+	if (!slot && parent) {
+		slot = find_bio(parent);
+		own_slot = false;
 	}
-	if (!owner)
+	if (!slot)
 		return;
 	w->found++;
-	if (owner->traced)
-		send_bio(owner, w->now, w->issue_ns, sector, size, w->dev, w->op, w->error, 1);
-	if (own_entry)
-		bpf_map_delete_elem(&bios, &key);
+	if (slot->owner.traced)
+		send_bio(&slot->owner, w->now, w->issue_ns, sector, size, w->dev, w->op, w->error, 1);
+	if (own_slot)
+		__sync_val_compare_and_swap(&slot->bio, bio, 0); /* given back after its owner was read */
 	else
-		__sync_fetch_and_add(&owner->credited, size);
+		__sync_fetch_and_add(&slot->owner.credited, size);
 }
 
 /* The second and later bios of a request (bpf_loop callback: the pointer
@@ -493,7 +580,7 @@ static long credit_next_bio(__u32 index, struct rq_walk *w)
 	if (!bio || !w->left)
 		return 1;
 	w->bio = BPF_CORE_READ(bio, bi_next);
-	credit(w, (__u64)bio, (__u64)BPF_CORE_READ(bio, bi_private), BPF_CORE_READ(bio, bi_iter.bi_sector),
+	credit(w, ptr_value(bio), (__u64)BPF_CORE_READ(bio, bi_private), BPF_CORE_READ(bio, bi_iter.bi_sector),
 	       BPF_CORE_READ(bio, bi_iter.bi_size));
 	return 0;
 }
@@ -538,7 +625,8 @@ static __always_inline int on_rq_complete(struct request *rq, int error, unsigne
 	if (first) {
 		/* the first bio read directly: most requests have one */
 		w.bio = first->bi_next;
-		credit(&w, (__u64)first, (__u64)first->bi_private, first->bi_iter.bi_sector, first->bi_iter.bi_size);
+		credit(&w, ptr_value(first), ptr_value(first->bi_private), first->bi_iter.bi_sector,
+		       first->bi_iter.bi_size);
 		/* bpf_loop (5.17+): the callback is verified once, not per bio */
 		if (w.bio && w.left)
 			bpf_loop(ODIRECT_MAX_RQ_BIOS, credit_next_bio, &w, 0);

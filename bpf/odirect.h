@@ -13,6 +13,13 @@
 #define ODIRECT_MAX_IOV 64
 /* bios walked per request at completion */
 #define ODIRECT_MAX_RQ_BIOS 64
+/* the table of queued bios: 2^ODIRECT_BIO_SET_BITS sets of ODIRECT_BIO_WAYS
+ * slots; a slot whose bio never reported completion is taken back after
+ * ODIRECT_BIO_STALE_NS when its set is full */
+#define ODIRECT_BIO_SET_BITS 14
+#define ODIRECT_BIO_SETS (1 << ODIRECT_BIO_SET_BITS)
+#define ODIRECT_BIO_WAYS 4
+#define ODIRECT_BIO_STALE_NS (120ULL * 1000000000ULL)
 
 /* O_DIRECT as the kernel stores it in file->f_flags (x86, arm64 differ:
  * arm64 uses 0200000; the build is x86-only, see ARCH in the Makefile). */

@@ -159,11 +159,21 @@ _libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, c
 _capture = threading.local()
 
 
+# A verifier log comes as one message of up to megabytes, and the va_list
+# can be formatted only once: one buffer per thread, large enough for it.
+_PRINT_BUF_SIZE = 4 << 20
+_print_buf = threading.local()
+
+
 def _on_libbpf_print(level: int, fmt: bytes, args: int) -> int:
     try:
-        buf = ctypes.create_string_buffer(4096)
-        _libc.vsnprintf(buf, len(buf), fmt, args)
-        text = buf.value.decode("utf-8", "replace").rstrip("\n")
+        buf = getattr(_print_buf, "buf", None)
+        if buf is None:
+            buf = _print_buf.buf = ctypes.create_string_buffer(_PRINT_BUF_SIZE)
+        n = _libc.vsnprintf(buf, _PRINT_BUF_SIZE, fmt, args)
+        text = ctypes.string_at(buf, max(0, min(n, _PRINT_BUF_SIZE - 1))).decode("utf-8", "replace").rstrip("\n")
+        if n >= _PRINT_BUF_SIZE:
+            text += f"\n[message cut at {_PRINT_BUF_SIZE} of {n} bytes]"
         sink = getattr(_capture, "lines", None)
         if sink is not None:
             sink.append(text)

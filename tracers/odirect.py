@@ -243,6 +243,7 @@ class ODirectTrace:
         self._header_done = False
         self.unattributed_requests = 0
         self.unattributed_bytes = 0
+        self.untracked_bios = 0
 
     # -- while tracing -----------------------------------------------------------
 
@@ -410,19 +411,29 @@ class ODirectTrace:
                 self._json_blocks(leftovers)
         self.unattributed_requests = self.tracer.read_global("unattributed_requests")
         self.unattributed_bytes = self.tracer.read_global("unattributed_bytes")
+        self.untracked_bios = self.tracer.read_global("untracked_bios")
 
     def unreported_bios(self) -> "np.ndarray[Any, Any]":
-        """Bios of traced tasks still in the kernel's bios map: queued and
-        never reported complete (in flight when tracing stopped, or their
-        completion was not traced; see on_bio_queue in bpf/odirect.bpf.c),
-        as block records with ``completed`` 0, time = when queued."""
+        """Bios of traced tasks still in the kernel's table of queued bios:
+        queued and never reported complete (in flight when tracing stopped,
+        or their completion was not traced; see store_bio in
+        bpf/odirect.bpf.c), as block records with ``completed`` 0 and the
+        time they were queued.  The table is an mmap-able array, read in one
+        piece."""
+        import mmap
+
         import numpy as np
 
         block_dtype = self.tracer.btf.dtype("odirect_block_event")
-        owner_dtype = self.tracer.btf.dtype("bio_owner")
-        bios = self.tracer.obj.map("bios")
-        raw = [value[:owner_dtype.itemsize] for value in map(bios.lookup, bios.keys()) if value is not None]
-        owners = np.frombuffer(b"".join(raw), dtype=owner_dtype)
+        slot_dtype = self.tracer.btf.dtype("bio_slot")
+        table = self.tracer.obj.map("bios")
+        stride = (table.value_size + 7) & ~7
+        length = table.max_entries * stride
+        with mmap.mmap(table.fd, (length + mmap.PAGESIZE - 1) & ~(mmap.PAGESIZE - 1), mmap.MAP_SHARED,
+                       mmap.PROT_READ) as view:
+            slots = np.frombuffer(view, dtype=np.dtype({"names": ["slot"], "formats": [slot_dtype],
+                                                        "itemsize": stride}), count=table.max_entries)["slot"].copy()
+        owners = slots["owner"][slots["bio"] != 0]
         owners = owners[(owners["traced"] != 0) & (owners["bytes"] > owners["credited"])]
         out = np.zeros(len(owners), dtype=block_dtype)
         for name in ("queued_ns", "sector", "dev", "pid", "tid", "op", "comm"):
@@ -481,6 +492,7 @@ class ODirectTrace:
             "files": per_file(frames),
             "unattributed_requests": self.unattributed_requests,
             "unattributed_bytes": self.unattributed_bytes,
+            "untracked_bios": self.untracked_bios,
         }
 
 
@@ -532,6 +544,9 @@ def print_report(summary: dict[str, Any], findings: "list[Finding]", out: TextIO
     if summary["unattributed_requests"]:
         out.write(f"\nUnattributed block requests (no submission seen, any process): "
                   f"{summary['unattributed_requests']}, {summary['unattributed_bytes']} bytes.\n")
+    if summary["untracked_bios"]:
+        out.write(f"Bios queued while the table of queued bios had no room (their requests count as "
+                  f"unattributed): {summary['untracked_bios']}.\n")
     print_findings(findings, out)
 
 
@@ -612,6 +627,7 @@ def run(target: Target, *, duration: Optional[float] = None, as_json: bool = Fal
             "files": summary["files"],
             "unattributed_requests": summary["unattributed_requests"],
             "unattributed_bytes": summary["unattributed_bytes"],
+            "untracked_bios": summary["untracked_bios"],
             "stop_reason": stop_reason,
             "findings": [{k: v for k, v in f.as_dict().items() if k != "references"} for f in found],
         })
