@@ -213,15 +213,16 @@ static __always_inline __u64 iov_bytes(const struct iovec *iov, __u32 count, __u
 static __always_inline void name_file(struct file *file, struct odirect_read_event *r)
 {
 	__u64 key = (__u64)file;
+	__u64 ino = r->ino; /* map values from the stack: 6.1 takes no ring memory there */
 	struct odirect_file_event *e;
 	struct dentry *d;
 	__u64 *seen;
 	__u32 depth = 0;
 
 	seen = bpf_map_lookup_elem(&named_files, &key);
-	if (seen && *seen == r->ino)
+	if (seen && *seen == ino)
 		return;
-	bpf_map_update_elem(&named_files, &key, &r->ino, BPF_ANY);
+	bpf_map_update_elem(&named_files, &key, &ino, BPF_ANY);
 	e = kt_reserve(&odirect_files, sizeof(*e));
 	if (!e)
 		return;
