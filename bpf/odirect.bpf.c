@@ -551,14 +551,16 @@ struct rq_walk {
  * (a request can merge bios of several tasks).  A bio split off another
  * one is found through bi_private, which bio_chain points at the parent;
  * the parent's entry stays for the remainder's own request. */
-static __always_inline void credit(struct rq_walk *w, __u64 bio, __u64 parent, __u64 sector, __u32 size)
+static __always_inline void credit(struct rq_walk *w, __u64 bio, struct bio *ptr, __u64 sector, __u32 size)
 {
 	struct bio_slot *slot = find_bio(bio);
 	bool own_slot = true;
 
 	w->left = size < w->left ? w->left - size : 0;
-	if (!slot && parent) {
-		slot = find_bio(parent);
+	if (!slot) {
+		__u64 parent = (__u64)BPF_CORE_READ(ptr, bi_private);
+
+		slot = parent ? find_bio(parent) : NULL;
 		own_slot = false;
 	}
 	if (!slot)
@@ -581,7 +583,7 @@ static long credit_next_bio(__u32 index, struct rq_walk *w)
 	if (!bio || !w->left)
 		return 1;
 	w->bio = BPF_CORE_READ(bio, bi_next);
-	credit(w, ptr_value(bio), (__u64)BPF_CORE_READ(bio, bi_private), BPF_CORE_READ(bio, bi_iter.bi_sector),
+	credit(w, ptr_value(bio), bio, BPF_CORE_READ(bio, bi_iter.bi_sector),
 	       BPF_CORE_READ(bio, bi_iter.bi_size));
 	return 0;
 }
@@ -626,7 +628,7 @@ static __always_inline int on_rq_complete(struct request *rq, int error, unsigne
 	if (first) {
 		/* the first bio read directly: most requests have one */
 		w.bio = first->bi_next;
-		credit(&w, ptr_value(first), ptr_value(first->bi_private), first->bi_iter.bi_sector,
+		credit(&w, ptr_value(first), first, first->bi_iter.bi_sector,
 		       first->bi_iter.bi_size);
 		/* bpf_loop (5.17+): the callback is verified once, not per bio */
 		if (w.bio && w.left)

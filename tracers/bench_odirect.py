@@ -118,7 +118,7 @@ def summarize(untraced: list[float], traced: list[float]) -> dict[str, float]:
             "low": min(per_round), "high": max(per_round)}
 
 
-def run(seconds: float = 5.0, rounds: int = 6, directory: str = "/var/tmp", out: Any = None) -> dict[str, Any]:
+def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out: Any = None) -> dict[str, Any]:
     """Run the cases; print a table and return the figures.
 
     fio's IOPS on this kind of machine (a VM's virtual disk) move by several
