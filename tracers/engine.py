@@ -86,7 +86,8 @@ def describe_choices(choices: Sequence[HookChoice]) -> str:
     parts = []
     if syscalls:
         parts.append(f"{len(syscalls)} syscall tracepoints")
-    parts += [f"{c.kind} {c.target}" for c in choices if c.program and c not in syscalls]
+    # tracers of one session may share a hook (sys_enter): named once
+    parts += dict.fromkeys(f"{c.kind} {c.target}" for c in choices if c.program and c not in syscalls)
     missing = [c.hook for c in choices if not c.program]
     if missing:
         parts.append("unavailable: " + ", ".join(missing))
