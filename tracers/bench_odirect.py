@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any, Optional
 
 __all__ = ["BPFTRACE_SCRIPT", "run"]
@@ -96,6 +97,42 @@ def _iotrace_counts(parquet: str, fio_file: str) -> dict[str, int]:
             "block_bytes": int(blocks["bytes"].sum())}
 
 
+PROGRAM_PREFIX = "odirect_"
+
+
+def program_costs(bpftool_json: str, prefix: str = PROGRAM_PREFIX) -> dict[str, float]:
+    """``bpftool prog show -j`` with kernel.bpf_stats_enabled -> average run
+    time per call in ns of each program whose name starts with ``prefix``."""
+    costs = {}
+    for prog in json.loads(bpftool_json):
+        name = prog.get("name", "")
+        if name.startswith(prefix) and prog.get("run_cnt"):
+            costs[name] = prog["run_time_ns"] / prog["run_cnt"]
+    return costs
+
+
+def _measure_program_costs(argv: list[str], seconds: float) -> dict[str, float]:
+    """Runs iotrace on fio once more with the kernel's BPF run-time
+    accounting on and reads it shortly before fio ends.  Unlike IOPS this
+    hardly moves with the disk's speed: it is the programs' own cost."""
+    stats = "/proc/sys/kernel/bpf_stats_enabled"
+    with open(stats) as f:
+        before = f.read().strip()
+    with open(stats, "w") as f:
+        f.write("1")
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(max(seconds - 1.0, 0.5) + 1.0)  # iotrace's start-up, then most of fio's run
+            shown = subprocess.run(["bpftool", "prog", "show", "-j"], check=True, capture_output=True, text=True)
+        finally:
+            proc.wait(timeout=600)
+    finally:
+        with open(stats, "w") as f:
+            f.write(before)
+    return program_costs(shown.stdout)
+
+
 def _paired_rounds(rounds: int) -> list[tuple[str, str]]:
     """Untraced and traced cases in alternating order (ABBA...), so that a
     drift of the disk's speed over the run weighs on both alike."""
@@ -169,6 +206,9 @@ def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out
                     r = fio_case("iotrace", iotrace, command_string=True)
                     r["counts"] = _iotrace_counts(parquet, fio_file)
                     runs["iotrace"].append(r)
+        if shutil.which("bpftool"):
+            argv = _fio_argv(fio_file, seconds, result_file)
+            results["program_ns"] = _measure_program_costs([*iotrace, shlex.join(argv)], seconds)
         results["strace"] = fio_case("strace", ["strace", "-f", "-qq", "-o", "/dev/null"])
         script = os.path.join(work, "odirect.bt")
         with open(script, "w") as f:
@@ -196,6 +236,12 @@ def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out
               f"(rounds: median {share['median'] * 100:.1f} %, {share['low'] * 100:.1f}-{share['high'] * 100:.1f} %)\n")
     for name in ("strace", "bpftrace"):
         out.write(f"  {name:<10} {results[name]['iops']:>10.0f} {results[name + '_ratio'] * 100:>10.1f} %\n")
+    costs = results.get("program_ns") or {}
+    if costs:
+        out.write("\n  iotrace odirect's programs, average run time per call (kernel.bpf_stats_enabled):\n")
+        for name, ns in costs.items():
+            out.write(f"    {name:<24} {ns:>7.0f} ns\n")
+        out.write(f"    {'sum (about one per read)':<24} {sum(costs.values()):>7.0f} ns\n")
     last = runs["iotrace"][-1]
     out.write(f"\n  iotrace odirect counted {last['counts']['odirect_reads']} O_DIRECT reads, "
               f"{last['counts']['odirect_bytes']} bytes (block I/O {last['counts']['block_bytes']} bytes) in its "

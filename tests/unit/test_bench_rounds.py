@@ -20,3 +20,12 @@ def test_share_is_over_all_rounds_with_the_spread_of_rounds():
 def test_share_needs_pairs():
     with pytest.raises(ValueError):
         summarize([100.0], [])
+
+
+def test_program_costs_from_bpftool_json():
+    from kerntrace.tracers.bench_odirect import program_costs
+
+    shown = ('[{"id": 1, "name": "odirect_sys_exit", "run_time_ns": 5000, "run_cnt": 10},'
+             ' {"id": 2, "name": "odirect_rq_issue", "run_time_ns": 0, "run_cnt": 0},'
+             ' {"id": 3, "name": "other_prog", "run_time_ns": 900, "run_cnt": 3}]')
+    assert program_costs(shown) == {"odirect_sys_exit": 500.0}
