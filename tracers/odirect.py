@@ -354,10 +354,13 @@ class ODirectTrace:
             if event is None:
                 event = op_cache[(op, dev)] = (f"{'block-' + block_op_name(op):<8} {'-':>4} -", disk_name(dev))
             # one line at completion, as biosnoop does; LAT is queue + device
-            if done:
-                total = q + d if q == q and d == d else float("nan")
+            if done and q == q and d == d:  # (NaN != NaN: a latency not known)
                 lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
-                             f"{'-':>9} {_ms(total, 8)} {event[1]} sector {sector} queue {_ms(q)} ms "
+                             f"{'-':>9} {(q + d) / 1e6:8.3f} {event[1]} sector {sector} queue {q / 1e6:.3f} ms "
+                             f"device {d / 1e6:.3f} ms\n")
+            elif done:
+                lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                             f"{'-':>9} {'-':>8} {event[1]} sector {sector} queue {_ms(q)} ms "
                              f"device {_ms(d)} ms\n")
             else:  # at the time it was queued
                 lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
