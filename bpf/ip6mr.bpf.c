@@ -218,43 +218,22 @@ static __always_inline int attempt_exit(long ret)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_unshare")
-int ns_unshare_enter(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int unshare_enter(__u64 flags)
 {
-	__u64 flags = ctx->args[0];
-
 	if (!(flags & CLONE_NEWNET))
 		return 0;
 	return attempt_enter(NS_M_UNSHARE, flags, -1, 0);
 }
 
-SEC("tp/syscalls/sys_exit_unshare")
-int ns_unshare_exit(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int clone_enter(__u64 flags)
 {
-	return attempt_exit(ctx->ret);
-}
-
-SEC("tp/syscalls/sys_enter_clone")
-int ns_clone_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 flags = ctx->args[0];
-
 	if (!(flags & CLONE_NEWNET))
 		return 0;
 	return attempt_enter(NS_M_CLONE, flags, -1, 0);
 }
 
-/* The child returns from clone too (ret 0), on a thread with no entry here. */
-SEC("tp/syscalls/sys_exit_clone")
-int ns_clone_exit(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int clone3_enter(struct clone_args *uargs)
 {
-	return attempt_exit(ctx->ret);
-}
-
-SEC("tp/syscalls/sys_enter_clone3")
-int ns_clone3_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	struct clone_args *uargs = (void *)ctx->args[0];
 	__u64 flags = 0;
 
 	/* The flags live in user memory, in struct clone_args. */
@@ -263,12 +242,6 @@ int ns_clone3_enter(struct trace_event_raw_sys_enter *ctx)
 	if (!(flags & CLONE_NEWNET))
 		return 0;
 	return attempt_enter(NS_M_CLONE3, flags, -1, 0);
-}
-
-SEC("tp/syscalls/sys_exit_clone3")
-int ns_clone3_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return attempt_exit(ctx->ret);
 }
 
 /* The namespace an fd refers to, when it is an nsfs file: its type (a
@@ -298,11 +271,8 @@ static __always_inline __u32 nsfs_fd_netns(int fd, bool *is_nsfs)
 	return BPF_CORE_READ((struct ns_common *)ns, inum);
 }
 
-SEC("tp/syscalls/sys_enter_setns")
-int ns_setns_enter(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int setns_enter(int fd, __u64 nstype)
 {
-	int fd = (int)ctx->args[0];
-	__u64 nstype = (__u32)ctx->args[1];
 	bool is_nsfs;
 	__u32 target;
 
@@ -313,12 +283,6 @@ int ns_setns_enter(struct trace_event_raw_sys_enter *ctx)
 	if (!(nstype & CLONE_NEWNET) && !(nstype == 0 && target))
 		return 0;
 	return attempt_enter(NS_M_SETNS, nstype, fd, target);
-}
-
-SEC("tp/syscalls/sys_exit_setns")
-int ns_setns_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	return attempt_exit(ctx->ret);
 }
 
 /* Fires in the parent at the end of copy_process, the child's namespaces set. */
@@ -425,14 +389,12 @@ int BPF_PROG(ns_console, const char *text, size_t len)
 
 /* -- raw ICMPv6 sockets ---------------------------------------------------- */
 
-SEC("tp/syscalls/sys_enter_socket")
-int ns_socket_enter(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int socket_enter(int family, int type, int protocol)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u8 one = 1;
 
-	if ((int)ctx->args[0] != AF_INET6 || ((int)ctx->args[1] & SOCK_TYPE_MASK) != SOCK_RAW ||
-	    (int)ctx->args[2] != IPPROTO_ICMPV6)
+	if (family != AF_INET6 || (type & SOCK_TYPE_MASK) != SOCK_RAW || protocol != IPPROTO_ICMPV6)
 		return 0;
 	if (!kt_current_traced())
 		return 0;
@@ -440,12 +402,10 @@ int ns_socket_enter(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_exit_socket")
-int ns_socket_exit(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int socket_exit(long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
-	long ret = ctx->ret;
 	struct ns_event *e;
 
 	if (!bpf_map_lookup_elem(&socket_pending, &tid))
@@ -470,12 +430,11 @@ int ns_socket_exit(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_close")
-int ns_close_enter(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int close_enter(int fd)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
-	struct icmp6_fd_key key = { .tgid = pid_tgid >> 32, .fd = (int)ctx->args[0] };
+	struct icmp6_fd_key key = { .tgid = pid_tgid >> 32, .fd = fd };
 
 	if (!bpf_map_lookup_elem(&icmp6_fds, &key))
 		return 0;
@@ -483,8 +442,7 @@ int ns_close_enter(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_exit_close")
-int ns_close_exit(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int close_exit(long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
@@ -497,16 +455,61 @@ int ns_close_exit(struct trace_event_raw_sys_exit *ctx)
 	key.fd = *fd;
 	bpf_map_delete_elem(&close_pending, &tid);
 	/* close() releases the fd even when it reports an error (except EBADF). */
-	if (ctx->ret != -9)
+	if (ret != -9)
 		bpf_map_delete_elem(&icmp6_fds, &key);
 	e = new_event(NS_EV_ICMP6_CLOSE);
 	if (!e)
 		return 0;
 	e->fd = key.fd;
-	e->ret = ctx->ret;
-	e->err = ctx->ret < 0 ? -ctx->ret : 0;
+	e->ret = ret;
+	e->err = ret < 0 ? -ret : 0;
 	e->netns = current_netns();
 	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* -- the syscalls, on the raw tracepoints (see kerntrace.bpf.h) ----------- */
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(ns_sys_enter, struct pt_regs *regs, long id)
+{
+	switch (id) {
+	case KT_NR_UNSHARE: case KT_NR_CLONE: case KT_NR_CLONE3: case KT_NR_SETNS: case KT_NR_SOCKET:
+	case KT_NR_CLOSE:
+		break;
+	default:
+		return 0;
+	}
+	if (kt_compat_syscall(bpf_get_current_task_btf()))
+		return 0;
+	switch (id) {
+	case KT_NR_UNSHARE:
+		return unshare_enter(regs->di);
+	case KT_NR_CLONE:
+		return clone_enter(regs->di);
+	case KT_NR_CLONE3:
+		return clone3_enter((struct clone_args *)regs->di);
+	case KT_NR_SETNS:
+		return setns_enter((int)regs->di, (__u32)regs->si);
+	case KT_NR_SOCKET:
+		return socket_enter((int)regs->di, (int)regs->si, (int)regs->dx);
+	default:
+		return close_enter((int)regs->di);
+	}
+}
+
+/* The child returns from clone too (ret 0), on a thread with no entry here. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(ns_sys_exit, struct pt_regs *regs, long ret)
+{
+	switch (regs->orig_ax) {
+	case KT_NR_UNSHARE: case KT_NR_CLONE: case KT_NR_CLONE3: case KT_NR_SETNS:
+		return attempt_exit(ret);
+	case KT_NR_SOCKET:
+		return socket_exit(ret);
+	case KT_NR_CLOSE:
+		return close_exit(ret);
+	}
 	return 0;
 }
 

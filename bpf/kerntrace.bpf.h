@@ -63,12 +63,18 @@ static __always_inline bool kt_current_traced(void)
  * object is built for; at the exit the number is in orig_ax, and the
  * argument registers (di, si, dx, r10, r8, r9) still hold the arguments. */
 #define KT_NR_READ 0
+#define KT_NR_CLOSE 3
 #define KT_NR_PREAD64 17
 #define KT_NR_READV 19
+#define KT_NR_SOCKET 41
+#define KT_NR_CLONE 56
 #define KT_NR_WAIT4 61
 #define KT_NR_WAITID 247
+#define KT_NR_UNSHARE 272
 #define KT_NR_PREADV 295
+#define KT_NR_SETNS 308
 #define KT_NR_PREADV2 327
+#define KT_NR_CLONE3 435
 
 /* thread_info::status bit of a task in a 32-bit syscall, whose numbers are
  * another table's (arch/x86/include/asm/thread_info.h). */

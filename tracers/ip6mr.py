@@ -44,21 +44,13 @@ METHODS = {1: "unshare", 2: "clone", 3: "clone3", 4: "setns", 5: "task_newtask"}
 KERNEL_KINDS = ("copy_net_ns", "copy_net_ns_ret", "setup_net", "ip6mr_net_init", "ip6mr_net_exit", "ip6mr_sk_done")
 
 HOOKS = (
-    Hook("unshare", ("ns_unshare_enter",)),
-    Hook("unshare exit", ("ns_unshare_exit",)),
-    Hook("clone", ("ns_clone_enter",)),
-    Hook("clone exit", ("ns_clone_exit",)),
-    Hook("clone3", ("ns_clone3_enter",), required=False),   # Linux 5.3+
-    Hook("clone3 exit", ("ns_clone3_exit",), required=False),
-    Hook("setns", ("ns_setns_enter",)),
-    Hook("setns exit", ("ns_setns_exit",)),
+    # unshare, clone, clone3, setns, socket and close, on the raw syscall
+    # tracepoints (see bpf/kerntrace.bpf.h)
+    Hook("syscalls enter", ("ns_sys_enter",)),
+    Hook("syscalls exit", ("ns_sys_exit",)),
     Hook("task_newtask", ("ns_newtask",)),
     Hook("oom kill", ("ns_oom_victim",), required=False),   # oom:mark_victim, 4.13+
     Hook("kernel log", ("ns_console",), required=False),
-    Hook("icmp6 socket", ("ns_socket_enter",)),
-    Hook("icmp6 socket exit", ("ns_socket_exit",)),
-    Hook("icmp6 close", ("ns_close_enter",)),
-    Hook("icmp6 close exit", ("ns_close_exit",)),
     Hook("process exit", ("ns_process_exit",)),
     Hook("copy_net_ns", ("ns_fentry_copy_net_ns", "ns_kprobe_copy_net_ns"), required=False),
     Hook("copy_net_ns return", ("ns_fexit_copy_net_ns", "ns_kretprobe_copy_net_ns"), required=False),

@@ -347,7 +347,7 @@ def test_cli_json_summary_with_command(tmp_path):
     assert isinstance(attempt["result"], int) and attempt["result"] != HOST_NETNS
     assert summary["lost_events"] == 0
     hooks = {h["hook"]: h for h in summary["hooks"]}
-    assert hooks["unshare"]["method"] == "tracepoint"
+    assert hooks["syscalls enter"]["method"] == "tp_btf" and hooks["syscalls enter"]["target"] == "sys_enter"
     assert hooks["task_newtask"]["method"] == "tp_btf"
     events = [l for l in lines if l["type"] == "attempt"]
     assert len(events) == 1 and events[0]["pid"] == attempt["pid"]
@@ -365,7 +365,7 @@ def test_hooks_named_and_kernel_functions_reported_unavailable(capsys):
     rc = nstrace_main(["ip6mr", "-d", "0"])
     assert rc == 0
     err = capsys.readouterr().err
-    assert "hooks: tracepoint syscalls/sys_enter_unshare" in err
+    assert "hooks: tp_btf sys_enter, tp_btf sys_exit" in err
     from kerntrace.tracers import probe
 
     if not (probe.can_attach("fentry", "copy_net_ns") or probe.can_attach("kprobe", "copy_net_ns")):
