@@ -28,6 +28,13 @@ class IoVec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
 
+
+def say(summary):
+    """One line in one write: the tracer writes JSON Lines to the same pipe,
+    and print() under PYTHONUNBUFFERED writes the text and its newline apart."""
+    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.flush()
+
 def check(ret):
     if ret < 0:
         err = ctypes.get_errno()
@@ -51,7 +58,7 @@ def main():
             check(libc.syscall(SYS_pread64, fd, ctypes.c_void_p(addr), BLOCK, (count % n) * BLOCK))
             count += 1
         done["preads"] = count
-        print(json.dumps(done), flush=True)
+        say(done)
         return
     if mode == "buffered":
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -72,7 +79,7 @@ def main():
         got["preadv2"] += check(libc.syscall(SYS_preadv2, fd, iov, 2, pos, 0, 0))
     done["bytes"] = got
     os.close(fd)
-    print(json.dumps(done), flush=True)
+    say(done)
 
 
 if __name__ == "__main__":
