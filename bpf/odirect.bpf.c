@@ -8,8 +8,8 @@
  * Every program here runs in the traced reader's own path (its syscall, its
  * bio submission, the completion it waits for), so what each costs is paid
  * per read: per-thread state lives in task storage, not in a shared hash,
- * each read and each bio produce one record, and request issue only keeps a
- * time stamp for queues that do not stamp requests themselves. */
+ * each read and each bio produce one record, and request issue only writes
+ * a time stamp into a slot of an array. */
 #include "vmlinux.h"
 #include "kerntrace.bpf.h"
 #include "odirect.h"
@@ -88,11 +88,9 @@ struct {
 } bios SEC(".maps");
 KT_EXPORT(bio_slot);
 
-/* Bios queued that no slot could take (their set full), and slots taken
- * back from bios older than ODIRECT_BIO_STALE_NS whose completion was
- * never reported, to make room. */
+/* Bios queued that no slot could take (their set full, no slot in it
+ * older than ODIRECT_BIO_STALE_NS to take back). */
 __u64 untracked_bios = 0;
-__u64 evicted_bios = 0;
 
 /* A typed pointer's value as a plain number: the verifier allows no
  * arithmetic but adding on a kernel pointer, and the table hashes it. */
@@ -104,12 +102,18 @@ static __always_inline __u64 ptr_value(const void *ptr)
 	return value;
 }
 
-/* Fibonacci hashing of the pointer: slab addresses differ in their low
- * and middle bits, which a mask alone would use unevenly. */
+/* Fibonacci hashing of a pointer to `bits` bits: slab addresses differ in
+ * their low and middle bits, which a mask alone would use unevenly. */
+static __always_inline __u32 ptr_hash(__u64 ptr, int bits)
+{
+	return (__u32)((ptr * 0x9E3779B97F4A7C15ULL) >> (64 - bits));
+}
+
 static __always_inline __u32 bio_set_base(__u64 bio)
 {
-	return (__u32)((bio * 0x9E3779B97F4A7C15ULL) >> (64 - ODIRECT_BIO_SET_BITS)) * ODIRECT_BIO_WAYS;
+	return ptr_hash(bio, ODIRECT_BIO_SET_BITS) * ODIRECT_BIO_WAYS;
 }
+
 
 static __always_inline struct bio_slot *find_bio(__u64 bio)
 {
@@ -126,30 +130,30 @@ static __always_inline struct bio_slot *find_bio(__u64 bio)
 	return NULL;
 }
 
-/* Issue time of requests on queues that do not stamp it themselves
- * (request::io_start_time_ns is set only when the queue keeps I/O
- * statistics, e.g. for writeback throttling).  A plain hash: requests come
- * from each queue's fixed pool, so an entry is overwritten when its request
- * is issued again. */
+/* When each request was issued to its driver: a slot per request, found by
+ * hashing its address (requests come from each queue's fixed pool, so a
+ * slot is overwritten when its request is issued again).  Two requests in
+ * flight in one slot cost the older its device latency, never its bytes.
+ * request::io_start_time_ns is not used: the kernel sets it only while the
+ * queue keeps I/O statistics, and that comes and goes. */
+struct rq_stamp {
+	__u64 rq;           /* struct request * */
+	__u64 issue_ns;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);   /* struct request * */
-	__type(value, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << ODIRECT_RQ_SLOT_BITS);
+	__type(key, __u32);
+	__type(value, struct rq_stamp);
 } issued SEC(".maps");
 
-/* Queues seen stamping io_start_time_ns: their requests need no entry in
- * issued.  Learned at completion, unlearned when a request of the queue
- * comes without a stamp (statistics switched off).  stamping_hint is the
- * last one learned, tested before the map: most runs read one disk. */
-__u64 stamping_hint = 0;
+static __always_inline struct rq_stamp *rq_slot(__u64 rq)
+{
+	__u32 idx = ptr_hash(rq, ODIRECT_RQ_SLOT_BITS);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u64);   /* struct request_queue * */
-	__type(value, __u8);
-} stamping_queues SEC(".maps");
+	return bpf_map_lookup_elem(&issued, &idx);
+}
 
 /* struct file -> inode it was named for: each open file is named once
  * (again if the slab hands the same struct file to another inode). */
@@ -468,8 +472,7 @@ static __always_inline void store_bio(__u64 bio, struct bio_owner *owner)
 
 		if (was && __sync_val_compare_and_swap(&oldest->bio, was, bio) == was) {
 			send_unreported(&oldest->owner);
-			oldest->owner = *owner;
-			__sync_fetch_and_add(&evicted_bios, 1);
+			oldest->owner = *owner; /* its bio was sent above, completed=false */
 			return;
 		}
 	}
@@ -520,18 +523,16 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	return 0;
 }
 
-/* A request is issued to its driver: keep the time, unless its queue
- * stamps it in io_start_time_ns itself. */
+/* A request is issued to its driver (again, after a requeue): its time. */
 static __always_inline int on_rq_issue(struct request *rq)
 {
-	__u64 q = (__u64)rq->q;
-	__u64 key = (__u64)rq;
-	__u64 now;
+	__u64 key = ptr_value(rq);
+	struct rq_stamp *stamp = rq_slot(key);
 
-	if (q == stamping_hint || bpf_map_lookup_elem(&stamping_queues, &q))
-		return 0;
-	now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&issued, &key, &now, BPF_ANY);
+	if (stamp) {
+		stamp->issue_ns = bpf_ktime_get_ns();
+		stamp->rq = key;
+	}
 	return 0;
 }
 
@@ -593,9 +594,8 @@ static long credit_next_bio(__u32 index, struct rq_walk *w)
  * point fires before the bios are ended, so rq->bio still lists them. */
 static __always_inline int on_rq_complete(struct request *rq, int error, unsigned int nr_bytes)
 {
-	__u64 rq_key = (__u64)rq;
-	__u64 q = (__u64)rq->q;
-	__u64 io_start = rq->io_start_time_ns;
+	__u64 rq_key = ptr_value(rq);
+	struct rq_stamp *stamp = rq_slot(rq_key);
 	struct bio *first = rq->bio;
 	struct rq_walk w = {
 		.rq = rq,
@@ -605,25 +605,11 @@ static __always_inline int on_rq_complete(struct request *rq, int error, unsigne
 		.left = nr_bytes,
 	};
 	struct odirect_block_event *e;
-	__u8 yes = 1;
 
 	if (!nr_bytes)
 		return 0; /* flushes and other data-less requests */
-	if (io_start) {
-		w.issue_ns = io_start;
-		if (q != stamping_hint && !bpf_map_lookup_elem(&stamping_queues, &q))
-			bpf_map_update_elem(&stamping_queues, &q, &yes, BPF_ANY);
-		stamping_hint = q;
-	} else {
-		__u64 *issue = bpf_map_lookup_elem(&issued, &rq_key);
-
-		if (issue)
-			w.issue_ns = *issue;
-		if (stamping_hint == q)
-			stamping_hint = 0;
-		if (bpf_map_lookup_elem(&stamping_queues, &q))
-			bpf_map_delete_elem(&stamping_queues, &q);
-	}
+	if (stamp && stamp->rq == rq_key)
+		w.issue_ns = stamp->issue_ns;
 	w.dev = disk_dev(rq->q->disk);
 	if (first) {
 		/* the first bio read directly: most requests have one */

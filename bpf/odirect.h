@@ -20,6 +20,8 @@
 #define ODIRECT_BIO_SETS (1 << ODIRECT_BIO_SET_BITS)
 #define ODIRECT_BIO_WAYS 4
 #define ODIRECT_BIO_STALE_NS (120ULL * 1000000000ULL)
+/* slots of the table of request issue times: 2^ODIRECT_RQ_SLOT_BITS */
+#define ODIRECT_RQ_SLOT_BITS 16
 
 /* O_DIRECT as the kernel stores it in file->f_flags (x86, arm64 differ:
  * arm64 uses 0200000; the build is x86-only, see ARCH in the Makefile). */
