@@ -74,7 +74,8 @@ def _fio_argv(path: str, seconds: float, output: str) -> list[str]:
 def _fio_result(output: str) -> dict[str, Any]:
     with open(output) as f:
         job = json.load(f)["jobs"][0]["read"]
-    return {"iops": float(job["iops"]), "ios": int(job["total_ios"]), "bytes": int(job["io_bytes"])}
+    return {"iops": float(job["iops"]), "ios": int(job["total_ios"]), "bytes": int(job["io_bytes"]),
+            "lat_mean_ns": float(job["lat_ns"]["mean"])}
 
 
 def _run(argv: list[str], *, stdout: Any = subprocess.DEVNULL) -> None:
@@ -143,16 +144,29 @@ def _paired_rounds(rounds: int) -> list[tuple[str, str]]:
     return order
 
 
-def summarize(untraced: list[float], traced: list[float]) -> dict[str, float]:
+def summarize(untraced: list[float], traced: list[float], resamples: int = 4000) -> dict[str, float]:
     """IOPS of paired rounds -> the traced share of untraced: over all rounds
-    (sum over sum), and the median, lowest and highest of the rounds."""
+    (sum over sum), the median, lowest and highest of the rounds, and a 95 %
+    interval for the share, from resampling the rounds (a bootstrap with a
+    fixed seed: the same rounds give the same interval).  The disk's speed
+    moves from round to round more than tracing costs, so the interval says
+    how far the share itself can be trusted."""
+    import random
     import statistics
 
     if not untraced or len(untraced) != len(traced):
         raise ValueError("need as many traced as untraced rounds, at least one")
     per_round = [t / u for u, t in zip(untraced, traced)]
+    rng = random.Random(0)
+    indices = range(len(untraced))
+    shares = []
+    for _ in range(resamples):
+        picked = rng.choices(indices, k=len(untraced))
+        shares.append(sum(traced[i] for i in picked) / sum(untraced[i] for i in picked))
+    shares.sort()
     return {"ratio": sum(traced) / sum(untraced), "median": statistics.median(per_round),
-            "low": min(per_round), "high": max(per_round)}
+            "low": min(per_round), "high": max(per_round),
+            "ci_low": shares[int(0.025 * (resamples - 1))], "ci_high": shares[int(0.975 * (resamples - 1))]}
 
 
 def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out: Any = None) -> dict[str, Any]:
@@ -223,7 +237,8 @@ def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out
     base = sum(untraced) / len(untraced)
     results.update(untraced=runs["untraced"], iotrace=runs["iotrace"], baseline_iops=base,
                    iotrace_ratio=share["ratio"], iotrace_round_median=share["median"],
-                   iotrace_round_low=share["low"], iotrace_round_high=share["high"])
+                   iotrace_round_low=share["low"], iotrace_round_high=share["high"],
+                   iotrace_ratio_ci=(share["ci_low"], share["ci_high"]))
     for name in ("strace", "bpftrace"):
         results[f"{name}_ratio"] = results[name]["iops"] / base
     matches = [r["counts"]["odirect_reads"] == r["ios"] and r["counts"]["odirect_bytes"] == r["bytes"]
@@ -233,7 +248,8 @@ def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out
     out.write(f"  {'untraced':<10} {base:>10.0f} {'100.0 %':>12}   (mean of {len(untraced)} runs: "
               f"{min(untraced):.0f}-{max(untraced):.0f})\n")
     out.write(f"  {'iotrace':<10} {sum(traced) / len(traced):>10.0f} {share['ratio'] * 100:>10.1f} %   "
-              f"(rounds: median {share['median'] * 100:.1f} %, {share['low'] * 100:.1f}-{share['high'] * 100:.1f} %)\n")
+              f"(95 % interval {share['ci_low'] * 100:.1f}-{share['ci_high'] * 100:.1f} %; rounds: median "
+              f"{share['median'] * 100:.1f} %, {share['low'] * 100:.1f}-{share['high'] * 100:.1f} %)\n")
     for name in ("strace", "bpftrace"):
         out.write(f"  {name:<10} {results[name]['iops']:>10.0f} {results[name + '_ratio'] * 100:>10.1f} %\n")
     costs = results.get("program_ns") or {}
@@ -242,6 +258,13 @@ def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out
         for name, ns in costs.items():
             out.write(f"    {name:<24} {ns:>7.0f} ns\n")
         out.write(f"    {'sum (about one per read)':<24} {sum(costs.values()):>7.0f} ns\n")
+        # The kernel's own accounting does not move with the disk: the share
+        # it implies at fio's untraced latency, with no noise from rounds.
+        latency = sum(r["lat_mean_ns"] for r in runs["untraced"]) / len(runs["untraced"])
+        implied = latency / (latency + sum(costs.values()))
+        results["iotrace_implied_ratio"] = implied
+        out.write(f"    that is {sum(costs.values()) / latency * 100:.1f} % of fio's mean untraced latency "
+                  f"({latency / 1000:.1f} us): {implied * 100:.1f} % of untraced IOPS, were that all it cost\n")
     last = runs["iotrace"][-1]
     out.write(f"\n  iotrace odirect counted {last['counts']['odirect_reads']} O_DIRECT reads, "
               f"{last['counts']['odirect_bytes']} bytes (block I/O {last['counts']['block_bytes']} bytes) in its "

@@ -29,3 +29,16 @@ def test_program_costs_from_bpftool_json():
              ' {"id": 2, "name": "odirect_rq_issue", "run_time_ns": 0, "run_cnt": 0},'
              ' {"id": 3, "name": "other_prog", "run_time_ns": 900, "run_cnt": 3}]')
     assert program_costs(shown) == {"odirect_sys_exit": 500.0}
+
+
+def test_interval_holds_the_share_and_is_the_same_each_time():
+    untraced = [15930.0, 16071.0, 17170.0, 13150.0, 17650.0, 15770.0]
+    traced = [16261.0, 15140.0, 15749.0, 16344.0, 16465.0, 16277.0]
+    first, again = summarize(untraced, traced), summarize(untraced, traced)
+    assert first["ci_low"] < first["ratio"] < first["ci_high"]
+    assert (first["ci_low"], first["ci_high"]) == (again["ci_low"], again["ci_high"])
+
+
+def test_interval_is_narrow_when_every_round_agrees():
+    share = summarize([100.0, 200.0, 150.0], [98.0, 196.0, 147.0])
+    assert share["ci_low"] == pytest.approx(0.98) and share["ci_high"] == pytest.approx(0.98)
