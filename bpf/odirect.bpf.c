@@ -96,11 +96,7 @@ __u64 untracked_bios = 0;
  * privileged program do no arithmetic on a pointer but take the difference
  * of two, so a typed pointer's key is its distance from the bios map, whose
  * address is fixed while it exists: no helper call (a probe of a stack copy
- * cost ~50 ns a pointer on the 6.18 host).  A pointer read by a probe is a
- * plain number already; untyped_key puts it on the same scale, with the
- * map's address read once by a probe. */
-__u64 bios_address = 0;
-
+ * cost ~50 ns a pointer on the 6.18 host). */
 static __always_inline __u64 typed_key(const void *ptr)
 {
 	return (__u64)ptr - (__u64)&bios;
@@ -108,7 +104,8 @@ static __always_inline __u64 typed_key(const void *ptr)
 
 /* The value of a pointer whichever way the verifier types it (a bpf_loop
  * callback's view of a pointer kept in the caller's stack differs between
- * kernels): a probe of a copy on the stack. */
+ * kernels): a probe of a copy on the stack.  untyped_key(value,
+ * ptr_value(&bios)) is then its key. */
 static __always_inline __u64 ptr_value(const void *ptr)
 {
 	__u64 value = 0;
@@ -117,15 +114,9 @@ static __always_inline __u64 ptr_value(const void *ptr)
 	return value;
 }
 
-static __always_inline __u64 untyped_key(__u64 ptr)
+static __always_inline __u64 untyped_key(__u64 ptr, __u64 bios_at)
 {
-	__u64 base = bios_address;
-
-	if (!base) {
-		base = ptr_value(&bios);
-		bios_address = base;
-	}
-	return ptr - base;
+	return ptr - bios_at;
 }
 
 /* Fibonacci hashing of a pointer to `bits` bits: slab addresses differ in
@@ -616,7 +607,8 @@ struct rq_walk {
 	__u32 op;
 	__s32 error;
 	__u32 left;         /* bytes of this completion not yet walked */
-	__u32 found;
+	__u32 found;        /* 0 or 1: a count would give the verifier a new state per bio */
+	__u64 bios_at;      /* ptr_value(&bios), for keys of untyped bios */
 };
 
 /* One bio of a completing request: credited to the task that submitted it
@@ -632,12 +624,12 @@ static __always_inline void credit(struct rq_walk *w, __u64 bio, struct bio *ptr
 	if (!slot) {
 		__u64 parent = (__u64)BPF_CORE_READ(ptr, bi_private);
 
-		slot = parent ? find_bio(untyped_key(parent)) : NULL;
+		slot = parent ? find_bio(untyped_key(parent, ptr_value(&bios))) : NULL;
 		own_slot = false;
 	}
 	if (!slot)
 		return;
-	w->found++;
+	w->found = 1;
 	if (slot->owner.traced)
 		send_bio(&slot->owner, w->now, w->issue_ns, sector, size, w->dev, w->op, w->error, 1);
 	if (own_slot)
@@ -655,7 +647,7 @@ static long credit_next_bio(__u32 index, struct rq_walk *w)
 	if (!bio || !w->left)
 		return 1;
 	w->bio = BPF_CORE_READ(bio, bi_next);
-	credit(w, untyped_key(ptr_value(bio)), bio, BPF_CORE_READ(bio, bi_iter.bi_sector),
+	credit(w, untyped_key(ptr_value(bio), w->bios_at), bio, BPF_CORE_READ(bio, bi_iter.bi_sector),
 	       BPF_CORE_READ(bio, bi_iter.bi_size));
 	return 0;
 }
@@ -687,9 +679,12 @@ static __always_inline int on_rq_complete(struct request *rq, int error, unsigne
 		w.bio = first->bi_next;
 		credit(&w, typed_key(first), first, first->bi_iter.bi_sector,
 		       first->bi_iter.bi_size);
-		/* bpf_loop (5.17+): the callback is verified once, not per bio */
-		if (w.bio && w.left)
+		/* bpf_loop (5.17+): the callback is verified once on 6.1, and
+		 * until its states repeat on 6.7+, so it branches little */
+		if (w.bio && w.left) {
+			w.bios_at = ptr_value(&bios);
 			bpf_loop(ODIRECT_MAX_RQ_BIOS, credit_next_bio, &w, 0);
+		}
 	}
 	if (w.found)
 		return 0;
