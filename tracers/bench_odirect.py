@@ -112,13 +112,39 @@ def program_costs(bpftool_json: str, prefix: str = PROGRAM_PREFIX) -> dict[str, 
     return costs
 
 
-def _measure_program_costs(argv: list[str], seconds: float) -> dict[str, float]:
+def net_costs(costs: dict[str, float], accounting_ns: float) -> dict[str, float]:
+    """Per-call costs less what the accounting adds to each call (the run
+    time of a program that does nothing), never below zero."""
+    return {name: max(ns - accounting_ns, 0.0) for name, ns in costs.items()}
+
+
+def _empty_program() -> Any:
+    """selftest's empty program on block_rq_issue, loaded and attached: its
+    run time per call is the accounting's own."""
+    from .engine import object_path
+    from .libbpf import Object
+
+    obj = Object(object_path("selftest"))
+    for prog in obj.programs():
+        prog.autoload = prog.name == "selftest_empty"
+    obj.load()
+    (prog,) = [p for p in obj.programs() if p.name == "selftest_empty"]
+    return obj, prog.attach()
+
+
+def _measure_program_costs(argv: list[str], seconds: float) -> tuple[dict[str, float], Optional[float]]:
     """Runs iotrace on fio once more with the kernel's BPF run-time
     accounting on and reads it shortly before fio ends.  Unlike IOPS this
-    hardly moves with the disk's speed: it is the programs' own cost."""
+    hardly moves with the disk's speed: it is the programs' own cost.  Also
+    returns the run time of an empty program on one of the same hooks (None
+    if it could not be attached)."""
     stats = "/proc/sys/kernel/bpf_stats_enabled"
     with open(stats) as f:
         before = f.read().strip()
+    try:
+        empty = _empty_program()
+    except OSError:
+        empty = None
     with open(stats, "w") as f:
         f.write("1")
     try:
@@ -131,7 +157,11 @@ def _measure_program_costs(argv: list[str], seconds: float) -> dict[str, float]:
     finally:
         with open(stats, "w") as f:
             f.write(before)
-    return program_costs(shown.stdout)
+        if empty is not None:
+            empty[1].destroy()
+            empty[0].close()
+    accounting = program_costs(shown.stdout, "selftest_empty").get("selftest_empty")
+    return program_costs(shown.stdout), accounting
 
 
 def _paired_rounds(rounds: int) -> list[tuple[str, str]]:
@@ -222,7 +252,8 @@ def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out
                     runs["iotrace"].append(r)
         if shutil.which("bpftool"):
             argv = _fio_argv(fio_file, seconds, result_file)
-            results["program_ns"] = _measure_program_costs([*iotrace, shlex.join(argv)], seconds)
+            results["program_ns"], results["accounting_ns"] = _measure_program_costs(
+                [*iotrace, shlex.join(argv)], seconds)
         results["strace"] = fio_case("strace", ["strace", "-f", "-qq", "-o", "/dev/null"])
         script = os.path.join(work, "odirect.bt")
         with open(script, "w") as f:
@@ -258,6 +289,11 @@ def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out
         for name, ns in costs.items():
             out.write(f"    {name:<24} {ns:>7.0f} ns\n")
         out.write(f"    {'sum (about one per read)':<24} {sum(costs.values()):>7.0f} ns\n")
+        accounting = results.get("accounting_ns")
+        if accounting is not None:
+            costs = net_costs(costs, accounting)
+            out.write(f"    less the accounting's own {accounting:.0f} ns a call (an empty program on "
+                      f"block_rq_issue): {sum(costs.values()):.0f} ns\n")
         # The kernel's own accounting does not move with the disk: the share
         # it implies at fio's untraced latency, with no noise from rounds.
         latency = sum(r["lat_mean_ns"] for r in runs["untraced"]) / len(runs["untraced"])

@@ -400,10 +400,14 @@ def _cold_file(path, size):
 
 
 def test_requests_of_several_bios_credit_each_bio(data_dir):
-    """Buffered reads of a cold file: readahead's requests often carry
-    several bios (30 of 91 requests for a 32 MiB file on the 6.18 host), each
-    credited at the request's completion by walking its bio list.  The bytes
-    credited to the reader for the file are exactly the file."""
+    """Buffered reads of a cold file: readahead's requests can carry several
+    bios, each credited at the request's completion by walking its bio list.
+    The bytes credited to the reader for the file are exactly the file.
+    Whether the block layer merges the bios varies from run to run (30 of 91
+    requests of a 32 MiB file in one run on the 6.18 host, none in another,
+    none on Debian's 6.1 under QEMU): the bytes are exact either way, and a
+    run with merges checks the walk (with its bio keys broken, one lost
+    5 MiB of the 16)."""
     path = os.path.join(data_dir, "cold.dat")
     size = 16 << 20
     _cold_file(path, size)
@@ -414,8 +418,6 @@ def test_requests_of_several_bios_credit_each_bio(data_dir):
     credited = blocks[(blocks["pid"] == pid) & (blocks["path"] == path)]
     assert int(credited["bytes"].sum()) == size
     assert credited["completed"].all() and (credited["device_ns"] > 0).all()
-    # bios of one request share its completion time
-    assert credited.groupby("ts_ns").size().max() > 1
 
 
 def _queue_dir(path):

@@ -42,3 +42,10 @@ def test_interval_holds_the_share_and_is_the_same_each_time():
 def test_interval_is_narrow_when_every_round_agrees():
     share = summarize([100.0, 200.0, 150.0], [98.0, 196.0, 147.0])
     assert share["ci_low"] == pytest.approx(0.98) and share["ci_high"] == pytest.approx(0.98)
+
+
+def test_net_costs_take_the_accounting_off_every_program():
+    from kerntrace.tracers.bench_odirect import net_costs
+
+    assert net_costs({"odirect_sys_exit": 420.0, "odirect_rq_issue": 40.0}, 55.0) == {
+        "odirect_sys_exit": 365.0, "odirect_rq_issue": 0.0}
