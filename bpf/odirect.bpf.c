@@ -313,6 +313,51 @@ static __always_inline void name_file(struct file *file, struct odirect_read_eve
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* The file part of a read record, and the file's path the first time any
+ * traced task reads through it.  pos < 0: the read was at the file
+ * position, which it has advanced by what it returned.  s, when given, is
+ * the thread's cache of its last file: a loop over one file needs neither
+ * the superblock nor the named_files lookup. */
+static __always_inline void fill_file(struct odirect_read_event *e, struct file *file, __s64 pos, long ret,
+				      struct reader_state *s)
+{
+	struct file_head head;
+	struct inode *inode;
+
+	if (!file || read_file_head(file, &head)) {
+		e->has_file = 0;
+		e->direct = 0;
+		e->f_flags = 0;
+		e->ino = 0;
+		e->dev = 0;
+		e->offset = -1;
+		return;
+	}
+	e->has_file = 1;
+	e->f_flags = head.flags;
+	e->direct = (head.flags & ODIRECT_O_DIRECT) != 0;
+	if (pos < 0) {
+		pos = head.pos - (ret > 0 ? ret : 0);
+		/* a stream (pipe, socket) keeps no position */
+		pos = pos < 0 ? -1 : pos;
+	}
+	e->offset = pos;
+	inode = head.inode;
+	e->ino = BPF_CORE_READ(inode, i_ino);
+	if (s && s->named_file == (__u64)file && s->named_inode == (__u64)inode && s->named_ino == e->ino) {
+		e->dev = s->named_dev;
+		return;
+	}
+	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	name_file(file, e);
+	if (s) {
+		s->named_file = (__u64)file;
+		s->named_inode = (__u64)inode;
+		s->named_ino = e->ino;
+		s->named_dev = e->dev;
+	}
+}
+
 /* Everything but the entry time is read at the exit, where the kernel has
  * just walked the same fd table, file and inode (in cache), and the
  * argument registers still hold what the syscall was called with.  pos < 0:
@@ -324,9 +369,6 @@ static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 f
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 now = bpf_ktime_get_ns();
 	struct odirect_read_event *e;
-	struct file_head head;
-	struct inode *inode;
-	struct file *file;
 
 	e = kt_reserve(&odirect_reads, sizeof(*e));
 	if (!e)
@@ -349,40 +391,7 @@ static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 f
 	} else {
 		e->asked = count;
 	}
-	file = fd_file(fd);
-	if (!file || read_file_head(file, &head)) {
-		e->has_file = 0;
-		e->direct = 0;
-		e->f_flags = 0;
-		e->ino = 0;
-		e->dev = 0;
-		e->offset = -1;
-		goto send;
-	}
-	e->has_file = 1;
-	e->f_flags = head.flags;
-	e->direct = (head.flags & ODIRECT_O_DIRECT) != 0;
-	if (pos < 0) {
-		pos = head.pos - (ret > 0 ? ret : 0);
-		/* a stream (pipe, socket) keeps no position */
-		pos = pos < 0 ? -1 : pos;
-	}
-	e->offset = pos;
-	inode = head.inode;
-	e->ino = BPF_CORE_READ(inode, i_ino);
-	/* The thread's last file: a loop over one file needs neither the
-	 * superblock nor the named_files lookup. */
-	if (s->named_file == (__u64)file && s->named_inode == (__u64)inode && s->named_ino == e->ino) {
-		e->dev = s->named_dev;
-		goto send;
-	}
-	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	name_file(file, e);
-	s->named_file = (__u64)file;
-	s->named_inode = (__u64)inode;
-	s->named_ino = e->ino;
-	s->named_dev = e->dev;
-send:
+	fill_file(e, fd_file(fd), pos, ret, s);
 	submit(&odirect_reads, e);
 out:
 	s->enter_ns = 0;
@@ -455,6 +464,138 @@ int BPF_PROG(odirect_sys_exit, struct pt_regs *regs, long ret)
 	if (kind == ODIRECT_SYS_PREADV2)
 		rwf = regs->r9;
 	return read_exit(s, kind, fd, pos, count, iov, iovcnt, rwf, ret);
+}
+
+/* ---- io_uring reads ------------------------------------------------------ */
+
+/* IORING_OP_* (include/uapi/linux/io_uring.h, an ABI) */
+#define KT_IORING_OP_READV 1
+#define KT_IORING_OP_READ_FIXED 4
+#define KT_IORING_OP_READ 22
+/* REQ_F_FIXED_FILE is bit IOSQE_FIXED_FILE_BIT (0) of io_kiocb::flags, by
+ * construction (io_uring/io_uring.h), whatever the field's width */
+#define KT_REQ_F_FIXED_FILE 1
+
+/* A traced task's io_uring read between its submission and its completion,
+ * by the request's address (requests are recycled: the entry goes at
+ * completion, and the LRU drops those cancelled before they ran). */
+struct uring_read {
+	__u64 submit_ns;
+	__s64 pos;          /* -1: at the file position */
+	__u64 asked;
+	__u32 pid;
+	__u32 tid;
+	__s32 fd;           /* -1 for a registered (fixed) file */
+	__u32 rwf;
+	__u16 kind;
+	__u16 iovcnt;
+	__u8 iov_truncated;
+	__u8 pad[3];
+	char comm[ODIRECT_COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct uring_read);
+} uring_reads SEC(".maps");
+
+static __always_inline __u16 uring_read_kind(__u8 opcode)
+{
+	switch (opcode) {
+	case KT_IORING_OP_READV: return ODIRECT_URING_READV;
+	case KT_IORING_OP_READ_FIXED: return ODIRECT_URING_READ_FIXED;
+	case KT_IORING_OP_READ: return ODIRECT_URING_READ;
+	}
+	return 0;
+}
+
+/* Fires after the request was prepared (io_rw holds the offset, length
+ * and buffer) and before its file is looked up: the fd is still in
+ * req->cqe.fd.  Submission runs in the submitting thread (io_uring_enter,
+ * or the ring's SQPOLL thread, a thread of the same process), so its bios
+ * are credited to it like a read's. */
+static __always_inline int on_uring_submit(struct io_kiocb *req)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u16 kind = uring_read_kind(req->opcode);
+	struct uring_read r;
+	struct io_rw *rw;
+	__u8 flags = 0;
+	__u64 key;
+
+	if (!kind || !kt_current_traced())
+		return 0;
+	key = ptr_value(req);
+	rw = (struct io_rw *)key; /* the request's first bytes (io_kiocb_to_cmd) */
+	__builtin_memset(&r, 0, sizeof(r));
+	r.submit_ns = bpf_ktime_get_ns();
+	r.pos = BPF_CORE_READ(rw, kiocb.ki_pos);
+	r.rwf = BPF_CORE_READ(rw, flags);
+	r.kind = kind;
+	r.pid = pid_tgid >> 32;
+	r.tid = (__u32)pid_tgid;
+	bpf_probe_read_kernel(&flags, 1, (void *)key + bpf_core_field_offset(struct io_kiocb, flags));
+	r.fd = (flags & KT_REQ_F_FIXED_FILE) ? -1 : req->cqe.fd;
+	if (kind == ODIRECT_URING_READV) {
+		__u32 count = BPF_CORE_READ(rw, len);
+
+		r.iovcnt = count > 0xffff ? 0xffff : count;
+		r.asked = iov_bytes((const struct iovec *)BPF_CORE_READ(rw, addr), count, &r.iov_truncated);
+	} else {
+		r.asked = BPF_CORE_READ(rw, len);
+	}
+	kt_current_comm_btf(r.comm);
+	bpf_map_update_elem(&uring_reads, &key, &r, BPF_ANY);
+	return 0;
+}
+
+/* The tracepoint's name since 6.4 (2ad57931db64 "io_uring: rename
+ * trace_io_uring_submit_sqe() tracepoint"); the request is the first
+ * argument under both names. */
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(odirect_uring_submit_req, struct io_kiocb *req) { return on_uring_submit(req); }
+
+SEC("tp_btf/io_uring_submit_sqe")
+int BPF_PROG(odirect_uring_submit_sqe, struct io_kiocb *req) { return on_uring_submit(req); }
+
+/* The completion is posted with req->cqe.res set; the request is the
+ * second argument in every version of the tracepoint (what follows it
+ * changed: the cqe fields on 6.1, a cqe pointer on 6.18), and untyped. */
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(odirect_uring_complete, void *ring, void *request)
+{
+	__u64 key = ptr_value(request);
+	struct io_kiocb *req = (struct io_kiocb *)key;
+	struct odirect_read_event *e;
+	struct uring_read *r;
+	__u64 now;
+
+	r = bpf_map_lookup_elem(&uring_reads, &key);
+	if (!r)
+		return 0;
+	now = bpf_ktime_get_ns();
+	e = kt_reserve(&odirect_reads, sizeof(*e));
+	if (e) {
+		e->ts_ns = now;
+		e->latency_ns = now - r->submit_ns;
+		e->ret = BPF_CORE_READ(req, cqe.res);
+		e->pid = r->pid;
+		e->tid = r->tid;
+		e->fd = r->fd;
+		e->syscall = r->kind;
+		e->rwf = r->rwf;
+		e->iovcnt = r->iovcnt;
+		e->iov_truncated = r->iov_truncated;
+		e->pad = 0;
+		e->asked = r->asked;
+		__builtin_memcpy(e->comm, r->comm, sizeof(e->comm));
+		fill_file(e, BPF_CORE_READ(req, file), r->pos, e->ret, NULL);
+		submit(&odirect_reads, e);
+	}
+	bpf_map_delete_elem(&uring_reads, &key);
+	return 0;
 }
 
 /* ---- block I/O ---------------------------------------------------------- */

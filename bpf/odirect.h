@@ -33,6 +33,11 @@ enum odirect_syscall {
 	ODIRECT_SYS_READV = 3,
 	ODIRECT_SYS_PREADV = 4,
 	ODIRECT_SYS_PREADV2 = 5,
+	/* io_uring reads, by opcode: "syscall" is then the request's kind,
+	 * latency from submission to completion */
+	ODIRECT_URING_READV = 6,
+	ODIRECT_URING_READ_FIXED = 7,
+	ODIRECT_URING_READ = 8,
 };
 
 struct odirect_read_event {

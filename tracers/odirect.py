@@ -1,11 +1,13 @@
-"""``iotrace odirect``: every read-family syscall of the traced processes,
-whether it went around the page cache (O_DIRECT, read from the open file at
-the time of the read), and the block I/O those processes submitted.
+"""``iotrace odirect``: every read-family syscall and io_uring read of the
+traced processes, whether it went around the page cache (O_DIRECT, read from
+the open file at the time of the read), and the block I/O those processes
+submitted.
 
-The BPF side (bpf/odirect.bpf.c) sends one record per syscall, one per open
-file's path, one per bio when its request is issued and one per completion;
-this module names files, joins bios to completions, prints the live lines,
-builds the frames and the summary, and hands the frames to
+The BPF side (bpf/odirect.bpf.c) sends one record per read (at the syscall's
+exit, or when an io_uring read's completion is posted), one per open file's
+path, and one per bio when its request completes; this module names files,
+joins bios to the reads they served, prints the live lines, builds the
+frames and the summary, and hands the frames to
 :mod:`kerntrace.analysis.odirect`.
 """
 from __future__ import annotations
@@ -35,7 +37,9 @@ READ_RING = "odirect_reads"
 BLOCK_RING = "odirect_blocks"
 
 # enum odirect_syscall in bpf/odirect.h
-SYSCALLS = {1: "read", 2: "pread64", 3: "readv", 4: "preadv", 5: "preadv2"}
+SYSCALLS = {1: "read", 2: "pread64", 3: "readv", 4: "preadv", 5: "preadv2",
+            # io_uring requests (enum odirect_syscall): latency from submission to completion
+            6: "io_uring_readv", 7: "io_uring_read_fixed", 8: "io_uring_read"}
 
 # REQ_OP_* (include/linux/blk_types.h); values are ABI-stable for the block tracepoints.
 _BLOCK_OPS = {0: "R", 1: "W", 2: "F", 3: "D", 5: "SE", 9: "WZ"}
@@ -48,6 +52,10 @@ HOOKS = (
     Hook("bio submission", ("odirect_bio_queue",)),
     Hook("request issue", ("odirect_rq_issue",)),
     Hook("request completion", ("odirect_rq_complete",)),
+    # io_uring reads: the submission tracepoint's name before and since 6.4;
+    # optional, a kernel without io_uring still traces syscalls
+    Hook("io_uring read submission", ("odirect_uring_submit_req", "odirect_uring_submit_sqe"), required=False),
+    Hook("io_uring read completion", ("odirect_uring_complete",), required=False),
 )
 
 HEADER = (
