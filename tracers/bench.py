@@ -227,8 +227,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f" (goal <= {LAUNCH_GOAL_S} s); whole run with detach {_fmt(result['iotrace_total_s'], ' s')}")
             print(f"  bpftrace, two tracepoints, whole run:         {_fmt(result.get('bpftrace_total_s'), ' s')}")
             if result.get("ratio_vs_bpftrace"):
+                from .odirect import HOOKS
+
                 print(f"  ratio iotrace attached / bpftrace whole run:  {result['ratio_vs_bpftrace']:.2f}"
-                      f"  (whole runs: {result['ratio_whole_runs']:.2f}; iotrace odirect detaches 5 programs, bpftrace 2)")
+                      f"  (whole runs: {result['ratio_whole_runs']:.2f}; iotrace odirect attaches up to "
+                      f"{len(HOOKS)} programs, bpftrace 2)")
             failed |= result["iotrace_ready_s"] is None
         elif name == "decode":
             print(f"  {result['events']:,} events decoded to a DataFrame in {result['seconds']:.3f} s: "
