@@ -41,8 +41,8 @@ enum odirect_syscall {
 };
 
 struct odirect_read_event {
-	__u64 ts_ns;        /* syscall exit, bpf_ktime_get_ns */
-	__u64 latency_ns;   /* enter -> exit */
+	__u64 ts_ns;        /* syscall exit, or io_uring completion posted; bpf_ktime_get_ns */
+	__u64 latency_ns;   /* enter -> exit, or io_uring submission -> completion */
 	__s64 offset;       /* file position read from; -1 when no file */
 	__u64 asked;        /* count, or the sum of iov_len */
 	__s64 ret;          /* bytes returned, or -errno */
@@ -50,12 +50,12 @@ struct odirect_read_event {
 	__u32 dev;          /* the file's superblock s_dev (kernel encoding) */
 	__u32 pid;          /* tgid */
 	__u32 tid;
-	__s32 fd;
-	__u32 f_flags;      /* file->f_flags at entry: a later fcntl(F_SETFL) shows */
+	__s32 fd;           /* -1: a file registered with an io_uring */
+	__u32 f_flags;      /* file->f_flags as the read ends: a later fcntl(F_SETFL) shows */
 	__u32 rwf;          /* preadv2 flags (RWF_*) */
 	__u16 syscall;      /* enum odirect_syscall */
 	__u16 iovcnt;
-	__u8 direct;        /* O_DIRECT set in f_flags at entry */
+	__u8 direct;        /* O_DIRECT set in f_flags */
 	__u8 has_file;      /* fd resolved to an open file */
 	__u8 iov_truncated; /* more than ODIRECT_MAX_IOV iovecs: asked is a lower bound */
 	__u8 pad;
@@ -70,7 +70,7 @@ struct odirect_file_event {
 	__u64 ino;
 	__u32 dev;
 	__u32 pid;
-	__s32 fd;
+	__s32 fd;           /* -1: a file registered with an io_uring */
 	__u16 depth;        /* components filled in names, leaf first */
 	__u8 truncated;     /* deeper than ODIRECT_PATH_DEPTH */
 	__u8 pad;
