@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
-/* iotrace odirect: every read-family syscall of the traced processes, with
- * O_DIRECT taken from the open file at the time of the read, and the block
- * I/O they cause, attributed where the bio is submitted (in the caller's
- * context) rather than where the request is issued or completed (kworkers,
- * interrupts).
+/* iotrace odirect: every read-family syscall and io_uring read of the traced
+ * processes, with O_DIRECT taken from the open file at the time of the read,
+ * and the block I/O they cause, attributed where the bio is submitted (in the
+ * caller's context) rather than where the request is issued or completed
+ * (kworkers, interrupts).
  *
- * Every program here runs in the traced reader's own path (its syscall, its
- * bio submission, the completion it waits for), so what each costs is paid
- * per read: per-thread state lives in task storage, not in a shared hash,
- * each read and each bio produce one record, and request issue only writes
- * a time stamp into a slot of an array. */
+ * The syscall and block programs run in the traced reader's own path (its
+ * syscall, its bio submission, the completion it waits for), so what each
+ * costs is paid per read: per-thread state lives in task storage, not in a
+ * shared hash, each read and each bio produce one record, and request issue
+ * only writes a time stamp into a slot of an array.  The io_uring programs
+ * keep a request between submission and completion in a hash: io_uring
+ * batches its requests, and these hooks see no other. */
 #include "vmlinux.h"
 #include "kerntrace.bpf.h"
 #include "odirect.h"
