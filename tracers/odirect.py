@@ -577,7 +577,8 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
 
     O_DIRECT is read from the open file at each read, so a later fcntl(F_SETFL, O_DIRECT)
     counts.  Block I/O is credited where the bio is submitted, in the reader's own context.
-    io_uring reads are not seen as reads (their block I/O is).
+    io_uring reads (read, readv, read_fixed) are traced too; multishot reads and uring_cmd
+    are not seen as reads (their block I/O is).
     """
     from .environment import require_bpf_environment
 
