@@ -266,7 +266,14 @@ class Link:
 class Program:
     def __init__(self, obj: "Object", ptr: Any) -> None:
         self._obj = obj  # keeps the object alive as long as the program
-        self._ptr = ptr
+        self._raw = ptr
+
+    @property
+    def _ptr(self) -> Any:
+        # libbpf frees a program or map with its object: a stale pointer is
+        # a crash, a closed object an error
+        self._obj._require_open()
+        return self._raw
 
     @property
     def name(self) -> str:
@@ -318,7 +325,14 @@ class Program:
 class Map:
     def __init__(self, obj: "Object", ptr: Any) -> None:
         self._obj = obj
-        self._ptr = ptr
+        self._raw = ptr
+
+    @property
+    def _ptr(self) -> Any:
+        # libbpf frees a program or map with its object: a stale pointer is
+        # a crash, a closed object an error
+        self._obj._require_open()
+        return self._raw
 
     @property
     def name(self) -> str:

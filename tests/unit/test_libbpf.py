@@ -45,6 +45,23 @@ def test_missing_program_and_map_raise_enoent():
     assert info.value.errno == errno.EBADF
 
 
+def test_programs_and_maps_of_a_closed_object_raise_instead_of_crashing():
+    from kerntrace.tracers.engine import object_path
+
+    try:
+        path = object_path("selftest")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    obj = Object(path)
+    prog, ring = obj.programs()[0], obj.maps()[0]
+    assert prog.name and ring.name
+    obj.close()
+    for use in (lambda: prog.name, lambda: prog.attach(), lambda: ring.name, lambda: ring.fd):
+        with pytest.raises(LibbpfError) as info:
+            use()
+        assert info.value.errno == errno.EBADF
+
+
 def test_verifier_log_is_cut_from_libbpf_output():
     lines = ["libbpf: prog 'x': BPF program load failed: Permission denied",
              "libbpf: prog 'x': -- BEGIN PROG LOAD LOG --\n0: R1=ctx\ninvalid access\n-- END PROG LOAD LOG --",
