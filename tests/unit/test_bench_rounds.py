@@ -49,3 +49,33 @@ def test_net_costs_take_the_accounting_off_every_program():
 
     assert net_costs({"odirect_sys_exit": 420.0, "odirect_rq_issue": 40.0}, 55.0) == {
         "odirect_sys_exit": 365.0, "odirect_rq_issue": 0.0}
+
+
+def test_alternation_share_compares_each_traced_window_with_its_neighbours():
+    from kerntrace.tracers.bench_odirect import alternation_share
+
+    # the disk slows down steadily; tracing costs 2 %: each traced window sits
+    # between untraced ones at the rates just before and after it
+    windows = []
+    for i in range(41):
+        rate = 10000.0 - 50.0 * i
+        traced = i % 2 == 1
+        windows.append((traced, 0.2, round(rate * 0.2 * (0.98 if traced else 1.0))))
+    share = alternation_share(windows)
+    assert share["pairs"] == 20
+    assert abs(share["share"] - 0.98) < 1e-3
+    assert share["ci_low"] <= share["share"] <= share["ci_high"]
+    # the disk's speed alone, tracing costing nothing
+    free = [(t, s, round(10000.0 * (1 - 0.01 * i) * s)) for i, (t, s, _) in enumerate(windows)]
+    assert abs(alternation_share(free)["share"] - 1.0) < 1e-3
+
+
+def test_alternation_share_skips_windows_without_untraced_neighbours():
+    from kerntrace.tracers.bench_odirect import alternation_share
+
+    windows = [(True, 0.2, 100), (False, 0.2, 200), (True, 0.2, 190), (False, 0.2, 200), (True, 0.2, 10)]
+    share = alternation_share(windows)
+    assert share["pairs"] == 1
+    assert share["share"] == 0.95
+    with pytest.raises(ValueError):
+        alternation_share([(False, 0.2, 100), (True, 0.2, 90)])
