@@ -6,7 +6,10 @@ fio does 4 KiB O_DIRECT random reads (psync engine, one job) of a file under
 under ``strace -f``, and under a bpftrace script that records the same
 syscalls and block requests.  The IOPS fio reports for each, and each as a
 share of untraced, are printed and returned.  Untraced and iotrace runs
-alternate for several rounds (see :func:`run`).
+alternate for several rounds (see :func:`run`).  Then, under one long fio
+run, iotrace odirect's engine and empty programs on the same hooks are each
+switched on and off every 0.2 s (:func:`alternation_share`): the figure
+that can resolve a few per cent on a disk whose speed drifts by more.
 
 Run as root: ``python -m kerntrace.tracers.bench_odirect [SECONDS [ROUNDS]]``.
 """
