@@ -350,6 +350,12 @@ def report(run: GuestRun, workdir: Path) -> int:
     if not failures:
         _say("PASS (guest dmesg has no kernel warnings)")
         return 0
+    stall = workdir / "stall.txt"
+    if stall.exists():
+        failures.append("the guest stopped making progress (its report above: busiest tasks, CPU backtraces)")
+        print("vmtest: ---- guest stall report ----", flush=True)
+        print(stall.read_text(errors="replace"), flush=True)
+        print("vmtest: ---- end of guest stall report ----", flush=True)
     if run.dmesg:
         print("vmtest: ---- guest dmesg ----", flush=True)
         print(run.dmesg, end="" if run.dmesg.endswith("\n") else "\n")
@@ -408,6 +414,57 @@ def _mount_scratch() -> str:
     return device
 
 
+STALL_S = 300.0  # no test output for this long: the guest is stuck (the slowest test takes ~80 s)
+
+
+def _stall_report(workdir: Path) -> None:
+    """What the guest was doing: every CPU's backtrace and the blocked
+    tasks (sysrq l and w, into dmesg), the busiest tasks with their state
+    and kernel stack, then dmesg, into stall.txt."""
+    Path("/proc/sys/kernel/sysrq").write_text("1\n")
+    for key in "lw":
+        Path("/proc/sysrq-trigger").write_text(key)
+    tasks = []
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            name = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
+            stack = (stat.parent / "stack").read_text()
+        except OSError:
+            continue
+        # state, utime + stime in ticks, the last CPU it ran on
+        tasks.append((int(fields[11]) + int(fields[12]), stat.parent.name, name, fields[0], fields[36], stack))
+    tasks.sort(reverse=True)
+    lines = [f"tid {tid} {name} state {state} cpu {cpu} ticks {ticks}\n{stack}" for ticks, tid, name, state, cpu, stack
+             in tasks[:15]]
+    dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
+    (workdir / "stall.txt").write_text("busiest tasks:\n" + "\n".join(lines) + "\n---- dmesg ----\n" + dmesg)
+
+
+def _watch_for_stall(log_path: Path, pytest: "subprocess.Popen[bytes]", workdir: Path) -> None:
+    """Runs at real-time priority beside pytest: when the log has not grown
+    for STALL_S, reports what the guest was doing and aborts pytest (its
+    faulthandler then writes every thread's traceback to the log), so a
+    stuck guest fails in minutes, saying where, instead of at the host's
+    timeout saying nothing."""
+    try:
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(50))
+    except OSError:
+        pass
+    size, since = -1, time.monotonic()
+    while pytest.poll() is None:
+        time.sleep(5)
+        now_size = log_path.stat().st_size
+        if now_size != size:
+            size, since = now_size, time.monotonic()
+        elif time.monotonic() - since > STALL_S:
+            with open(log_path, "a") as log:
+                log.write(f"\nvmtest guest: no test output for {STALL_S:.0f} s: see stall.txt; aborting pytest\n")
+            _stall_report(workdir)
+            pytest.send_signal(signal.SIGABRT)
+            return
+
+
 def guest_main(args: argparse.Namespace) -> int:
     workdir = Path(args.guest)
     with open("/proc/uptime") as f:
@@ -425,8 +482,11 @@ def guest_main(args: argparse.Namespace) -> int:
         log.write(f"vmtest guest: {platform.release()}, /var/tmp on {device} "
                   f"(ext4); {shlex.join(argv[1:])}\n")
         log.flush()
-        status = subprocess.run(argv, cwd=args.tree, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                check=False).returncode
+        pytest = subprocess.Popen(argv, cwd=args.tree, env=env, stdout=log, stderr=subprocess.STDOUT)
+        watchdog = threading.Thread(target=_watch_for_stall, args=(workdir / "pytest.log", pytest, workdir),
+                                    daemon=True)
+        watchdog.start()
+        status = pytest.wait()
     tests_s = time.monotonic() - started
     dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
     (workdir / "dmesg.txt").write_text(dmesg)

@@ -63,3 +63,34 @@ def test_a_guest_that_left_nothing_fails(tmp_path):
 
     (tmp_path / "host-start").write_text("100.0\n")
     assert report(GuestRun(1, 5.0, None, None), tmp_path) == 1
+
+
+def test_a_stalled_guest_fails_and_shows_its_stall_report(tmp_path, capsys):
+    (tmp_path / "stall.txt").write_text("busiest tasks:\ntid 412 python3 state R cpu 1 ticks 9000\n")
+    assert _report(tmp_path, CLEAN_BOOT, pytest_status=-6) == 1
+    out = capsys.readouterr().out
+    assert "tid 412 python3 state R" in out and "the guest stopped making progress" in out
+
+
+def test_stall_watchdog_reports_and_aborts_a_silent_pytest(tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+
+    from kerntrace.tracers import vmtest
+
+    log = tmp_path / "pytest.log"
+    log.write_text("vmtest guest: ...\n")
+    reports = []
+    monkeypatch.setattr(vmtest, "STALL_S", 1.0)
+    monkeypatch.setattr(vmtest, "_stall_report", lambda workdir: reports.append(workdir))
+    real_sleep = vmtest.time.sleep
+    monkeypatch.setattr(vmtest.time, "sleep", lambda s: real_sleep(0.2))
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        vmtest._watch_for_stall(log, silent, tmp_path)
+        assert silent.wait(timeout=10) == -signal.SIGABRT
+    finally:
+        silent.kill()
+    assert reports == [tmp_path]
+    assert "no test output for 1 s" in log.read_text()
