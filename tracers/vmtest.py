@@ -417,51 +417,90 @@ def _mount_scratch() -> str:
 STALL_S = 300.0  # no test output for this long: the guest is stuck (the slowest test takes ~80 s)
 
 
+def _thread_ticks() -> dict[Path, tuple[int, str, str, str]]:
+    """Every thread's CPU time in ticks (utime + stime), name, state, last CPU."""
+    threads = {}
+    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text.split("(", 1)[1].rsplit(")", 1)[0]
+        fields = text.rsplit(")", 1)[1].split()
+        threads[stat.parent] = (int(fields[11]) + int(fields[12]), name, fields[0], fields[36])
+    return threads
+
+
+def _busiest_tasks(count: int = 15, interval: float = 2.0) -> list[str]:
+    """The threads that used the most CPU over the last ``interval``
+    seconds: name, state, last CPU, kernel stack."""
+    before = _thread_ticks()
+    time.sleep(interval)
+    after = _thread_ticks()
+    busy = sorted(((ticks - before.get(task, (0,))[0], task, name, state, cpu)
+                   for task, (ticks, name, state, cpu) in after.items()), key=lambda t: t[0], reverse=True)
+    lines = []
+    for used, task, name, state, cpu in busy[:count]:
+        try:
+            stack = (task / "stack").read_text().splitlines()
+        except OSError:
+            stack = []
+        lines += [f"tid {task.name} {name} state {state} cpu {cpu}: {used} ticks in {interval:g} s",
+                  *("  " + frame for frame in stack)]
+    return lines
+
+
 def _stall_report(workdir: Path) -> None:
-    """What the guest was doing: every CPU's backtrace and the blocked
-    tasks (sysrq l and w, into dmesg), the busiest tasks with their state
-    and kernel stack, then dmesg, into stall.txt."""
+    """What the guest is doing, on its console first (the host relays it
+    live; the shared directory may be what hangs): every CPU's backtrace and
+    the blocked tasks (sysrq l and w) and the busiest threads' kernel
+    stacks, then the same with dmesg in stall.txt."""
+    Path("/proc/sys/kernel/printk").write_text("8\n")  # everything to the console from here on
     Path("/proc/sys/kernel/sysrq").write_text("1\n")
     for key in "lw":
         Path("/proc/sysrq-trigger").write_text(key)
-    tasks = []
-    for stat in Path("/proc").glob("[0-9]*/task/[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            name = stat.read_text().split("(", 1)[1].rsplit(")", 1)[0]
-            stack = (stat.parent / "stack").read_text()
-        except OSError:
-            continue
-        # state, utime + stime in ticks, the last CPU it ran on
-        tasks.append((int(fields[11]) + int(fields[12]), stat.parent.name, name, fields[0], fields[36], stack))
-    tasks.sort(reverse=True)
-    lines = [f"tid {tid} {name} state {state} cpu {cpu} ticks {ticks}\n{stack}" for ticks, tid, name, state, cpu, stack
-             in tasks[:15]]
-    dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
-    (workdir / "stall.txt").write_text("busiest tasks:\n" + "\n".join(lines) + "\n---- dmesg ----\n" + dmesg)
+    lines = _busiest_tasks()
+    with open("/dev/kmsg", "w") as kmsg:
+        for line in ["busiest threads:", *lines]:
+            kmsg.write(f"<3>vmtest stall: {line}\n")
+            kmsg.flush()
+    dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False, timeout=30).stdout
+    (workdir / "stall.txt").write_text("busiest threads:\n" + "\n".join(lines) + "\n---- dmesg ----\n" + dmesg)
 
 
-def _watch_for_stall(log_path: Path, pytest: "subprocess.Popen[bytes]", workdir: Path) -> None:
-    """Runs at real-time priority beside pytest: when the log has not grown
-    for STALL_S, reports what the guest was doing and aborts pytest (its
-    faulthandler then writes every thread's traceback to the log), so a
-    stuck guest fails in minutes, saying where, instead of at the host's
-    timeout saying nothing."""
+class _Output:
+    """Copies pytest's output to the shared log and remembers when it last
+    wrote anything, without touching the shared directory to find out."""
+
+    def __init__(self, pipe: IO[bytes], log: IO[bytes]) -> None:
+        self.pipe = pipe
+        self.log = log
+        self.last = time.monotonic()
+
+    def copy(self) -> None:
+        while chunk := os.read(self.pipe.fileno(), 65536):
+            self.last = time.monotonic()
+            self.log.write(chunk)
+            self.log.flush()
+
+
+def _watch_for_stall(output: _Output, pytest: "subprocess.Popen[bytes]", workdir: Path) -> None:
+    """Runs at real-time priority beside pytest: when pytest has written
+    nothing for STALL_S, reports what the guest is doing and aborts pytest
+    (its faulthandler then writes every thread's traceback), so a stuck
+    guest fails in minutes, saying where, instead of at the host's timeout
+    saying nothing."""
     try:
         os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(50))
     except OSError:
         pass
-    size, since = -1, time.monotonic()
     while pytest.poll() is None:
         time.sleep(5)
-        now_size = log_path.stat().st_size
-        if now_size != size:
-            size, since = now_size, time.monotonic()
-        elif time.monotonic() - since > STALL_S:
-            with open(log_path, "a") as log:
-                log.write(f"\nvmtest guest: no test output for {STALL_S:.0f} s: see stall.txt; aborting pytest\n")
-            _stall_report(workdir)
+        if time.monotonic() - output.last > STALL_S:
+            with open("/dev/kmsg", "w") as kmsg:
+                kmsg.write(f"<3>vmtest stall: pytest wrote nothing for {STALL_S:.0f} s; aborting it\n")
             pytest.send_signal(signal.SIGABRT)
+            _stall_report(workdir)
             return
 
 
@@ -482,11 +521,14 @@ def guest_main(args: argparse.Namespace) -> int:
         log.write(f"vmtest guest: {platform.release()}, /var/tmp on {device} "
                   f"(ext4); {shlex.join(argv[1:])}\n")
         log.flush()
-        pytest = subprocess.Popen(argv, cwd=args.tree, env=env, stdout=log, stderr=subprocess.STDOUT)
-        watchdog = threading.Thread(target=_watch_for_stall, args=(workdir / "pytest.log", pytest, workdir),
-                                    daemon=True)
-        watchdog.start()
+        pytest = subprocess.Popen(argv, cwd=args.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert pytest.stdout is not None
+        output = _Output(pytest.stdout, log.buffer)
+        copier = threading.Thread(target=output.copy, daemon=True)
+        copier.start()
+        threading.Thread(target=_watch_for_stall, args=(output, pytest, workdir), daemon=True).start()
         status = pytest.wait()
+        copier.join(timeout=60)
     tests_s = time.monotonic() - started
     dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
     (workdir / "dmesg.txt").write_text(dmesg)

@@ -73,24 +73,33 @@ def test_a_stalled_guest_fails_and_shows_its_stall_report(tmp_path, capsys):
 
 
 def test_stall_watchdog_reports_and_aborts_a_silent_pytest(tmp_path, monkeypatch):
+    import os
     import signal
     import subprocess
     import sys
 
     from kerntrace.tracers import vmtest
 
-    log = tmp_path / "pytest.log"
-    log.write_text("vmtest guest: ...\n")
     reports = []
     monkeypatch.setattr(vmtest, "STALL_S", 1.0)
     monkeypatch.setattr(vmtest, "_stall_report", lambda workdir: reports.append(workdir))
     real_sleep = vmtest.time.sleep
     monkeypatch.setattr(vmtest.time, "sleep", lambda s: real_sleep(0.2))
-    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(os.devnull if path == "/dev/kmsg" else path,
+                                                                          *a, **k))
+    silent = subprocess.Popen([sys.executable, "-c", "print('started', flush=True); import time; time.sleep(60)"],
+                              stdout=subprocess.PIPE)
+    log = tmp_path / "pytest.log"
     try:
-        vmtest._watch_for_stall(log, silent, tmp_path)
-        assert silent.wait(timeout=10) == -signal.SIGABRT
+        with open(log, "wb") as sink:
+            output = vmtest._Output(silent.stdout, sink)
+            copier = vmtest.threading.Thread(target=output.copy, daemon=True)
+            copier.start()
+            vmtest._watch_for_stall(output, silent, tmp_path)
+            assert silent.wait(timeout=10) == -signal.SIGABRT
+            copier.join(timeout=10)
     finally:
         silent.kill()
     assert reports == [tmp_path]
-    assert "no test output for 1 s" in log.read_text()
+    assert log.read_bytes() == b"started\n"
