@@ -233,12 +233,13 @@ class GuestRun:
 
 def boot_and_test(
     vng: Path, image: Path, tree: Path, workdir: Path, pytest_args: Sequence[str], cpus: int, memory: str,
-    timeout_s: float,
+    timeout_s: float, stall_s: float = 300.0,
 ) -> GuestRun:
     disk = workdir / "scratch.img"
     make_scratch_disk(disk)
     guest_cmd = shlex.join(
-        [sys.executable, "-m", "kerntrace.tracers.vmtest", "--guest", str(workdir), "--tree", str(tree), "--", *pytest_args]
+        [sys.executable, "-m", "kerntrace.tracers.vmtest", "--guest", str(workdir), "--tree", str(tree),
+         "--stall", f"{stall_s:g}", "--", *pytest_args]
     )
     # The disk goes in by hand rather than with vng --disk, to say
     # format=raw (QEMU restricts writes to sector 0 of a probed raw image)
@@ -385,7 +386,7 @@ def host_main(args: argparse.Namespace) -> int:
     # /tmp, not /var/tmp: the guest mounts its scratch disk over /var/tmp,
     # which would hide a shared directory there.
     workdir = Path(tempfile.mkdtemp(prefix="kerntrace-vmtest-", dir="/tmp"))
-    run = boot_and_test(vng, image, tree, workdir, pytest_args, args.cpus, args.memory, args.timeout)
+    run = boot_and_test(vng, image, tree, workdir, pytest_args, args.cpus, args.memory, args.timeout, args.stall)
     status = report(run, workdir)
     if status == 0 and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -414,7 +415,6 @@ def _mount_scratch() -> str:
     return device
 
 
-STALL_S = 300.0  # no test output for this long: the guest is stuck (the slowest test takes ~80 s)
 
 
 def _thread_ticks() -> dict[Path, tuple[int, str, str, str]]:
@@ -450,11 +450,11 @@ def _busiest_tasks(count: int = 15, interval: float = 2.0) -> list[str]:
     return lines
 
 
-def _stall_report(workdir: Path) -> None:
-    """What the guest is doing, on its console first (the host relays it
-    live; the shared directory may be what hangs): every CPU's backtrace and
-    the blocked tasks (sysrq l and w) and the busiest threads' kernel
-    stacks, then the same with dmesg in stall.txt."""
+def _report_stall_on_console() -> list[str]:
+    """What the guest is doing, on its console (the host relays it live;
+    the shared directory may be what hangs): every CPU's backtrace and the
+    blocked tasks (sysrq l and w), and the busiest threads' kernel stacks,
+    which it returns."""
     Path("/proc/sys/kernel/printk").write_text("8\n")  # everything to the console from here on
     Path("/proc/sys/kernel/sysrq").write_text("1\n")
     for key in "lw":
@@ -464,6 +464,11 @@ def _stall_report(workdir: Path) -> None:
         for line in ["busiest threads:", *lines]:
             kmsg.write(f"<3>vmtest stall: {line}\n")
             kmsg.flush()
+    return lines
+
+
+def _save_stall_report(workdir: Path, lines: list[str]) -> None:
+    """The same and dmesg in stall.txt, which the host prints."""
     dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False, timeout=30).stdout
     (workdir / "stall.txt").write_text("busiest threads:\n" + "\n".join(lines) + "\n---- dmesg ----\n" + dmesg)
 
@@ -484,9 +489,9 @@ class _Output:
             self.log.flush()
 
 
-def _watch_for_stall(output: _Output, pytest: "subprocess.Popen[bytes]", workdir: Path) -> None:
+def _watch_for_stall(output: _Output, pytest: "subprocess.Popen[bytes]", workdir: Path, stall_s: float) -> None:
     """Runs at real-time priority beside pytest: when pytest has written
-    nothing for STALL_S, reports what the guest is doing and aborts pytest
+    nothing for ``stall_s`` seconds, reports what the guest is doing, then aborts pytest
     (its faulthandler then writes every thread's traceback), so a stuck
     guest fails in minutes, saying where, instead of at the host's timeout
     saying nothing."""
@@ -496,11 +501,12 @@ def _watch_for_stall(output: _Output, pytest: "subprocess.Popen[bytes]", workdir
         pass
     while pytest.poll() is None:
         time.sleep(5)
-        if time.monotonic() - output.last > STALL_S:
+        if time.monotonic() - output.last > stall_s:
             with open("/dev/kmsg", "w") as kmsg:
-                kmsg.write(f"<3>vmtest stall: pytest wrote nothing for {STALL_S:.0f} s; aborting it\n")
+                kmsg.write(f"<3>vmtest stall: pytest wrote nothing for {stall_s:.0f} s; aborting it\n")
+            lines = _report_stall_on_console()
             pytest.send_signal(signal.SIGABRT)
-            _stall_report(workdir)
+            _save_stall_report(workdir, lines)
             return
 
 
@@ -526,9 +532,12 @@ def guest_main(args: argparse.Namespace) -> int:
         output = _Output(pytest.stdout, log.buffer)
         copier = threading.Thread(target=output.copy, daemon=True)
         copier.start()
-        threading.Thread(target=_watch_for_stall, args=(output, pytest, workdir), daemon=True).start()
+        watchdog = threading.Thread(target=_watch_for_stall, args=(output, pytest, workdir, args.stall),
+                                    daemon=True)
+        watchdog.start()
         status = pytest.wait()
         copier.join(timeout=60)
+        watchdog.join(timeout=60)  # a report it is writing must be done before the guest powers off
     tests_s = time.monotonic() - started
     dmesg = subprocess.run(["dmesg"], capture_output=True, text=True, check=False).stdout
     (workdir / "dmesg.txt").write_text(dmesg)
@@ -556,6 +565,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--memory", default="2G")
     parser.add_argument("--timeout", type=float, default=2700.0, help="seconds before the guest is stopped (CI allows 90 min in all)")
+    parser.add_argument("--stall", type=float, default=300.0,
+                        help="seconds without test output after which the guest reports what it is doing and "
+                             "aborts the tests (the slowest test takes ~80 s)")
     parser.add_argument("--keep", action="store_true", help="keep the shared directory (dmesg, plans) on success")
     parser.add_argument("--tree", default=".", help="kerntrace source tree (default: the current directory)")
     parser.add_argument("--guest", metavar="DIR", help=argparse.SUPPRESS)

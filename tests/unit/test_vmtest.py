@@ -81,8 +81,8 @@ def test_stall_watchdog_reports_and_aborts_a_silent_pytest(tmp_path, monkeypatch
     from kerntrace.tracers import vmtest
 
     reports = []
-    monkeypatch.setattr(vmtest, "STALL_S", 1.0)
-    monkeypatch.setattr(vmtest, "_stall_report", lambda workdir: reports.append(workdir))
+    monkeypatch.setattr(vmtest, "_report_stall_on_console", lambda: ["tid 1 init"])
+    monkeypatch.setattr(vmtest, "_save_stall_report", lambda workdir, lines: reports.append((workdir, lines)))
     real_sleep = vmtest.time.sleep
     monkeypatch.setattr(vmtest.time, "sleep", lambda s: real_sleep(0.2))
     real_open = open
@@ -96,10 +96,10 @@ def test_stall_watchdog_reports_and_aborts_a_silent_pytest(tmp_path, monkeypatch
             output = vmtest._Output(silent.stdout, sink)
             copier = vmtest.threading.Thread(target=output.copy, daemon=True)
             copier.start()
-            vmtest._watch_for_stall(output, silent, tmp_path)
+            vmtest._watch_for_stall(output, silent, tmp_path, 1.0)
             assert silent.wait(timeout=10) == -signal.SIGABRT
             copier.join(timeout=10)
     finally:
         silent.kill()
-    assert reports == [tmp_path]
+    assert reports == [(tmp_path, ["tid 1 init"])]
     assert log.read_bytes() == b"started\n"
