@@ -233,7 +233,7 @@ class GuestRun:
 
 def boot_and_test(
     vng: Path, image: Path, tree: Path, workdir: Path, pytest_args: Sequence[str], cpus: int, memory: str,
-    timeout_s: float, stall_s: float = 300.0,
+    timeout_s: float, stall_s: float,
 ) -> GuestRun:
     disk = workdir / "scratch.img"
     make_scratch_disk(disk)
@@ -353,7 +353,7 @@ def report(run: GuestRun, workdir: Path) -> int:
         return 0
     stall = workdir / "stall.txt"
     if stall.exists():
-        failures.append("the guest stopped making progress (its report above: busiest tasks, CPU backtraces)")
+        failures.append("the guest stopped making progress (its report above: busiest threads, CPU backtraces)")
         print("vmtest: ---- guest stall report ----", flush=True)
         print(stall.read_text(errors="replace"), flush=True)
         print("vmtest: ---- end of guest stall report ----", flush=True)
@@ -415,8 +415,6 @@ def _mount_scratch() -> str:
     return device
 
 
-
-
 def _thread_ticks() -> dict[Path, tuple[int, str, str, str]]:
     """Every thread's CPU time in ticks (utime + stime), name, state, last CPU."""
     threads = {}
@@ -451,10 +449,10 @@ def _busiest_tasks(count: int = 15, interval: float = 2.0) -> list[str]:
 
 
 def _report_stall_on_console() -> list[str]:
-    """What the guest is doing, on its console (the host relays it live;
-    the shared directory may be what hangs): every CPU's backtrace and the
-    blocked tasks (sysrq l and w), and the busiest threads' kernel stacks,
-    which it returns."""
+    """What the guest is doing, in the kernel log at a level the console
+    prints (the shared directory may be what hangs): every CPU's backtrace
+    and the blocked tasks (sysrq l and w), and the busiest threads' kernel
+    stacks, which it returns."""
     Path("/proc/sys/kernel/printk").write_text("8\n")  # everything to the console from here on
     Path("/proc/sys/kernel/sysrq").write_text("1\n")
     for key in "lw":
@@ -491,10 +489,10 @@ class _Output:
 
 def _watch_for_stall(output: _Output, pytest: "subprocess.Popen[bytes]", workdir: Path, stall_s: float) -> None:
     """Runs at real-time priority beside pytest: when pytest has written
-    nothing for ``stall_s`` seconds, reports what the guest is doing, then aborts pytest
-    (its faulthandler then writes every thread's traceback), so a stuck
-    guest fails in minutes, saying where, instead of at the host's timeout
-    saying nothing."""
+    nothing for ``stall_s`` seconds, reports what the guest is doing, then
+    aborts pytest (its faulthandler then writes every thread's traceback),
+    so a stuck guest fails in minutes, saying where, instead of at the
+    host's timeout saying nothing."""
     try:
         os.sched_setscheduler(threading.get_native_id(), os.SCHED_FIFO, os.sched_param(50))
     except OSError:
