@@ -159,7 +159,7 @@ def _bpf_unavailable_reason(no_bpf: bool) -> Optional[str]:
 
 
 class _Terminated(Exception):
-    """SIGTERM arrived: end like Ctrl-C."""
+    """SIGINT or SIGTERM arrived: end with every line out."""
 
 
 def _raise_terminated(_signum: int, _frame: Any) -> None:
@@ -314,7 +314,11 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
     if note is not None and not as_json:
         sys.stderr.write(f"note: most-D-state and top-reader columns unavailable ({note}); they show '-'\n")
 
-    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    # SIGINT is handled here too rather than left to KeyboardInterrupt: a
+    # process started with SIGINT ignored (a script's background job) gets
+    # no KeyboardInterrupt, and SIGINT must still end the run, as it does
+    # for the tracers (Session.run).
+    old_handlers = {sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         out = Output(list(disk_groups), list(net_groups), as_json, csv_file, note)
         out.begin()
@@ -350,7 +354,8 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
     finally:
-        signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
         if tracer is not None:
             tracer.close()
         if csv_file is not None:

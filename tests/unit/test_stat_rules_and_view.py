@@ -307,6 +307,24 @@ def test_sigterm_ends_cleanly_with_complete_csv(tmp_path):
     assert len(rows) >= 2 and len(out.splitlines()) == 2 + len(rows)
 
 
+def test_sigint_ends_cleanly_even_when_started_with_sigint_ignored():
+    """A script's background job starts with SIGINT ignored; SIGINT must
+    still end the run with every line out."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", STAT, "stat", "0.2", "--no-bpf", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    first = proc.stdout.readline()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in [first, *out.splitlines()]]
+    assert len(records) >= 1 and all("cpu" in r for r in records)
+
+
 def test_closed_pipe_is_a_normal_end():
     import subprocess
     import sys
