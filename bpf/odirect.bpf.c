@@ -59,7 +59,7 @@ struct bio_owner {
 	__u64 queued_ns;
 	__u64 sector;
 	__u32 bytes;
-	__u32 credited;     /* bytes credited through bios split off this one */
+	__u32 credited;     /* bytes credited so far: its own and those of bios split off it */
 	__u32 dev;
 	__u32 pid;
 	__u32 tid;
@@ -636,7 +636,7 @@ static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 is
 }
 
 /* Sends a bio whose completion was never reported, by what it was queued
- * with (less what bios split off it were credited). */
+ * with (less what was credited of it). */
 static __always_inline void send_unreported(struct bio_owner *owner)
 {
 	if (owner->traced && owner->bytes > owner->credited)
@@ -756,29 +756,32 @@ struct rq_walk {
 
 /* One bio of a completing request: credited to the task that submitted it
  * (a request can merge bios of several tasks).  A bio split off another
- * one is found through bi_private, which bio_chain points at the parent;
- * the parent's entry stays for the remainder's own request. */
+ * one is found through bi_private, which bio_chain points at the parent.
+ * The parent's entry stays until every byte it was queued with is
+ * credited: the requests of a split complete in any order, and the
+ * remainder's own request may complete before those of the bios split off
+ * it (seen on 6.18 with 1 MiB readahead bios split by the block layer,
+ * under concurrent O_DIRECT reads). */
 static __always_inline void credit(struct rq_walk *w, __u64 bio, struct bio *ptr, __u64 sector, __u32 size)
 {
 	struct bio_slot *slot = find_bio(bio);
-	bool own_slot = true;
+	__u64 key = bio;
 
 	w->left = size < w->left ? w->left - size : 0;
 	if (!slot) {
 		__u64 parent = (__u64)BPF_CORE_READ(ptr, bi_private);
 
-		slot = parent ? find_bio(untyped_key(parent, ptr_value(&bios))) : NULL;
-		own_slot = false;
+		key = parent ? untyped_key(parent, ptr_value(&bios)) : 0;
+		slot = key ? find_bio(key) : NULL;
 	}
 	if (!slot)
 		return;
 	w->found = 1;
 	if (slot->owner.traced)
 		send_bio(&slot->owner, w->now, w->issue_ns, sector, size, w->dev, w->op, w->error, 1);
-	if (own_slot)
-		__sync_val_compare_and_swap(&slot->bio, bio, 0); /* given back after its owner was read */
-	else
-		__sync_fetch_and_add(&slot->owner.credited, size);
+	/* given back after its owner was read */
+	if (__sync_add_and_fetch(&slot->owner.credited, size) >= slot->owner.bytes)
+		__sync_val_compare_and_swap(&slot->bio, key, 0);
 }
 
 /* The second and later bios of a request (bpf_loop callback: the pointer
