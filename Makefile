@@ -49,7 +49,10 @@ bpf/vmlinux.h: | $(DEPS_STAMP)
 	@echo "  GEN     $@"
 	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
 
-bpf/%.bpf.o: bpf/%.bpf.c bpf/vmlinux.h bpf/kerntrace.bpf.h bpf/core_fixes.bpf.h $(wildcard bpf/%.h) | $(DEPS_STAMP)
+# Second expansion: a plain $(wildcard bpf/%.h) is expanded before the
+# pattern matches, finds nothing, and an edited event header rebuilt nothing.
+.SECONDEXPANSION:
+bpf/%.bpf.o: bpf/%.bpf.c bpf/vmlinux.h bpf/kerntrace.bpf.h bpf/core_fixes.bpf.h $$(wildcard bpf/$$*.h) | $(DEPS_STAMP)
 	@echo "  BPF     $@"
 	$(Q)$(CLANG) $(BPFCFLAGS) -c $< -o $@
 
