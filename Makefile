@@ -59,6 +59,8 @@ bpf/%.bpf.o: bpf/%.bpf.c bpf/vmlinux.h bpf/kerntrace.bpf.h bpf/core_fixes.bpf.h 
 # odirect claims table slots with compare-and-swap: an atomic of the v3
 # instruction set (kernel 5.12+; the object needs 5.17 for bpf_loop anyway).
 bpf/odirect.bpf.o: BPFCFLAGS += -mcpu=v3
+# selftest's completion witness takes an index with a fetch-and-add (v3 too).
+bpf/selftest.bpf.o: BPFCFLAGS += -mcpu=v3
 
 bpf: $(BPF_OBJS)
 

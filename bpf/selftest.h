@@ -15,4 +15,13 @@ struct selftest_event {
 	char comm[16];
 };
 
+/* Data completions recorded by selftest_rq_complete (see selftest.bpf.c). */
+#define KT_SELFTEST_COMPLETIONS 65536
+
+struct selftest_completion {
+	__u64 sector;   /* request::__sector, as ftrace's block_rq_complete shows it */
+	__u32 bytes;    /* completed by this call */
+	__u32 dev;      /* whole-disk dev_t, kernel encoding (major << 20 | minor) */
+};
+
 #endif /* __SELFTEST_H */

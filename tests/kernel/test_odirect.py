@@ -21,6 +21,8 @@ from kerntrace.tracers.common import Target
 from kerntrace.tracers.engine import Session
 from kerntrace.tracers.odirect import ODirectTrace
 
+from witness import CompletionWitness
+
 READER = os.path.join(os.path.dirname(__file__), "workloads", "reader.py")
 BLOCK = 4096
 N = 8
@@ -80,7 +82,8 @@ def assert_exact_reads(mine, n, direct):
 
 
 def test_odirect_reads_exact_per_syscall_and_block_bytes(data_file):
-    pid, trace, frames = trace_command([sys.executable, READER, data_file, "direct", str(N)])
+    with CompletionWitness(data_file) as witness:
+        pid, trace, frames = trace_command([sys.executable, READER, data_file, "direct", str(N)])
     mine = reads_of(frames, pid, data_file)
     assert len(mine) == 4 * N
     assert_exact_reads(mine, N, direct=True)
@@ -92,11 +95,13 @@ def test_odirect_reads_exact_per_syscall_and_block_bytes(data_file):
     blocks = frames["block"]
     from_reads = blocks[(blocks["pid"] == pid) & (blocks["path"] == data_file)]
     assert set(from_reads["op"]) == {"R"}
-    assert int(from_reads["bytes"].sum()) == odirect_bytes
-    # Every bio credited at its request's completion, with both latencies.
-    assert from_reads["device_ns"].notna().all() and (from_reads["device_ns"] > 0).all()
-    assert from_reads["queue_ns"].notna().all() and (from_reads["queue_ns"] >= 0).all()
-    assert (from_reads["queued_ns"] < from_reads["ts_ns"]).all()
+    # Every bio credited at its request's completion, with both latencies
+    # (unless the kernel ran no BPF program for the completion: witness.py).
+    witness.assert_credits(from_reads, odirect_bytes)
+    seen = from_reads[from_reads["completed"]]
+    assert seen["device_ns"].notna().all() and (seen["device_ns"] > 0).all()
+    assert seen["queue_ns"].notna().all() and (seen["queue_ns"] >= 0).all()
+    assert (seen["queued_ns"] < seen["ts_ns"]).all()
     assert set(from_reads["tid"]) == {pid}
 
     summary = trace.summary(frames)
@@ -418,17 +423,19 @@ def test_requests_of_several_bios_credit_each_bio(data_dir):
     requests of a 32 MiB file in one run on the 6.18 host, none in another,
     none on Debian's 6.1 under QEMU): the bytes are exact either way, and a
     run with merges checks the walk (with its bio keys broken, one lost
-    5 MiB of the 16)."""
+    5 MiB of the 16).  The kernel sometimes runs no BPF program for a
+    completion (see witness.py): the witness tells those apart."""
     path = os.path.join(data_dir, "cold.dat")
     size = 16 << 20
     _cold_file(path, size)
-    pid, trace, frames = trace_command([shutil.which("dd"), f"if={path}", "of=/dev/null", "bs=1M"])
+    with CompletionWitness(path) as witness:
+        pid, trace, frames = trace_command([shutil.which("dd"), f"if={path}", "of=/dev/null", "bs=1M"])
     mine = reads_of(frames, pid, path)
     assert int(mine["ret"].clip(lower=0).sum()) == size and not mine["direct"].any()
     blocks = frames["block"]
     credited = blocks[(blocks["pid"] == pid) & (blocks["path"] == path)]
-    assert int(credited["bytes"].sum()) == size
-    assert credited["completed"].all() and (credited["device_ns"] > 0).all()
+    witness.assert_credits(credited, size)
+    assert (credited.loc[credited["completed"], "device_ns"] > 0).all()
 
 
 def _queue_dir(path):
