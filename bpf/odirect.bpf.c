@@ -689,9 +689,11 @@ static __always_inline void store_bio(__u64 bio, struct bio_owner *owner)
  * The file is not looked up here: user space joins a bio to the read the
  * same thread had in flight when it queued it.
  *
- * Bios are credited when their request completes, but this kernel does not
- * report every completion (block_rq_complete missed 0.01-0.1 % of fio's
- * requests on 6.18, while block_rq_issue saw them all).  Such a bio keeps
+ * Bios are credited when their request completes, but the 6.18 host does not
+ * run BPF programs for every completion (ftrace's block_rq_complete event
+ * records some that no BPF program, not even a bare counting one, is run
+ * for; 0.01-0.1 % of fio's requests, while block_rq_issue saw them all).
+ * Such a bio keeps
  * its slot until its memory is reused for another bio: store_bio then
  * finds it and sends it, with the bytes it was queued with and no
  * completion.  What is left at the end is read by user space.  Bios of
