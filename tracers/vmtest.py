@@ -43,6 +43,8 @@ APT_PACKAGES = ("qemu-system-x86", "busybox-static", "linux-image-amd64")
 KERNEL_PACKAGE = "linux-image-amd64"
 
 GUEST_TESTS = ("tests/kernel", "tests/vm")
+# seconds past the guest's own stall report after which the host calls it wedged
+WEDGE_MARGIN_S = 120.0
 # Kernel tests that cannot hold in the guest, each with the reason (printed
 # with every run).  Not for slowness: the whole of tests/kernel fits in CI's
 # time under TCG.  These depend on timing or on the host's page cache that a
@@ -199,6 +201,7 @@ class LogFollower(threading.Thread):
         super().__init__(daemon=True)
         self.path = path
         self.offset = 0
+        self.last_growth = time.monotonic()
         self.done = threading.Event()
 
     def _copy(self) -> None:
@@ -210,6 +213,7 @@ class LogFollower(threading.Thread):
             return
         if data:
             self.offset += len(data)
+            self.last_growth = time.monotonic()
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
 
@@ -229,6 +233,7 @@ class GuestRun:
     wall_s: float
     result: Optional[dict]
     dmesg: Optional[str]
+    wedged: bool = False
 
 
 def boot_and_test(
@@ -244,9 +249,13 @@ def boot_and_test(
     # The disk goes in by hand rather than with vng --disk, to say
     # format=raw (QEMU restricts writes to sector 0 of a probed raw image)
     # and to name it by serial.
+    monitor = workdir / "qemu-monitor.sock"
     drive = (
         f"-drive if=none,id=ktscratch,format=raw,file={disk} "
-        f"-device virtio-blk-pci,drive=ktscratch,serial={SCRATCH_SERIAL}"
+        f"-device virtio-blk-pci,drive=ktscratch,serial={SCRATCH_SERIAL} "
+        # QEMU's monitor: where the vCPUs are when the guest stops making
+        # progress without saying anything itself
+        f"-monitor unix:{monitor},server=on,wait=off"
     )
     argv = [
         str(vng), "--run", str(image),
@@ -275,17 +284,36 @@ def boot_and_test(
     console.start()
     follower = LogFollower(workdir / "pytest.log")
     follower.start()
-    try:
-        rc = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _say(f"guest still running after {timeout_s:.0f} s; stopping it")
-        os.killpg(proc.pid, signal.SIGTERM)
+    # The guest's own watchdog reports a stall after stall_s; a guest that
+    # has not even done that within another WEDGE_MARGIN_S is wedged below
+    # its user space (seen with QEMU/TCG: both vCPU threads busy, nothing on
+    # the console).
+    wedged = False
+    deadline = started + timeout_s
+    rc: Optional[int] = None
+    while rc is None:
         try:
-            proc.wait(timeout=30)
+            rc = proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        rc = 124
+            now = time.monotonic()
+            silent = now - follower.last_growth > stall_s + WEDGE_MARGIN_S
+            if silent and not (workdir / "stall.txt").exists():
+                _say(f"the guest wrote nothing for {now - follower.last_growth:.0f} s and its own stall watchdog "
+                     "did not report: it is wedged; where its vCPUs are:")
+                for line in vcpu_report(monitor, workdir):
+                    print(f"  {line}", flush=True)
+                wedged = True
+            elif now > deadline:
+                _say(f"guest still running after {timeout_s:.0f} s; stopping it")
+            else:
+                continue
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            rc = 124
     wall = time.monotonic() - started
     console.join(timeout=10)
     follower.finish()
@@ -294,7 +322,61 @@ def boot_and_test(
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     dmesg_file = workdir / "dmesg.txt"
     dmesg = dmesg_file.read_text(errors="replace") if dmesg_file.exists() else None
-    return GuestRun(rc, wall, result, dmesg)
+    return GuestRun(rc, wall, result, dmesg, wedged)
+
+
+def _kernel_symbols(workdir: Path) -> list[tuple[int, str]]:
+    """The guest kernel's text symbols as it runs (KASLR applied), saved by
+    the guest at start (Debian's /boot/System.map is a stub)."""
+    symbols = []
+    try:
+        with open(workdir / "guest-kallsyms") as f:
+            for line in f:
+                addr, name = line.split()[:2]
+                symbols.append((int(addr, 16), name))
+    except (OSError, ValueError):
+        return []
+    return sorted(symbols)
+
+
+def vcpu_report(monitor: Path, workdir: Path, samples: int = 5) -> list[str]:
+    """Each vCPU's instruction pointer, a few times a second apart, named
+    by kernel symbol, from QEMU's monitor."""
+    import bisect
+    import socket
+
+    symbols = _kernel_symbols(workdir)
+    addrs = [a for a, _ in symbols]
+
+    def name(ip: int) -> str:
+        i = bisect.bisect_right(addrs, ip) - 1
+        return f"{symbols[i][1]}+{ip - addrs[i]:#x}" if i >= 0 and ip - addrs[i] < 1 << 20 else f"{ip:#x}"
+
+    lines = []
+    for _ in range(samples):
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(3)
+                sock.connect(str(monitor))
+                sock.sendall(b"info registers -a\n")
+                out = b""
+                end = time.monotonic() + 2
+                while time.monotonic() < end:
+                    try:
+                        chunk = sock.recv(65536)
+                    except socket.timeout:
+                        break
+                    if not chunk:
+                        break
+                    out += chunk
+        except OSError as exc:
+            return lines + [f"(QEMU monitor: {exc})"]
+        text = out.decode(errors="replace")
+        cpus = re.findall(r"RIP=([0-9a-f]{16}) RFL=([0-9a-f]+) \[([^\]]*)\] CPL=(\d)", text)
+        lines.append("; ".join(f"vCPU{i} {name(int(ip, 16))} CPL={cpl}" for i, (ip, _, _, cpl) in enumerate(cpus))
+                     or f"(no registers in the monitor's answer: {text[-200:]!r})")
+        time.sleep(1)
+    return lines
 
 
 def host_choice(plan: dict) -> str:
@@ -387,6 +469,15 @@ def host_main(args: argparse.Namespace) -> int:
     # which would hide a shared directory there.
     workdir = Path(tempfile.mkdtemp(prefix="kerntrace-vmtest-", dir="/tmp"))
     run = boot_and_test(vng, image, tree, workdir, pytest_args, args.cpus, args.memory, args.timeout, args.stall)
+    if run.wedged:
+        # Once: the guest stopped below its own user space and kernel
+        # watchdogs (the report above says where its vCPUs were), which a
+        # test's failure never looks like.  A second wedge fails the run.
+        _say("WEDGED: the guest stopped without any report of its own; booting it again, once "
+             f"(the first run's files stay in {workdir})")
+        workdir = Path(tempfile.mkdtemp(prefix="kerntrace-vmtest-", dir="/tmp"))
+        run = boot_and_test(vng, image, tree, workdir, pytest_args, args.cpus, args.memory, args.timeout,
+                            args.stall)
     status = report(run, workdir)
     if status == 0 and not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -508,10 +599,21 @@ def _watch_for_stall(output: _Output, pytest: "subprocess.Popen[bytes]", workdir
             return
 
 
+def _save_kallsyms(workdir: Path) -> None:
+    """The kernel's text symbols at their run-time addresses, for the host
+    to name the vCPUs' instruction pointers if this guest wedges."""
+    with open("/proc/kallsyms") as f, open(workdir / "guest-kallsyms", "w") as out:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 3 and fields[1] in ("t", "T"):
+                out.write(f"{fields[0]} {fields[2]}\n")
+
+
 def guest_main(args: argparse.Namespace) -> int:
     workdir = Path(args.guest)
     with open("/proc/uptime") as f:
         uptime = float(f.read().split()[0])
+    _save_kallsyms(workdir)
     guest_start = time.time()
     device = _mount_scratch()
     env = dict(os.environ, KERNTRACE_STRICT="1", KERNTRACE_VMTEST_GUEST="1", PYTHONDONTWRITEBYTECODE="1")

@@ -103,3 +103,43 @@ def test_stall_watchdog_reports_and_aborts_a_silent_pytest(tmp_path, monkeypatch
         silent.kill()
     assert reports == [(tmp_path, ["tid 1 init"])]
     assert log.read_bytes() == b"started\n"
+
+
+def test_wedged_guest_vcpus_are_named_from_the_monitor(tmp_path):
+    """A fake QEMU monitor answers `info registers -a` for two vCPUs; the
+    report names each instruction pointer by the guest's saved symbols."""
+    import socket
+    import threading
+
+    from kerntrace.tracers.vmtest import vcpu_report
+
+    (tmp_path / "guest-kallsyms").write_text(
+        "ffffffff86a59000 native_safe_halt\nffffffff86a5a000 text_poke_bp_batch\n")
+    answer = (
+        "QEMU 8.2.2 monitor - type 'help' for more information\n(qemu) info registers -a\n\nCPU#0\n"
+        "RAX=0000000000000000\nRIP=ffffffff86a592eb RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\n\nCPU#1\n"
+        "RIP=00007f70b7242d41 RFL=00000202 [-------] CPL=3 II=0 A20=1 SMM=0 HLT=0\n(qemu) "
+    ).encode()
+    path = str(tmp_path / "mon.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+
+    def serve():
+        for _ in range(2):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(100)
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    lines = vcpu_report(tmp_path / "mon.sock", tmp_path, samples=2)
+    server.close()
+    assert lines == ["vCPU0 native_safe_halt+0x2eb CPL=0; vCPU1 0x7f70b7242d41 CPL=3"] * 2
+
+
+def test_monitor_missing_is_said_not_raised(tmp_path):
+    from kerntrace.tracers.vmtest import vcpu_report
+
+    (line,) = vcpu_report(tmp_path / "none.sock", tmp_path, samples=1)
+    assert line.startswith("(QEMU monitor: ")
