@@ -18,6 +18,9 @@ import re
 import struct
 import subprocess
 
+import numpy as np
+
+from kerntrace.tracers.btf import Btf
 from kerntrace.tracers.engine import object_path
 from kerntrace.tracers.libbpf import Object
 
@@ -25,8 +28,6 @@ TRACEFS = "/sys/kernel/tracing"
 EVENT = os.path.join(TRACEFS, "events", "block", "block_rq_complete")
 # "254,0 RA () 74731520 + 8128 be,0,4 [0]" on 6.18; no ioprio column on 6.1
 LINE = re.compile(r"block_rq_complete: (\d+),(\d+) \S* \(.*?\) (\d+) \+ (\d+)")
-ENTRY = struct.Struct("<QII")
-CAPACITY = 65536  # KT_SELFTEST_COMPLETIONS
 
 
 def disk_devt(path: str) -> tuple[int, int]:
@@ -100,17 +101,17 @@ class CompletionWitness:
         self.skipped = sorted(left.elements())
 
     def _read_bpf(self) -> collections.Counter:
+        entry = Btf(self._obj.btf_raw()).dtype("selftest_completion")
         table = self._obj.map("selftest_completions")
         devt = (self.major << 20) | self.minor
         seen: collections.Counter = collections.Counter()
-        for idx in range(CAPACITY):
-            raw = table.lookup(struct.pack("<I", idx))
-            sector, nbytes, dev = ENTRY.unpack_from(raw)
-            if not nbytes:
+        for idx in range(table.max_entries):
+            c = np.frombuffer(table.lookup(struct.pack("<I", idx)), dtype=entry, count=1)[0]
+            if not c["bytes"]:
                 return seen
-            if dev == devt:
-                seen[(sector, nbytes & ~511)] += 1
-        raise AssertionError(f"the witness recorded {CAPACITY} completions: too many to tell")
+            if c["dev"] == devt:
+                seen[(int(c["sector"]), int(c["bytes"]) & ~511)] += 1
+        raise AssertionError(f"the witness recorded {table.max_entries} completions: too many to tell")
 
     @property
     def skipped_bytes(self) -> int:
