@@ -339,11 +339,32 @@ def _kernel_symbols(workdir: Path) -> list[tuple[int, str]]:
     return sorted(symbols)
 
 
+def _monitor(monitor: Path, command: str) -> str:
+    """One command to QEMU's human monitor; its answer (OSError if none)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(3)
+        sock.connect(str(monitor))
+        sock.sendall(command.encode() + b"\n")
+        out = b""
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out.decode(errors="replace")
+
+
 def vcpu_report(monitor: Path, workdir: Path, samples: int = 5) -> list[str]:
     """Each vCPU's instruction pointer, a few times a second apart, named
-    by kernel symbol, from QEMU's monitor."""
+    by kernel symbol, from QEMU's monitor; then the code bytes around the
+    first vCPU's last one (an int3 there is code being patched)."""
     import bisect
-    import socket
 
     symbols = _kernel_symbols(workdir)
     addrs = [a for a, _ in symbols]
@@ -353,29 +374,25 @@ def vcpu_report(monitor: Path, workdir: Path, samples: int = 5) -> list[str]:
         return f"{symbols[i][1]}+{ip - addrs[i]:#x}" if i >= 0 and ip - addrs[i] < 1 << 20 else f"{ip:#x}"
 
     lines = []
+    last_ip = None
     for _ in range(samples):
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                sock.settimeout(3)
-                sock.connect(str(monitor))
-                sock.sendall(b"info registers -a\n")
-                out = b""
-                end = time.monotonic() + 2
-                while time.monotonic() < end:
-                    try:
-                        chunk = sock.recv(65536)
-                    except socket.timeout:
-                        break
-                    if not chunk:
-                        break
-                    out += chunk
+            text = _monitor(monitor, "info registers -a")
         except OSError as exc:
             return lines + [f"(QEMU monitor: {exc})"]
-        text = out.decode(errors="replace")
         cpus = re.findall(r"RIP=([0-9a-f]{16}) RFL=([0-9a-f]+) \[([^\]]*)\] CPL=(\d)", text)
+        if cpus:
+            last_ip = int(cpus[0][0], 16)
         lines.append("; ".join(f"vCPU{i} {name(int(ip, 16))} CPL={cpl}" for i, (ip, _, _, cpl) in enumerate(cpus))
                      or f"(no registers in the monitor's answer: {text[-200:]!r})")
         time.sleep(1)
+    if last_ip is not None:
+        try:
+            text = _monitor(monitor, f"x/16xb {last_ip - 8:#x}")
+        except OSError as exc:
+            return lines + [f"(QEMU monitor: {exc})"]
+        dump = [line.strip() for line in text.splitlines() if re.match(r"\s*[0-9a-f]{16}:", line)]
+        lines.append(f"code from {name(last_ip - 8)}: " + (" | ".join(dump) or "(no memory in the monitor's answer)"))
     return lines
 
 
