@@ -16,11 +16,13 @@
 #include "kerntrace.bpf.h"
 #include "odirect.h"
 
-/* Ring fill level below which a record does not wake user space: the
- * reader polls every 200 ms anyway, and one wake-up per read would cost the
- * traced process more than the record itself. */
-const volatile __u64 wakeup_bytes = 64 * 1024;
-
+/* A record wakes user space only once its ring is more than half full.
+ * Below that the reader finds it at its next poll (every 200 ms).  A wake-up
+ * is an interrupt on the producing CPU and an IPI to the reader's: on the
+ * 6.18 VM, waking the reader every 64 KiB of records cost fio's O_DIRECT
+ * reads 3 points of their rate under iotrace (92.8 % of untraced against
+ * 96.1 % with no wake-up, in one fio run).  The half-full wake-up is for
+ * bursts, so that they are read rather than lost. */
 KT_RINGBUF(odirect_files, 1024 * 1024);
 KT_RINGBUF(odirect_reads, 8 * 1024 * 1024);
 KT_RINGBUF(odirect_blocks, 4 * 1024 * 1024);
@@ -185,7 +187,8 @@ struct {
 
 static __always_inline void submit(void *ring, void *rec)
 {
-	__u64 flags = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) < wakeup_bytes ? BPF_RB_NO_WAKEUP : 0;
+	__u64 half = bpf_ringbuf_query(ring, BPF_RB_RING_SIZE) / 2;
+	__u64 flags = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) > half ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 
 	bpf_ringbuf_submit(rec, flags);
 }
@@ -312,7 +315,7 @@ static __always_inline void name_file(struct file *file, struct odirect_read_eve
 		e->truncated = parent && parent != d;
 	}
 	e->depth = depth;
-	bpf_ringbuf_submit(e, 0);
+	submit(&odirect_files, e);
 }
 
 /* The file part of a read record, and the file's path the first time any

@@ -313,6 +313,11 @@ class Session:
     """Runs tracers until the duration passes, the traced processes exit or a
     signal arrives.  Always detaches and drains the rings one last time."""
 
+    # Seconds between drains of the rings.  The programs do not wake the
+    # reader until a ring is half full (a wake-up costs the traced task an
+    # interrupt), so a ring must hold more than this much of its records.
+    poll_interval = 0.2
+
     def __init__(self, tracers: Sequence[BpfTracer]) -> None:
         self.tracers = list(tracers)
         self.stop_reason = ""
@@ -397,7 +402,7 @@ class Session:
         try:
             while not self._stop:
                 now = time.monotonic()
-                timeout = 0.2
+                timeout = self.poll_interval
                 if deadline is not None:
                     timeout = min(timeout, max(deadline - now, 0.0))
                 if tick is not None:

@@ -35,7 +35,7 @@ def test_event_layouts_come_from_btf(btf):
     files = btf.dtype("odirect_file_event")
     assert files["names"].shape == (12,) and files["names"].base == np.dtype("S64")
     rodata = btf.datasec(".rodata")
-    assert {"kt_filter_pids", "wakeup_bytes"} <= set(rodata)
+    assert "kt_filter_pids" in rodata
     assert {"unattributed_requests", "unattributed_bytes", "kt_lost_events"} <= set(btf.datasec(".bss"))
 
 
