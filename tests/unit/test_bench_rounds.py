@@ -79,3 +79,36 @@ def test_alternation_share_skips_windows_without_untraced_neighbours():
     assert share["share"] == 0.95
     with pytest.raises(ValueError):
         alternation_share([(False, 0.2, 100), (True, 0.2, 90)])
+
+
+def test_alternation_share_of_several_cases_in_one_run():
+    from kerntrace.tracers.bench_odirect import alternation_share
+
+    # untraced, a, untraced, b, untraced, a, ...: a costs 1 %, b 4 %
+    cost = {"a": 0.99, "b": 0.96}
+    windows = []
+    for i in range(81):
+        case = None if i % 2 == 0 else ("a" if i % 4 == 1 else "b")
+        windows.append((case, 0.2, round(10000.0 * 0.2 * cost.get(case, 1.0))))
+    a, b = alternation_share(windows, "a"), alternation_share(windows, "b")
+    assert a["pairs"] == 20 and b["pairs"] == 20
+    assert abs(a["share"] - 0.99) < 1e-3 and abs(b["share"] - 0.96) < 1e-3
+    with pytest.raises(ValueError):
+        alternation_share(windows, "c")
+
+
+def test_alternation_goes_round_the_cases_with_untraced_between(monkeypatch):
+    from kerntrace.tracers import bench_odirect
+
+    reads = iter(range(0, 100000, 100))
+    monkeypatch.setattr(bench_odirect, "_read_syscalls", lambda pid: next(reads))
+    calls = []
+    switches = {name: (lambda n=name: calls.append(("on", n)), lambda n=name: calls.append(("off", n)))
+                for name in ("x", "y")}
+    alternation = bench_odirect._Alternation(1, switches)
+    for _ in range(5):
+        alternation.tick()
+    alternation.stop()
+    assert [w[0] for w in alternation.windows] == [None, "x", None, "y", None]
+    assert calls == [("on", "x"), ("off", "x"), ("on", "y"), ("off", "y"), ("on", "x"), ("off", "x")]
+    assert all(w[2] == 100 for w in alternation.windows)
