@@ -127,6 +127,32 @@ def test_buffered_reads_exact_and_reach_the_disk(data_file):
     assert found == []
 
 
+def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir):
+    """60000 reads of a cached file as fast as dd makes them: many times
+    what a 1 MiB ring holds, and all within the 5 s between the reader's own
+    polls.  Once a ring is half full the programs wake the reader, so none is
+    lost."""
+    path = os.path.join(data_dir, "burst.dat")
+    count = 60000
+    with open(path, "wb") as f:
+        f.write(os.urandom(count * BLOCK))
+    with open(path, "rb") as f:
+        while f.read(1 << 20):
+            pass  # in the page cache: no disk wait between the reads
+    argv = ["dd", f"if={path}", "of=/dev/null", f"bs={BLOCK}", f"count={count}", "status=none"]
+    trace = ODirectTrace(Target(argv=argv, follow=True), live=False, ring_bytes=1 << 20)
+    with Session([trace.tracer]) as session:
+        session.poll_interval = 5.0
+        session.start()
+        pid = session.spawn(argv)
+        session.run(trace.on_batch, duration=120)
+        assert session.stop_reason == f"process {pid} exited" and session.child_status == 0
+        trace.finish()
+        assert session.lost_events == 0
+    mine = reads_of(trace.frames(), pid, path)
+    assert len(mine) == count and int(mine["bytes"].sum()) == count * BLOCK
+
+
 def test_fcntl_set_odirect_is_caught(data_file):
     pid, trace, frames = trace_command([sys.executable, READER, data_file, "fcntl", str(N)])
     mine = reads_of(frames, pid, data_file).sort_values("ts_ns")
