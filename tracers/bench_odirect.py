@@ -346,10 +346,10 @@ def _alternate(fio_file: str, seconds: float, window: float) -> list[tuple[Optio
                     session.start()
                     session.trace_pids([job])
                     trace.tracer.detach()
-                    # selftest_empty is the one on block_rq_issue
                     alternation = _Alternation(job, {
                         "iotrace": (trace.tracer.attach, trace.tracer.detach),
                         "hooks": _empty_programs(empty, all_hooks),
+                        # selftest_empty is the one on block_rq_issue
                         "floor": _empty_programs(empty, [n for n in all_hooks if n != "selftest_empty"]),
                     })
                     try:
