@@ -262,7 +262,7 @@ def boot_and_test(
         # vCPU went on running a stale translation of an int3 the kernel had
         # already patched away (a jump label flipped as a test attached a
         # tracepoint) and the guest wedged: 4 of 11 full runs on 2026-11-27.
-        # One thread costs about a fifth more time (tests 374-396 s against 323 s).
+        # One thread cost the tests 319-396 s in three runs, against 323 s.
         "-accel tcg,thread=single"
     )
     argv = [
