@@ -313,9 +313,9 @@ class Session:
     """Runs tracers until the duration passes, the traced processes exit or a
     signal arrives.  Always detaches and drains the rings one last time."""
 
-    # Seconds between drains of the rings.  The programs do not wake the
-    # reader until a ring is half full (a wake-up costs the traced task an
-    # interrupt), so a ring must hold more than this much of its records.
+    # Seconds between drains of the rings.  Records wait for the next drain
+    # until their ring is half full, when the program wakes the reader
+    # early: a wake-up costs the traced task an interrupt (odirect.bpf.c).
     poll_interval = 0.2
 
     def __init__(self, tracers: Sequence[BpfTracer]) -> None:
