@@ -33,14 +33,22 @@ def named_netns_with_empty_bridge():
 
 @pytest.fixture
 def held_netns():
+    """A namespace held only by `sleep`, ready once what the test reads is
+    there: unshare(1) changes the namespace before it execs sleep, so the
+    fixture waits for the exec (comm) as well as the namespace."""
+    import time
+
+    host_ino = os.stat("/proc/self/ns/net").st_ino
     proc = subprocess.Popen(["unshare", "-n", "sleep", "60"])
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 10
+        while True:
             ino = os.stat(f"/proc/{proc.pid}/ns/net").st_ino
-            if ino != os.stat("/proc/self/ns/net").st_ino:
+            with open(f"/proc/{proc.pid}/comm") as f:
+                comm = f.read().strip()
+            if ino != host_ino and comm == "sleep":
                 break
-            import time
-
+            assert time.monotonic() < deadline, f"unshare -n sleep not ready after 10 s (comm {comm})"
             time.sleep(0.02)
         yield proc.pid, ino
     finally:
