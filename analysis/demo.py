@@ -51,9 +51,9 @@ def repro_argv(binary: str, data: str, fixed: bool, children: int = CHILDREN, re
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..tracers.common import Target
+    from ..tracers.engine.target import Target
     from ..tracers.diagnose import run_diagnose
-    from ..tracers.environment import UsageProblem, require_bpf_environment
+    from ..tracers.engine.environment import UsageProblem, require_bpf_environment
 
     try:
         require_bpf_environment()

@@ -95,7 +95,7 @@ def _selftest(burst: int, ring_bytes: int) -> Any:
 
 def bench_decode(events: int = 2_000_000) -> dict[str, Any]:
     """Fill the ring from this process, then time drain + DataFrame decode."""
-    from .common import decode_events
+    from .engine.records import decode_events
 
     burst = 512
     ring_bytes = 64 * 1024 * 1024
@@ -149,7 +149,7 @@ print(done)
 def bench_sustained(rate: int = 200_000, seconds: float = 60.0, burst: int = 50) -> dict[str, Any]:
     """A separate process makes rate/burst getppid() calls a second; each
     emits `burst` events.  Every event must arrive: lost == 0."""
-    from .common import decode_events
+    from .engine.records import decode_events
     from .engine import Session
 
     tracer = _selftest(burst, 16 * 1024 * 1024)

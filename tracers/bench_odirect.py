@@ -126,7 +126,7 @@ def _empty_program() -> Any:
     """selftest's empty program on block_rq_issue, loaded and attached: its
     run time per call is the accounting's own."""
     from .engine import object_path
-    from .libbpf import Object
+    from .engine.libbpf import Object
 
     obj = Object(object_path("selftest"))
     for prog in obj.programs():
@@ -326,9 +326,9 @@ def _alternate(fio_file: str, seconds: float, window: float) -> list[tuple[Optio
     io_start_time_ns where the queue keeps I/O statistics).  The cases share
     one fio run, so the disk's drift over minutes weighs on all alike: their
     shares compare with each other, not only with untraced."""
-    from .common import Target
+    from .engine.target import Target
     from .engine import Session, object_path
-    from .libbpf import Object
+    from .engine.libbpf import Object
     from .odirect import ODirectTrace
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -77,8 +77,8 @@ def nstrace() -> None:
 
 
 def _run(group: click.Group, prog: str, argv: Optional[Sequence[str]]) -> int:
-    from .environment import UsageProblem
-    from .libbpf import LibbpfError
+    from .engine.environment import UsageProblem
+    from .engine.libbpf import LibbpfError
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:

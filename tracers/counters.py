@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from .environment import UsageProblem
+from .engine.environment import UsageProblem
 
 __all__ = [
     "CounterSampler",

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from .common import JsonLines, setup_logging, target_from_options
+from .engine.records import JsonLines
+from .options import setup_logging
+from .engine.target import target_from_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -208,7 +210,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     """odirect + dstate + zombies at once, with CPU and disk counters each
     second, and findings: who causes the iowait, O_DIRECT around the page
     cache, parents that leave zombies.  Without -p/-c: every process."""
-    from .environment import UsageProblem, require_bpf_environment
+    from .engine.environment import UsageProblem, require_bpf_environment
 
     setup_logging(verbose)
     if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):

@@ -14,9 +14,9 @@ from typing import Any
 
 import click
 
-from . import probe
-from .environment import BTF_PATH
-from .libbpf import LibbpfMissing, libbpf_version
+from .engine import probe
+from .engine.environment import BTF_PATH
+from .engine.libbpf import LibbpfMissing, libbpf_version
 
 __all__ = ["command", "diagnose_kernel"]
 
@@ -87,7 +87,7 @@ def render(report: dict[str, Any]) -> str:
 @click.option("-v", "--verbose", count=True, help="Show libbpf's messages.")
 def command(as_json: bool, verbose: int) -> int:
     """What this kernel allows for tracing, each item found by trying."""
-    from .common import setup_logging
+    from .options import setup_logging
 
     setup_logging(verbose)
     report = diagnose_kernel()

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from .common import JsonLines, Target, pid_options, target_from_options
+from .engine.records import JsonLines
+from .engine.target import Target, target_from_options
+from .options import pid_options
 from .engine import BpfTracer, Hook
 
 if TYPE_CHECKING:
@@ -55,7 +57,7 @@ class DStateTrace:
     # -- stacks ---------------------------------------------------------------
 
     def stack(self, stack_id: int) -> list[str]:
-        from .ksyms import kernel_symbols, read_stack
+        from .engine.ksyms import kernel_symbols, read_stack
 
         frames = self._stacks.get(stack_id)
         if frames is None:
@@ -69,7 +71,7 @@ class DStateTrace:
         self._batches.append(batch)
         if not (self.live or self.json_out):
             return
-        from .ksyms import wait_site
+        from .engine.ksyms import wait_site
 
         for ev in batch[batch["duration_ns"] >= self.min_live_ns]:
             dur = int(ev["duration_ns"])
@@ -97,7 +99,7 @@ class DStateTrace:
         import numpy as np
         import pandas as pd
 
-        from .ksyms import wait_site
+        from .engine.ksyms import wait_site
 
         key_t = self.tracer.btf.dtype("dstate_key")
         val_t = self.tracer.btf.dtype("dstate_total")
@@ -119,7 +121,7 @@ class DStateTrace:
     def frames(self) -> "dict[str, pd.DataFrame]":
         import pandas as pd
 
-        from .common import decode_events
+        from .engine.records import decode_events
 
         sleeps = decode_events(self._batches, self.tracer.btf.dtype("dstate_event"))
         sleeps = sleeps.drop(columns=[c for c in sleeps.columns if c.startswith("_")])
@@ -170,7 +172,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     """Uninterruptible (D-state) sleeps of the traced tasks (all tasks without
     -p/-c): count, total and longest per task, split into iowait and other D,
     and the kernel stacks where the time went."""
-    from .environment import require_bpf_environment
+    from .engine.environment import require_bpf_environment
     from .runner import report_single, run_traces
 
     target = target_from_options(pids, command, follow, required=False)

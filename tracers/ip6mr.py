@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 import click
 
-from .common import JsonLines, Target, pid_options, target_from_options
+from .engine.records import JsonLines
+from .engine.target import Target, target_from_options
+from .options import pid_options
 from .engine import BpfTracer, Hook, HookChoice, Session
 
 if TYPE_CHECKING:
@@ -276,7 +278,7 @@ class Ip6mrTrace:
         import pandas as pd
 
         from ..analysis.precursors import classify_line
-        from .common import decode_events
+        from .engine.records import decode_events
 
         dtype = self.tracer.btf.dtype("ns_event")
         raw = decode_events(self._ns_batches, dtype)
@@ -359,8 +361,8 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     """Network-namespace creation and entry, the ip6mr path, raw ICMPv6
     sockets, OOM kills and kernel-log precursors; then whether this host is
     at risk of the ip6mr_sk_done crash."""
-    from .environment import require_bpf_environment
-    from .probe import ensure_tracefs
+    from .engine.environment import require_bpf_environment
+    from .engine.probe import ensure_tracefs
 
     target = target_from_options(list(pids), command, follow, required=False)
     require_bpf_environment()
@@ -403,7 +405,7 @@ def report(trace: Ip6mrTrace, session: Session, frames: dict[str, "pd.DataFrame"
     summary = trace.summary(frames)
     hooks = [c.as_dict() for c in session.choices]
     if output:
-        from .common import write_parquet
+        from .engine.records import write_parquet
 
         tables = {k: v.copy() for k, v in frames.items() if len(v)}
         if "attempts" in tables:  # an inode or an errno name: one type per column in Parquet

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import click
 
-from .environment import UsageProblem, require_root
+from .engine.environment import UsageProblem, require_root
 
 __all__ = ["Namespace", "command", "inventory", "inspect_netns", "list_namespaces"]
 

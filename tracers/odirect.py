@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO
 
 import click
 
-from .common import JsonLines, Target, pid_options, target_from_options
+from .engine.records import JsonLines
+from .engine.target import Target, target_from_options
+from .options import pid_options
 from .engine import BpfTracer, Hook, describe_choices
 
 if TYPE_CHECKING:
@@ -458,7 +460,7 @@ class ODirectTrace:
         import numpy as np
         import pandas as pd
 
-        from .common import decode_events
+        from .engine.records import decode_events
 
         wall = _wall_offset_ns()
         reads = decode_events(self._reads, self.tracer.btf.dtype("odirect_read_event"))
@@ -580,7 +582,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     io_uring reads (read, readv, read_fixed) are traced too; multishot reads and uring_cmd
     are not seen as reads (their block I/O is).
     """
-    from .environment import require_bpf_environment
+    from .engine.environment import require_bpf_environment
 
     target = target_from_options(pids, command, follow, required=True)
     require_bpf_environment()
@@ -590,7 +592,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
 def run(target: Target, *, duration: Optional[float] = None, as_json: bool = False,
         output: Optional[str] = None, out: TextIO = sys.stdout) -> int:
     from .engine import Session
-    from .environment import UsageProblem
+    from .engine.environment import UsageProblem
 
     json_out = JsonLines(out) if as_json else None
     trace = ODirectTrace(target, live=not as_json, json_out=json_out, out=out)
@@ -625,7 +627,7 @@ def run(target: Target, *, duration: Optional[float] = None, as_json: bool = Fal
     summary = trace.summary(frames)
     found = odirect_findings(frames, duration_s=duration_s)
     if output:
-        from .common import write_parquet
+        from .engine.records import write_parquet
 
         write_parquet(frames, output, {"tracer": "odirect", "target": target.describe(), "duration_s": duration_s,
                                        "lost_events": lost, "hooks": choices, "stop_reason": stop_reason})

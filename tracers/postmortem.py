@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import click
 
-from .environment import UsageProblem
+from .engine.environment import UsageProblem
 
 __all__ = ["command", "open_log"]
 

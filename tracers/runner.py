@@ -7,7 +7,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, Sequence
 
-from .common import JsonLines, Target
+from .engine.records import JsonLines
+from .engine.target import Target
 from .engine import BpfTracer, Session, describe_choices
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def summary_line(tracer_name: str, session: Session, parts: Mapping[str, Any],
 
 def write_trace(path: str, frames: "Mapping[str, pd.DataFrame]", tracer_name: str, session: Session,
                 extra: Optional[Mapping[str, Any]] = None) -> None:
-    from .common import write_parquet
+    from .engine.records import write_parquet
 
     meta = {
         "tracer": tracer_name,

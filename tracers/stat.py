@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Optional, Sequence
 import click
 
 from .counters import Interval, read_sample, resolve_disks, resolve_interfaces, whole_disk_dev
-from .environment import UsageProblem
+from .engine.environment import UsageProblem
 from .statview import (
     Row,
     TaskFigure,
@@ -149,7 +149,7 @@ def _bpf_unavailable_reason(no_bpf: bool) -> Optional[str]:
         return "--no-bpf"
     if os.geteuid() != 0:
         return "needs root"
-    from .environment import EnvironmentProblem, require_bpf_environment
+    from .engine.environment import EnvironmentProblem, require_bpf_environment
 
     try:
         require_bpf_environment()
@@ -209,7 +209,7 @@ class Output:
 
     def emit(self, row: Row) -> None:
         if self.as_json:
-            from .common import JsonLines
+            from .engine.records import JsonLines
 
             JsonLines(self.stream).emit(json_record(row, self.bpf_note))
         else:
@@ -282,7 +282,7 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
     the process that queued the most block-read bytes per second.  The first
     line covers the first INTERVAL, never the time since boot.
     """
-    from .common import setup_logging
+    from .options import setup_logging
 
     setup_logging(verbose)
     seconds = _parse_interval(interval)
@@ -304,7 +304,7 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
     tracer = None
     if note is None:
         from .engine import AttachError
-        from .libbpf import LibbpfError
+        from .engine.libbpf import LibbpfError
 
         try:
             tracer = open_tracer(sorted({d for members in disk_groups.values() for d in members}))

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from .common import JsonLines, Target, pid_options, target_from_options
+from .engine.records import JsonLines
+from .engine.target import Target, target_from_options
+from .options import pid_options
 from .engine import BpfTracer, Hook
 
 if TYPE_CHECKING:
@@ -203,7 +205,7 @@ class ZombieTrace:
     def frames(self) -> "dict[str, pd.DataFrame]":
         import pandas as pd
 
-        from .common import decode_events
+        from .engine.records import decode_events
 
         events = decode_events(self._batches, self.tracer.btf.dtype("zombie_event"))
         events = events.drop(columns=[c for c in events.columns if c.startswith("_")])
@@ -275,7 +277,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     """Exits of the traced processes and of their children, and their
     reaping: by the parent, by a subreaper or init after the parent died, or
     still a zombie when tracing ends; the parent's wait4/waitid calls."""
-    from .environment import require_bpf_environment
+    from .engine.environment import require_bpf_environment
     from .runner import report_single, run_traces
 
     target = target_from_options(pids, command, follow, required=False)

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from kerntrace.tracers import probe
+from kerntrace.tracers.engine import probe
 from kerntrace.tracers.engine import BpfTracer, Hook, Session
-from kerntrace.tracers.libbpf import BpfLoadError
+from kerntrace.tracers.engine.libbpf import BpfLoadError
 
 GETPPID = Hook("getppid", ("selftest_fentry", "selftest_kprobe", "selftest_getppid"))
 

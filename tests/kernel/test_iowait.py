@@ -16,7 +16,7 @@ from kerntrace.analysis import zombies as zombie_rules
 from kerntrace.analysis.demo import build_repro, make_data_file, repro_argv
 from kerntrace.analysis.dstate import per_process
 from kerntrace.analysis.zombies import lifecycles
-from kerntrace.tracers.common import Target
+from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.dstate import DStateTrace
 from kerntrace.tracers.runner import run_traces
 from kerntrace.tracers.zombies import ZombieTrace

@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from kerntrace.tracers import ip6mr
-from kerntrace.tracers.common import Target
+from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.cli import nstrace_main
 
 HOST_NETNS = os.stat("/proc/self/ns/net").st_ino
@@ -366,7 +366,7 @@ def test_hooks_named_and_kernel_functions_reported_unavailable(capsys):
     assert rc == 0
     err = capsys.readouterr().err
     assert "hooks: tp_btf sys_enter, tp_btf sys_exit" in err
-    from kerntrace.tracers import probe
+    from kerntrace.tracers.engine import probe
 
     if not (probe.can_attach("fentry", "copy_net_ns") or probe.can_attach("kprobe", "copy_net_ns")):
         assert "kernel functions (copy_net_ns, copy_net_ns return, setup_net, ip6mr_net_init, ip6mr_net_exit, " \

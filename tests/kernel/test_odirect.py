@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from kerntrace.tracers.common import Target
+from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.engine import Session
 from kerntrace.tracers.odirect import ODirectTrace
 

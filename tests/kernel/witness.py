@@ -20,9 +20,9 @@ import subprocess
 
 import numpy as np
 
-from kerntrace.tracers.btf import Btf
+from kerntrace.tracers.engine.btf import Btf
 from kerntrace.tracers.engine import object_path
-from kerntrace.tracers.libbpf import Object
+from kerntrace.tracers.engine.libbpf import Object
 
 TRACEFS = "/sys/kernel/tracing"
 EVENT = os.path.join(TRACEFS, "events", "block", "block_rq_complete")

@@ -7,9 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from kerntrace.tracers.btf import Btf, BtfError
+from kerntrace.tracers.engine.btf import Btf, BtfError
 from kerntrace.tracers.engine import object_path
-from kerntrace.tracers.libbpf import btf_of_elf
+from kerntrace.tracers.engine.libbpf import btf_of_elf
 
 
 def selftest_btf() -> Btf:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kerntrace.tracers import common
-from kerntrace.tracers.common import decode_events
+from kerntrace.tracers.engine import records as common
+from kerntrace.tracers.engine.records import decode_events
 
 ALIGNED = np.dtype([("ts", "<u8"), ("pid", "<u4"), ("tid", "<u4"), ("comm", "S16")])
 ODD = np.dtype([("pid", "<u4"), ("comm", "S13")])

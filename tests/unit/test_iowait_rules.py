@@ -8,7 +8,7 @@ import pytest
 
 from kerntrace.analysis import diagnose, dstate, zombies
 from kerntrace.analysis.zombies import EXIT, FORK, FREE, WAIT, lifecycles
-from kerntrace.tracers.ksyms import wait_site
+from kerntrace.tracers.engine.ksyms import wait_site
 
 S = 1_000_000_000
 

@@ -5,9 +5,9 @@ import errno
 
 import pytest
 
-from kerntrace.tracers import libbpf
+from kerntrace.tracers.engine import libbpf
 from kerntrace.tracers.engine import parse_section
-from kerntrace.tracers.libbpf import LibbpfError, Object, _verifier_log
+from kerntrace.tracers.engine.libbpf import LibbpfError, Object, _verifier_log
 
 
 def test_open_missing_file_raises_with_errno():

@@ -13,8 +13,8 @@ import pytest
 
 from kerntrace.analysis.odirect import findings, odirect_bypass, per_file, per_process
 from kerntrace.tracers.engine import object_path
-from kerntrace.tracers.libbpf import btf_of_elf
-from kerntrace.tracers.btf import Btf
+from kerntrace.tracers.engine.libbpf import btf_of_elf
+from kerntrace.tracers.engine.btf import Btf
 from kerntrace.tracers.odirect import PathNames, block_latencies, dev_name, files_of_bios
 
 

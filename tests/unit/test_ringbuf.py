@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from kerntrace.tracers.ringbuf import BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, RingReader
+from kerntrace.tracers.engine.ringbuf import BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT, RingReader
 
 EVENT = np.dtype([("a", "<u8"), ("b", "<u4")], align=True)  # itemsize 16
 PAGE = mmap.PAGESIZE

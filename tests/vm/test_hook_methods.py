@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kerntrace.tracers import probe
+from kerntrace.tracers.engine import probe
 from plan_workload import ALL_WAYS, EXPECTED, PLANS, describe, open_plan, run_workload, summarize
 
 

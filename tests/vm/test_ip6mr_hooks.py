@@ -19,7 +19,7 @@ import time
 import pytest
 
 from kerntrace.tracers import ip6mr, probe
-from kerntrace.tracers.common import Target
+from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.cli import nstrace_main
 
 

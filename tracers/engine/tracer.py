@@ -1,29 +1,24 @@
-"""The tracing engine: open an object, set options, choose hooks, load,
-attach, poll ring buffers, detach.
+"""One BPF object from open to detach: set options, choose hooks, load,
+attach, read its rings and globals.
 
 A tracer describes itself with :class:`Hook` (what it observes, and the
 programs that can observe it, best first) and a mapping from ring-buffer maps
 to the event struct each carries.  :class:`BpfTracer` turns that into a loaded
-and attached object; :class:`Session` runs one or more tracers until a
-duration passes, the traced processes exit, or SIGINT/SIGTERM arrives, and
-always detaches.
+and attached object; :class:`~.session.Session` runs tracers.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import os
-import select
-import signal
 import struct
-import time
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 from . import probe
 from .btf import Btf, scalar_type_code
-from .libbpf import Link, LibbpfError, Map, Object
+from .libbpf import Link, Map, Object
 from .ringbuf import RingReader
 
 if TYPE_CHECKING:
@@ -34,7 +29,6 @@ __all__ = [
     "BpfTracer",
     "Hook",
     "HookChoice",
-    "Session",
     "object_path",
     "parse_section",
 ]
@@ -140,6 +134,7 @@ class BpfTracer:
         self.obj = Object(object_path(object_name))
         self.btf = Btf(self.obj.btf_raw())
         self.ring_structs = dict(rings)
+        self.follows_children = follow_children
         self.readers: dict[str, RingReader] = {}
         self.links: list[Link] = []
         self.choices: list[HookChoice] = []
@@ -304,183 +299,3 @@ def destroy_links(links: Sequence[Link]) -> None:
     and a guest kernel once stopped making progress in such a run."""
     for link in links:
         link.destroy()
-
-
-EventSink = Callable[[BpfTracer, str, "np.ndarray[Any, Any]"], None]
-
-
-class Session:
-    """Runs tracers until the duration passes, the traced processes exit or a
-    signal arrives.  Always detaches and drains the rings one last time."""
-
-    # Seconds between drains of the rings.  Records wait for the next drain
-    # until their ring is half full, when the program wakes the reader
-    # early: a wake-up costs the traced task an interrupt (odirect.bpf.c).
-    poll_interval = 0.2
-
-    def __init__(self, tracers: Sequence[BpfTracer]) -> None:
-        self.tracers = list(tracers)
-        self.stop_reason = ""
-        self.started_ns = 0
-        self.ended_ns = 0
-        self.child_pid: Optional[int] = None
-        self.child_status: Optional[int] = None  # exit code, or -signal
-        self._stop = False
-        self._pidfds: dict[int, int] = {}
-
-    # Wall-clock time of a bpf_ktime_get_ns() value.
-    @staticmethod
-    def wall_offset_ns() -> int:
-        return time.time_ns() - time.monotonic_ns()
-
-    def start(self) -> None:
-        for tracer in self.tracers:
-            tracer.load()
-        for tracer in self.tracers:
-            tracer.attach()
-        self.started_ns = time.monotonic_ns()
-
-    def trace_pids(self, pids: Iterable[int]) -> None:
-        pids = list(pids)
-        for tracer in self.tracers:
-            tracer.trace_pids(pids)
-
-    def watch_exit(self, pid: int) -> None:
-        """End the run when ``pid`` exits (pidfds poll readable on exit)."""
-        try:
-            self._pidfds[pid] = os.pidfd_open(pid)
-        except ProcessLookupError:
-            self._pidfds[pid] = -1
-
-    def spawn(self, argv: Sequence[str]) -> int:
-        """Start a command that execs only once it is traced: the forked
-        child blocks on a pipe until its pid is in every tracer's pid map,
-        so not one of its syscalls is missed."""
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child
-            try:
-                os.close(write_fd)
-                os.read(read_fd, 1)
-                os.close(read_fd)
-                os.execvp(argv[0], list(argv))
-            except BaseException:
-                os._exit(127)
-        os.close(read_fd)
-        self.child_pid = pid
-        self.trace_pids([pid])
-        self.watch_exit(pid)
-        os.write(write_fd, b"x")
-        os.close(write_fd)
-        return pid
-
-    def request_stop(self, reason: str) -> None:
-        if not self._stop:
-            self.stop_reason = reason
-        self._stop = True
-
-    def run(self, sink: EventSink, duration: Optional[float] = None, tick: Optional[Callable[[], None]] = None,
-            tick_interval: float = 1.0) -> None:
-        """Poll until stopped; every batch goes to ``sink``."""
-        epoll = select.epoll()
-        fds: dict[int, Optional[BpfTracer]] = {}
-        for tracer in self.tracers:
-            for reader_name in tracer.readers:
-                fd = tracer.obj.map(reader_name).fd
-                epoll.register(fd, select.EPOLLIN)
-                fds[fd] = tracer
-        for pid, pidfd in self._pidfds.items():
-            if pidfd < 0:
-                self.request_stop(f"process {pid} exited")
-                continue
-            epoll.register(pidfd, select.EPOLLIN)
-        old_handlers = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old_handlers[sig] = signal.signal(sig, lambda s, _f: self.request_stop(signal.Signals(s).name))
-        deadline = None if duration is None else time.monotonic() + duration
-        next_tick = time.monotonic() + tick_interval
-        try:
-            while not self._stop:
-                now = time.monotonic()
-                timeout = self.poll_interval
-                if deadline is not None:
-                    timeout = min(timeout, max(deadline - now, 0.0))
-                if tick is not None:
-                    timeout = min(timeout, max(next_tick - now, 0.0))
-                try:
-                    ready = epoll.poll(timeout)
-                except InterruptedError:
-                    ready = []
-                self._drain(sink)
-                for fd, _ev in ready:
-                    if fd not in fds:
-                        pid = next((p for p, f in self._pidfds.items() if f == fd), None)
-                        self._reap_child(pid)
-                        self.request_stop(f"process {pid} exited")
-                now = time.monotonic()
-                if tick is not None and now >= next_tick:
-                    tick()
-                    next_tick += tick_interval
-                if deadline is not None and now >= deadline:
-                    self.request_stop("duration elapsed")
-        finally:
-            for sig, handler in old_handlers.items():
-                signal.signal(sig, handler)
-            self._drain(sink)
-            self.ended_ns = time.monotonic_ns()
-            epoll.close()
-
-    def _reap_child(self, pid: Optional[int]) -> None:
-        if self.child_pid is not None and pid == self.child_pid and self.child_status is None:
-            _, status = os.waitpid(pid, 0)
-            self.child_status = os.waitstatus_to_exitcode(status)
-
-    def _drain(self, sink: EventSink) -> None:
-        for tracer in self.tracers:
-            for ring, batch in tracer.drain().items():
-                if len(batch):
-                    sink(tracer, ring, batch)
-
-    @property
-    def lost_events(self) -> int:
-        return sum(t.lost_events for t in self.tracers)
-
-    @property
-    def choices(self) -> list[HookChoice]:
-        return [c for t in self.tracers for c in t.choices]
-
-    @property
-    def duration_s(self) -> float:
-        end = self.ended_ns or time.monotonic_ns()
-        return (end - self.started_ns) / 1e9 if self.started_ns else 0.0
-
-    def close(self) -> None:
-        destroy_links([link for tracer in self.tracers for link in tracer.links])
-        for tracer in self.tracers:
-            tracer.close()
-        for fd in self._pidfds.values():
-            if fd >= 0:
-                os.close(fd)
-        self._pidfds.clear()
-        if self.child_pid is not None and self.child_status is None:
-            # Tracing ended first (Ctrl-C, -d): the command gets SIGINT too.
-            try:
-                os.kill(self.child_pid, signal.SIGINT)
-                for _ in range(50):
-                    done, status = os.waitpid(self.child_pid, os.WNOHANG)
-                    if done:
-                        self.child_status = os.waitstatus_to_exitcode(status)
-                        return
-                    time.sleep(0.1)
-                os.kill(self.child_pid, signal.SIGKILL)
-                _, status = os.waitpid(self.child_pid, 0)
-                self.child_status = os.waitstatus_to_exitcode(status)
-            except ChildProcessError:
-                pass
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-

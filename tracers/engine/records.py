@@ -1,0 +1,134 @@
+"""Ring records (numpy structured arrays) as tables: decoding fixed char
+arrays to strings, JSON Lines, and Parquet files."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, TextIO
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+__all__ = ["JsonLines", "decode_events", "write_parquet"]
+
+
+class JsonLines:
+    """Writes one JSON object per line, flushing each so a pipe sees events live."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self.stream = stream
+
+    def emit(self, obj: Mapping[str, Any]) -> None:
+        self.stream.write(json.dumps(obj, default=_json_default, separators=(",", ":")) + "\n")
+        self.stream.flush()
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def _fixed_bytes_words(arr: "np.ndarray[Any, Any]", name: str) -> "np.ndarray[Any, Any]":
+    """The bytes of field ``name`` of every record as rows of uint64 words,
+    viewed in place where the layout allows it (8-byte aligned), else copied."""
+    import numpy as np
+
+    col = arr[name]
+    offset = arr.dtype.fields[name][1]
+    width = col.dtype.itemsize
+    n = len(arr)
+    if arr.dtype.itemsize % 8 == 0 and offset % 8 == 0 and width % 8 == 0 and arr.flags.c_contiguous:
+        words = arr.view(np.uint64).reshape(n, arr.dtype.itemsize // 8)
+        return words[:, offset // 8 : (offset + width) // 8]
+    raw = np.ascontiguousarray(col).view(np.uint8).reshape(n, width)
+    if width % 8:
+        raw = np.concatenate([raw, np.zeros((n, -width % 8), dtype=np.uint8)], axis=1)
+    return raw.view("<u8")
+
+
+def _factorize_fixed_bytes(arr: "np.ndarray[Any, Any]", name: str) -> tuple["np.ndarray[Any, Any]", list[str]]:
+    """codes, labels for a fixed-width bytes field in O(n): mix each value's
+    words into one uint64, factorize those, decode only the first occurrence
+    of each, and check that no two distinct values were merged."""
+    import numpy as np
+    import pandas as pd
+
+    col = arr[name]
+    n = len(arr)
+    words = _fixed_bytes_words(arr, name)
+    mixed = words[:, 0].copy()
+    for i in range(1, words.shape[1]):
+        mixed *= np.uint64(0x9E3779B97F4A7C15)
+        mixed ^= words[:, i]
+    codes, _uniques = pd.factorize(mixed)
+    first = np.empty(codes.max() + 1 if n else 0, dtype=np.int64)
+    first[codes[::-1]] = np.arange(n - 1, -1, -1)
+    if not (words[first][codes] == words).all():  # merged by the mix: take the exact path
+        uniques, exact = np.unique(col, return_inverse=True)
+        return exact.reshape(-1), [u.split(b"\0", 1)[0].decode("utf-8", "replace") for u in uniques]
+    labels = [col[i].split(b"\0", 1)[0].decode("utf-8", "replace") for i in first]
+    return codes, labels
+
+
+def decode_events(batches: Iterable["np.ndarray[Any, Any]"], dtype: "np.dtype[Any]") -> "pd.DataFrame":
+    """Structured event arrays -> one DataFrame; fixed char arrays become
+    strings (through categories: a trace has few distinct comms and paths)."""
+    import numpy as np
+    import pandas as pd
+
+    parts = [b for b in batches if len(b)]
+    arr = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+    columns: dict[str, Any] = {}
+    for name in arr.dtype.names or ():
+        col = arr[name]
+        if col.dtype.kind == "S":
+            codes, labels = _factorize_fixed_bytes(arr, name)
+            if len(set(labels)) == len(labels):
+                columns[name] = pd.Categorical.from_codes(codes, categories=labels)
+            else:  # distinct raw values decoding to one label
+                columns[name] = pd.array([labels[c] for c in codes], dtype="string")
+        elif col.ndim > 1:
+            columns[name] = list(col)
+        else:
+            columns[name] = col
+    return pd.DataFrame(columns, copy=False)
+
+
+def write_parquet(frames: Mapping[str, "pd.DataFrame"], path: str, metadata: Mapping[str, Any]) -> None:
+    """All events in one Parquet file, a ``type`` column telling the kinds
+    apart; run metadata (hooks, duration, lost events) in the file's schema
+    metadata.  Created with mode 0600: traces show what processes read."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for kind, frame in frames.items():
+        f = frame.copy()
+        for col in f.columns:
+            if isinstance(f[col].dtype, pd.CategoricalDtype):
+                f[col] = f[col].astype(str)
+        f.insert(0, "type", kind)
+        tables.append(f)
+    table_frame = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame({"type": []})
+    table = pa.Table.from_pandas(table_frame, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[b"kerntrace"] = json.dumps(metadata, default=_json_default).encode()
+    table = table.replace_schema_metadata(meta)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as sink:
+        pq.write_table(table, sink)
