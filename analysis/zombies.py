@@ -2,10 +2,12 @@
 
 Input frame ``zombie_events`` (bpf/zombies.h, one row per event): ts_ns,
 enter_ns, start_ns, ret, kind, pid, tid, ppid, target, options, wait_pid,
-exit_code, syscall, subreaper, comm, parent_comm.  Optional frame
-``zombie_final``: pid, start_ns, proc_state for processes not reaped when
-tracing ended ("Z": confirmed still a zombie in /proc, "gone": reaped after
-tracing ended).
+exit_code, syscall, subreaper, comm, parent_comm; ``kind`` ("fork", "exit",
+"wait", "free") and a wait's ``syscall`` ("wait4", "waitid") by name, as the
+tracer names them from the object's BTF (enums zombie_kind, zombie_syscall).
+Optional frame ``zombie_final``: pid, start_ns, proc_state for processes not
+reaped when tracing ended ("Z": confirmed still a zombie in /proc, "gone":
+reaped after tracing ended).
 
 A process is identified by (pid, start_ns): pids are reused, start times
 are not.  A wait4/waitid that returns pid P reaps the zombie P that exited
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Lifecycle", "findings", "lifecycles", "lifecycle_frame"]
 
-FORK, EXIT, WAIT, FREE = 1, 2, 3, 4
+FORK, EXIT, WAIT, FREE = "fork", "exit", "wait", "free"
+# Events at the same ts_ns are taken in the order of a life.
+_LIFE_ORDER = {FORK: 0, EXIT: 1, WAIT: 2, FREE: 3}
 WNOWAIT = 0x01000000
 # A zombie that lasts longer than this is a child its parent neglects.
 MIN_ZOMBIE_S = 1.0
@@ -59,7 +63,8 @@ def lifecycles(frames: "dict[str, pd.DataFrame]", end_ns: Optional[int] = None) 
     ev = frames.get("zombie_events")
     if ev is None or ev.empty:
         return []
-    ev = ev.sort_values(["ts_ns", "kind"], kind="stable")
+    ev = (ev.assign(_order=[_LIFE_ORDER.get(k, len(_LIFE_ORDER)) for k in ev["kind"]])
+          .sort_values(["ts_ns", "_order"], kind="stable"))
     if end_ns is None:
         end_ns = int(ev["ts_ns"].max())
     forks: dict[tuple[int, int], tuple[int, str]] = {}
@@ -67,7 +72,7 @@ def lifecycles(frames: "dict[str, pd.DataFrame]", end_ns: Optional[int] = None) 
     by_identity: dict[tuple[int, int], Lifecycle] = {}
     out: list[Lifecycle] = []
     for r in ev.itertuples(index=False):
-        kind, pid, ts = int(r.kind), int(r.pid), int(r.ts_ns)
+        kind, pid, ts = r.kind, int(r.pid), int(r.ts_ns)
         if kind == FORK:
             forks[(pid, int(r.start_ns))] = (int(r.ppid), _s(r.parent_comm))
         elif kind == EXIT:
@@ -84,7 +89,7 @@ def lifecycles(frames: "dict[str, pd.DataFrame]", end_ns: Optional[int] = None) 
                     child.parent_exit_ns = ts
         elif kind == WAIT:
             target = int(r.target)
-            if target <= 0 or (int(r.syscall) == 2 and int(r.options) & WNOWAIT):
+            if target <= 0 or (r.syscall == "waitid" and int(r.options) & WNOWAIT):
                 continue
             child = open_by_pid.get(target)
             if child is None or child.exit_ns > ts:

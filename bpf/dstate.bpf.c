@@ -26,6 +26,7 @@ KT_RINGBUF(dstate_events, 4 * 1024 * 1024);
 KT_EXPORT(dstate_event);
 KT_EXPORT(dstate_key);
 KT_EXPORT(dstate_total);
+KT_EXPORT_ENUM(dstate_end);
 
 struct sleep_start {
 	__u64 ts_ns;

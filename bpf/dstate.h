@@ -7,9 +7,11 @@
 
 #define DSTATE_COMM_LEN 16
 
-/* How a sleep ended. */
-#define DSTATE_END_WAKEUP 1   /* sched_wakeup of the sleeper */
-#define DSTATE_END_SWITCH 2   /* it was switched in without a wakeup we saw */
+/* How a sleep ended (dstate_event.end). */
+enum dstate_end {
+	DSTATE_END_WAKEUP = 1,   /* sched_wakeup of the sleeper */
+	DSTATE_END_SWITCH = 2,   /* it was switched in without a wakeup we saw */
+};
 
 struct dstate_event {
 	__u64 ts_ns;        /* end of the sleep (bpf_ktime_get_ns) */
@@ -21,7 +23,7 @@ struct dstate_event {
 	__u32 waker_pid;    /* tgid of current at the wakeup (an interrupt runs
 	                     * on whoever was on the CPU; 0 is the idle task) */
 	__u8 iowait;        /* in_iowait at switch-out (io_schedule) */
-	__u8 end;           /* DSTATE_END_* */
+	__u8 end;           /* enum dstate_end */
 	__u8 _pad[2];
 	char comm[DSTATE_COMM_LEN];
 };

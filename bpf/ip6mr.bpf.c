@@ -22,6 +22,8 @@ KT_RINGBUF(ns_events, 1024 * 1024);
 KT_RINGBUF(kmsg_events, 256 * 1024);
 KT_EXPORT(ns_event);
 KT_EXPORT(kmsg_event);
+KT_EXPORT_ENUM(ns_kind);
+KT_EXPORT_ENUM(ns_method);
 
 /* Console messages scanned, and those a needle matched (user space checks
  * the whole pattern; the needle only decides what crosses the ring). */
@@ -192,7 +194,7 @@ static __always_inline int attempt_exit(long ret)
 
 	if (!p)
 		return 0;
-	e = new_event(NS_EV_ATTEMPT);
+	e = new_event(NS_KIND_ATTEMPT);
 	if (e) {
 		e->latency_ns = e->ts_ns - p->start_ns;
 		e->method = p->method;
@@ -204,7 +206,7 @@ static __always_inline int attempt_exit(long ret)
 			e->err = -ret;
 			/* setns: the namespace it tried to enter, when known */
 			e->netns = p->target_netns;
-		} else if (p->method == NS_M_CLONE || p->method == NS_M_CLONE3) {
+		} else if (p->method == NS_METHOD_CLONE || p->method == NS_METHOD_CLONE3) {
 			e->child_pid = p->child_pid ? p->child_pid : ret;
 			e->netns = p->child_netns;
 		} else {
@@ -222,14 +224,14 @@ static __always_inline int unshare_enter(__u64 flags)
 {
 	if (!(flags & CLONE_NEWNET))
 		return 0;
-	return attempt_enter(NS_M_UNSHARE, flags, -1, 0);
+	return attempt_enter(NS_METHOD_UNSHARE, flags, -1, 0);
 }
 
 static __always_inline int clone_enter(__u64 flags)
 {
 	if (!(flags & CLONE_NEWNET))
 		return 0;
-	return attempt_enter(NS_M_CLONE, flags, -1, 0);
+	return attempt_enter(NS_METHOD_CLONE, flags, -1, 0);
 }
 
 static __always_inline int clone3_enter(struct clone_args *uargs)
@@ -241,7 +243,7 @@ static __always_inline int clone3_enter(struct clone_args *uargs)
 		return 0;
 	if (!(flags & CLONE_NEWNET))
 		return 0;
-	return attempt_enter(NS_M_CLONE3, flags, -1, 0);
+	return attempt_enter(NS_METHOD_CLONE3, flags, -1, 0);
 }
 
 /* The namespace an fd refers to, when it is an nsfs file: its type (a
@@ -282,7 +284,7 @@ static __always_inline int setns_enter(int fd, __u64 nstype)
 	/* nstype 0 means "whatever the fd is": count it when the fd is a netns. */
 	if (!(nstype & CLONE_NEWNET) && !(nstype == 0 && target))
 		return 0;
-	return attempt_enter(NS_M_SETNS, nstype, fd, target);
+	return attempt_enter(NS_METHOD_SETNS, nstype, fd, target);
 }
 
 /* Fires in the parent at the end of copy_process, the child's namespaces set. */
@@ -298,17 +300,17 @@ int BPF_PROG(ns_newtask, struct task_struct *task, __u64 clone_flags)
 		return 0;
 	child_netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 	p = bpf_map_lookup_elem(&pending_ns, &tid);
-	if (p && (p->method == NS_M_CLONE || p->method == NS_M_CLONE3)) {
+	if (p && (p->method == NS_METHOD_CLONE || p->method == NS_METHOD_CLONE3)) {
 		p->child_pid = BPF_CORE_READ(task, tgid);
 		p->child_netns = child_netns;
 		return 0;
 	}
 	if (!kt_current_traced())
 		return 0;
-	e = new_event(NS_EV_ATTEMPT);
+	e = new_event(NS_KIND_ATTEMPT);
 	if (!e)
 		return 0;
-	e->method = NS_M_NEWTASK;
+	e->method = NS_METHOD_TASK_NEWTASK;
 	e->flags = clone_flags;
 	e->child_pid = BPF_CORE_READ(task, tgid);
 	e->netns = child_netns;
@@ -325,7 +327,7 @@ int BPF_PROG(ns_newtask, struct task_struct *task, __u64 clone_flags)
 SEC("tp/oom/mark_victim")
 int ns_oom_victim(struct trace_event_raw_mark_victim *ctx)
 {
-	struct ns_event *e = new_event(NS_EV_OOM_VICTIM);
+	struct ns_event *e = new_event(NS_KIND_OOM);
 
 	if (!e)
 		return 0;
@@ -419,7 +421,7 @@ static __always_inline int socket_exit(long ret)
 		bpf_map_update_elem(&icmp6_fds, &key, &now, BPF_ANY);
 		bpf_map_update_elem(&icmp6_owners, &key.tgid, &one, BPF_ANY);
 	}
-	e = new_event(NS_EV_ICMP6_OPEN);
+	e = new_event(NS_KIND_ICMP6_OPEN);
 	if (!e)
 		return 0;
 	e->ret = ret;
@@ -457,7 +459,7 @@ static __always_inline int close_exit(long ret)
 	/* close() releases the fd even when it reports an error (except EBADF). */
 	if (ret != -9)
 		bpf_map_delete_elem(&icmp6_fds, &key);
-	e = new_event(NS_EV_ICMP6_CLOSE);
+	e = new_event(NS_KIND_ICMP6_CLOSE);
 	if (!e)
 		return 0;
 	e->fd = key.fd;
@@ -524,7 +526,7 @@ int BPF_PROG(ns_process_exit, struct task_struct *task)
 	if (BPF_CORE_READ(task, pid) != tgid || !bpf_map_lookup_elem(&icmp6_owners, &tgid))
 		return 0;
 	bpf_map_delete_elem(&icmp6_owners, &tgid);
-	e = new_event(NS_EV_ICMP6_EXIT);
+	e = new_event(NS_KIND_ICMP6_EXIT);
 	if (!e)
 		return 0;
 	e->fd = -1;
@@ -544,7 +546,7 @@ static __always_inline int on_copy_net_ns(__u64 flags, struct net *old_net)
 	if (!(flags & CLONE_NEWNET) || !kt_current_traced())
 		return 0;
 	bpf_map_update_elem(&copy_net_start, &tid, &now, BPF_ANY);
-	e = new_event(NS_EV_COPY_NET_NS);
+	e = new_event(NS_KIND_COPY_NET_NS);
 	if (!e)
 		return 0;
 	e->flags = flags;
@@ -563,7 +565,7 @@ static __always_inline int on_copy_net_ns_ret(struct net *ret)
 
 	if (!start)
 		return 0;
-	e = new_event(NS_EV_COPY_NET_NS_RET);
+	e = new_event(NS_KIND_COPY_NET_NS_RET);
 	if (e) {
 		e->latency_ns = e->ts_ns - *start;
 		e->ret = value;
@@ -603,7 +605,7 @@ static __always_inline int on_sk_done(struct sock *sk)
 
 	if (!netns_traced(inum))
 		return 0;
-	e = new_event(NS_EV_IP6MR_SK_DONE);
+	e = new_event(NS_KIND_IP6MR_SK_DONE);
 	if (!e)
 		return 0;
 	e->netns = inum;
@@ -641,37 +643,37 @@ int BPF_KRETPROBE(ns_kretprobe_copy_net_ns, struct net *ret)
 SEC("fentry/setup_net")
 int BPF_PROG(ns_fentry_setup_net, struct net *net)
 {
-	return on_net_hook(NS_EV_SETUP_NET, net);
+	return on_net_hook(NS_KIND_SETUP_NET, net);
 }
 
 SEC("kprobe/setup_net")
 int BPF_KPROBE(ns_kprobe_setup_net, struct net *net)
 {
-	return on_net_hook(NS_EV_SETUP_NET, net);
+	return on_net_hook(NS_KIND_SETUP_NET, net);
 }
 
 SEC("fentry/ip6mr_net_init")
 int BPF_PROG(ns_fentry_ip6mr_net_init, struct net *net)
 {
-	return on_net_hook(NS_EV_IP6MR_NET_INIT, net);
+	return on_net_hook(NS_KIND_IP6MR_NET_INIT, net);
 }
 
 SEC("kprobe/ip6mr_net_init")
 int BPF_KPROBE(ns_kprobe_ip6mr_net_init, struct net *net)
 {
-	return on_net_hook(NS_EV_IP6MR_NET_INIT, net);
+	return on_net_hook(NS_KIND_IP6MR_NET_INIT, net);
 }
 
 SEC("fentry/ip6mr_net_exit")
 int BPF_PROG(ns_fentry_ip6mr_net_exit, struct net *net)
 {
-	return on_net_hook(NS_EV_IP6MR_NET_EXIT, net);
+	return on_net_hook(NS_KIND_IP6MR_NET_EXIT, net);
 }
 
 SEC("kprobe/ip6mr_net_exit")
 int BPF_KPROBE(ns_kprobe_ip6mr_net_exit, struct net *net)
 {
-	return on_net_hook(NS_EV_IP6MR_NET_EXIT, net);
+	return on_net_hook(NS_KIND_IP6MR_NET_EXIT, net);
 }
 
 SEC("fentry/ip6mr_sk_done")

@@ -8,25 +8,30 @@
 #define NS_TASK_COMM_LEN 16
 #define NS_KMSG_LEN 192
 
-/* ns_event.kind */
-#define NS_EV_ATTEMPT        1  /* unshare/clone/clone3/setns with CLONE_NEWNET, or task_newtask */
-#define NS_EV_OOM_VICTIM     2  /* oom:mark_victim */
-#define NS_EV_ICMP6_OPEN     3  /* socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6) returned an fd */
-#define NS_EV_ICMP6_CLOSE    4  /* close() of such an fd */
-#define NS_EV_ICMP6_EXIT     5  /* the process holding such fds exited: the kernel closed them */
-#define NS_EV_COPY_NET_NS    6  /* fentry/kprobe copy_net_ns */
-#define NS_EV_COPY_NET_NS_RET 7 /* fexit/kretprobe copy_net_ns: the new net or an error */
-#define NS_EV_SETUP_NET      8
-#define NS_EV_IP6MR_NET_INIT 9
-#define NS_EV_IP6MR_NET_EXIT 10
-#define NS_EV_IP6MR_SK_DONE  11
+/* ns_event.kind; user space names them from BTF: the member's name,
+ * lower-cased, without NS_KIND_ ("attempt", "oom", "icmp6_open", ...) */
+enum ns_kind {
+	NS_KIND_ATTEMPT = 1,          /* unshare/clone/clone3/setns with CLONE_NEWNET, or task_newtask */
+	NS_KIND_OOM = 2,              /* oom:mark_victim */
+	NS_KIND_ICMP6_OPEN = 3,       /* socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6) returned an fd */
+	NS_KIND_ICMP6_CLOSE = 4,      /* close() of such an fd */
+	NS_KIND_ICMP6_EXIT = 5,       /* the process holding such fds exited: the kernel closed them */
+	NS_KIND_COPY_NET_NS = 6,      /* fentry/kprobe copy_net_ns */
+	NS_KIND_COPY_NET_NS_RET = 7,  /* fexit/kretprobe copy_net_ns: the new net or an error */
+	NS_KIND_SETUP_NET = 8,
+	NS_KIND_IP6MR_NET_INIT = 9,
+	NS_KIND_IP6MR_NET_EXIT = 10,
+	NS_KIND_IP6MR_SK_DONE = 11,
+};
 
-/* ns_event.method for NS_EV_ATTEMPT */
-#define NS_M_UNSHARE  1
-#define NS_M_CLONE    2
-#define NS_M_CLONE3   3
-#define NS_M_SETNS    4
-#define NS_M_NEWTASK  5  /* a task created with CLONE_NEWNET outside the traced syscalls */
+/* ns_event.method for NS_KIND_ATTEMPT ("unshare", "clone", ...) */
+enum ns_method {
+	NS_METHOD_UNSHARE = 1,
+	NS_METHOD_CLONE = 2,
+	NS_METHOD_CLONE3 = 3,
+	NS_METHOD_SETNS = 4,
+	NS_METHOD_TASK_NEWTASK = 5,   /* a task created with CLONE_NEWNET outside the traced syscalls */
+};
 
 struct ns_event {
 	__u64 ts_ns;        /* bpf_ktime_get_ns at the event (attempt: at syscall exit) */
@@ -34,8 +39,8 @@ struct ns_event {
 	__u64 cgroup_id;
 	__u64 flags;        /* unshare/clone flags, setns nstype */
 	__s64 ret;          /* syscall or function return value */
-	__u32 kind;
-	__u32 method;
+	__u32 kind;         /* enum ns_kind */
+	__u32 method;       /* enum ns_method */
 	__u32 pid;          /* tgid */
 	__u32 tid;
 	__u32 ppid;         /* tgid of the real parent */

@@ -45,6 +45,11 @@ static __always_inline void kt_current_comm_btf(char *dst)
  * layout; nothing else references the type by name. */
 #define KT_EXPORT(type_name) const struct type_name *__kt_export_##type_name __attribute__((unused))
 
+/* The same for an enum of constants (event kinds, methods...): user space
+ * reads their names and values from BTF (Btf.enum_names), also when no
+ * struct field has the enum's type (fields stay plain __u32/__u8). */
+#define KT_EXPORT_ENUM(enum_name) const enum enum_name *__kt_export_enum_##enum_name __attribute__((unused))
+
 static __always_inline void *kt_reserve(void *ring, __u64 size)
 {
 	void *rec = bpf_ringbuf_reserve(ring, size, 0);

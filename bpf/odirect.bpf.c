@@ -29,6 +29,7 @@ KT_RINGBUF(odirect_blocks, 4 * 1024 * 1024);
 KT_EXPORT(odirect_file_event);
 KT_EXPORT(odirect_read_event);
 KT_EXPORT(odirect_block_event);
+KT_EXPORT_ENUM(odirect_syscall);
 
 /* Requests completed with data and no bio we saw submitted (queued before
  * attach, or built by a path that bypasses submit_bio). */
@@ -406,11 +407,11 @@ out:
 static __always_inline __u16 read_syscall(long id)
 {
 	switch (id) {
-	case KT_NR_READ: return ODIRECT_SYS_READ;
-	case KT_NR_PREAD64: return ODIRECT_SYS_PREAD64;
-	case KT_NR_READV: return ODIRECT_SYS_READV;
-	case KT_NR_PREADV: return ODIRECT_SYS_PREADV;
-	case KT_NR_PREADV2: return ODIRECT_SYS_PREADV2;
+	case KT_NR_READ: return ODIRECT_SYSCALL_READ;
+	case KT_NR_PREAD64: return ODIRECT_SYSCALL_PREAD64;
+	case KT_NR_READV: return ODIRECT_SYSCALL_READV;
+	case KT_NR_PREADV: return ODIRECT_SYSCALL_PREADV;
+	case KT_NR_PREADV2: return ODIRECT_SYSCALL_PREADV2;
 	}
 	return 0;
 }
@@ -458,15 +459,15 @@ int BPF_PROG(odirect_sys_exit, struct pt_regs *regs, long ret)
 	const struct iovec *iov = NULL;
 	__u32 iovcnt = 0, rwf = 0;
 
-	if (kind == ODIRECT_SYS_READ || kind == ODIRECT_SYS_PREAD64)
+	if (kind == ODIRECT_SYSCALL_READ || kind == ODIRECT_SYSCALL_PREAD64)
 		count = regs->dx;
 	else {
 		iov = (const struct iovec *)regs->si;
 		iovcnt = regs->dx;
 	}
-	if (kind == ODIRECT_SYS_READ || kind == ODIRECT_SYS_READV)
+	if (kind == ODIRECT_SYSCALL_READ || kind == ODIRECT_SYSCALL_READV)
 		pos = -1;
-	if (kind == ODIRECT_SYS_PREADV2)
+	if (kind == ODIRECT_SYSCALL_PREADV2)
 		rwf = regs->r9;
 	return read_exit(s, kind, fd, pos, count, iov, iovcnt, rwf, ret);
 }
@@ -509,9 +510,9 @@ struct {
 static __always_inline __u16 uring_read_kind(__u8 opcode)
 {
 	switch (opcode) {
-	case KT_IORING_OP_READV: return ODIRECT_URING_READV;
-	case KT_IORING_OP_READ_FIXED: return ODIRECT_URING_READ_FIXED;
-	case KT_IORING_OP_READ: return ODIRECT_URING_READ;
+	case KT_IORING_OP_READV: return ODIRECT_SYSCALL_IO_URING_READV;
+	case KT_IORING_OP_READ_FIXED: return ODIRECT_SYSCALL_IO_URING_READ_FIXED;
+	case KT_IORING_OP_READ: return ODIRECT_SYSCALL_IO_URING_READ;
 	}
 	return 0;
 }
@@ -543,7 +544,7 @@ static __always_inline int on_uring_submit(struct io_kiocb *req)
 	r.tid = (__u32)pid_tgid;
 	bpf_probe_read_kernel(&flags, 1, (void *)key + bpf_core_field_offset(struct io_kiocb, flags));
 	r.fd = (flags & KT_REQ_F_FIXED_FILE) ? -1 : req->cqe.fd;
-	if (kind == ODIRECT_URING_READV) {
+	if (kind == ODIRECT_SYSCALL_IO_URING_READV) {
 		__u32 count = BPF_CORE_READ(rw, len);
 
 		r.iovcnt = count > 0xffff ? 0xffff : count;

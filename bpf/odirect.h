@@ -27,17 +27,19 @@
  * arm64 uses 0200000; the build is x86-only, see ARCH in the Makefile). */
 #define ODIRECT_O_DIRECT 040000
 
+/* odirect_read_event.syscall; user space names them from BTF: the
+ * member's name, lower-cased, without ODIRECT_SYSCALL_ ("pread64", ...) */
 enum odirect_syscall {
-	ODIRECT_SYS_READ = 1,
-	ODIRECT_SYS_PREAD64 = 2,
-	ODIRECT_SYS_READV = 3,
-	ODIRECT_SYS_PREADV = 4,
-	ODIRECT_SYS_PREADV2 = 5,
+	ODIRECT_SYSCALL_READ = 1,
+	ODIRECT_SYSCALL_PREAD64 = 2,
+	ODIRECT_SYSCALL_READV = 3,
+	ODIRECT_SYSCALL_PREADV = 4,
+	ODIRECT_SYSCALL_PREADV2 = 5,
 	/* io_uring reads, by opcode: "syscall" is then the request's kind,
 	 * latency from submission to completion */
-	ODIRECT_URING_READV = 6,
-	ODIRECT_URING_READ_FIXED = 7,
-	ODIRECT_URING_READ = 8,
+	ODIRECT_SYSCALL_IO_URING_READV = 6,
+	ODIRECT_SYSCALL_IO_URING_READ_FIXED = 7,
+	ODIRECT_SYSCALL_IO_URING_READ = 8,
 };
 
 struct odirect_read_event {

@@ -14,6 +14,8 @@
 
 KT_RINGBUF(zombie_events, 1024 * 1024);
 KT_EXPORT(zombie_event);
+KT_EXPORT_ENUM(zombie_kind);
+KT_EXPORT_ENUM(zombie_syscall);
 
 struct tracked {
 	__u64 start_ns;
@@ -89,7 +91,7 @@ int BPF_PROG(zombie_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	t.start_ns = task_start_boottime(child);
 	bpf_map_update_elem(&zombie_children, &child_tgid, &t, BPF_ANY);
-	e = new_event(ZOMBIE_FORK);
+	e = new_event(ZOMBIE_KIND_FORK);
 	if (!e)
 		return 0;
 	fill_process(e, child);
@@ -118,7 +120,7 @@ int BPF_PROG(zombie_exit, struct task_struct *p)
 	if (seen && seen->start_ns == t.start_ns)
 		return 0;
 	bpf_map_update_elem(&zombie_exited, &tgid, &t, BPF_ANY);
-	e = new_event(ZOMBIE_EXIT);
+	e = new_event(ZOMBIE_KIND_EXIT);
 	if (!e)
 		return 0;
 	fill_process(e, p);
@@ -145,7 +147,7 @@ int BPF_PROG(zombie_free, struct task_struct *p)
 	if (!t || t->start_ns != start_ns)
 		return 0;
 	bpf_map_delete_elem(&zombie_exited, &tgid);
-	e = new_event(ZOMBIE_FREE);
+	e = new_event(ZOMBIE_KIND_FREE);
 	if (!e)
 		return 0;
 	/* current is whoever ran the RCU callback: only the freed task counts. */
@@ -182,9 +184,9 @@ static __always_inline int wait_exit(long ret)
 
 	if (!call)
 		return 0;
-	if (call->syscall == ZOMBIE_SYS_WAIT4 && ret > 0) {
+	if (call->syscall == ZOMBIE_SYSCALL_WAIT4 && ret > 0) {
 		target = ret;
-	} else if (call->syscall == ZOMBIE_SYS_WAITID && ret == 0 && call->infop) {
+	} else if (call->syscall == ZOMBIE_SYSCALL_WAITID && ret == 0 && call->infop) {
 		siginfo_t *info = (siginfo_t *)call->infop;
 		int si_pid = 0;
 
@@ -193,7 +195,7 @@ static __always_inline int wait_exit(long ret)
 	}
 	if (!kt_tgid_traced(tgid) && !(target && bpf_map_lookup_elem(&zombie_exited, &target)))
 		goto out;
-	e = new_event(ZOMBIE_WAIT);
+	e = new_event(ZOMBIE_KIND_WAIT);
 	if (!e)
 		goto out;
 	task = (struct task_struct *)bpf_get_current_task_btf();
@@ -226,8 +228,8 @@ int BPF_PROG(zombie_sys_enter, struct pt_regs *regs, long id)
 	if (kt_compat_syscall(bpf_get_current_task_btf()))
 		return 0;
 	if (id == KT_NR_WAIT4)
-		return wait_enter(ZOMBIE_SYS_WAIT4, (__s32)regs->di, (__u32)regs->dx, 0);
-	return wait_enter(ZOMBIE_SYS_WAITID, (__s32)regs->si, (__u32)regs->r10, regs->dx);
+		return wait_enter(ZOMBIE_SYSCALL_WAIT4, (__s32)regs->di, (__u32)regs->dx, 0);
+	return wait_enter(ZOMBIE_SYSCALL_WAITID, (__s32)regs->si, (__u32)regs->r10, regs->dx);
 }
 
 SEC("tp_btf/sys_exit")

@@ -7,20 +7,26 @@
 
 #define ZOMBIES_COMM_LEN 16
 
-#define ZOMBIE_FORK 1   /* pid was created by ppid */
-#define ZOMBIE_EXIT 2   /* the last thread of pid exited: a zombie until reaped */
-#define ZOMBIE_WAIT 3   /* pid (the waiter) returned from wait4/waitid with target */
-#define ZOMBIE_FREE 4   /* pid was released and its task freed */
+/* zombie_event.kind; user space names them from BTF ("fork", "exit", ...) */
+enum zombie_kind {
+	ZOMBIE_KIND_FORK = 1,   /* pid was created by ppid */
+	ZOMBIE_KIND_EXIT = 2,   /* the last thread of pid exited: a zombie until reaped */
+	ZOMBIE_KIND_WAIT = 3,   /* pid (the waiter) returned from wait4/waitid with target */
+	ZOMBIE_KIND_FREE = 4,   /* pid was released and its task freed */
+};
 
-#define ZOMBIE_SYS_WAIT4 1
-#define ZOMBIE_SYS_WAITID 2
+/* zombie_event.syscall of a wait ("wait4", "waitid") */
+enum zombie_syscall {
+	ZOMBIE_SYSCALL_WAIT4 = 1,
+	ZOMBIE_SYSCALL_WAITID = 2,
+};
 
 struct zombie_event {
 	__u64 ts_ns;          /* bpf_ktime_get_ns at the event (wait: at return) */
 	__u64 enter_ns;       /* wait: when the call started */
 	__u64 start_ns;       /* fork/exit/free: the process's start_boottime */
 	__s64 ret;            /* wait: the syscall's return value */
-	__u32 kind;           /* ZOMBIE_* */
+	__u32 kind;           /* enum zombie_kind */
 	__u32 pid;            /* the process (wait: the waiter's tgid) */
 	__u32 tid;            /* the thread that caused the event */
 	__u32 ppid;           /* real parent's tgid at the event */
@@ -28,7 +34,7 @@ struct zombie_event {
 	__u32 options;        /* wait: options argument */
 	__s32 wait_pid;       /* wait: pid/id argument (-1: any child) */
 	__u32 exit_code;      /* exit: task exit code (status << 8 | signal) */
-	__u8 syscall;         /* wait: ZOMBIE_SYS_* */
+	__u8 syscall;         /* wait: enum zombie_syscall */
 	__u8 subreaper;       /* wait: the waiter is a child subreaper */
 	__u8 _pad[6];
 	char comm[ZOMBIES_COMM_LEN];

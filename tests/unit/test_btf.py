@@ -94,3 +94,67 @@ def test_malformed_btf_is_an_error(raw, message):
 def test_unknown_struct_is_an_error():
     with pytest.raises(BtfError, match="no struct nope"):
         selftest_btf().dtype("nope")
+
+
+# ---- constants: C enums in bpf/X.h, named through BTF -------------------------
+
+def object_btf(name: str) -> Btf:
+    try:
+        return Btf(btf_of_elf(object_path(name)))
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize(
+    "obj, enum, names",
+    [
+        ("zombies", "zombie_kind", {"fork", "exit", "wait", "free"}),
+        ("zombies", "zombie_syscall", {"wait4", "waitid"}),
+        ("ip6mr", "ns_kind", {"attempt", "oom", "icmp6_open", "icmp6_close", "icmp6_exit", "copy_net_ns",
+                              "copy_net_ns_ret", "setup_net", "ip6mr_net_init", "ip6mr_net_exit",
+                              "ip6mr_sk_done"}),
+        ("ip6mr", "ns_method", {"unshare", "clone", "clone3", "setns", "task_newtask"}),
+        ("odirect", "odirect_syscall", {"read", "pread64", "readv", "preadv", "preadv2", "io_uring_readv",
+                                        "io_uring_read_fixed", "io_uring_read"}),
+        ("dstate", "dstate_end", {"wakeup", "switch"}),
+    ],
+)
+def test_enum_names_from_the_objects(obj, enum, names):
+    """Every enum is in its object's BTF (KT_EXPORT_ENUM), and its members,
+    lower-cased without the enum's name as prefix, are the names the output
+    shows; the values are the C ones."""
+    btf = object_btf(obj)
+    by_value = btf.enum_names(enum)
+    assert set(by_value.values()) == names
+    assert btf.enum_values(enum) == {name: value for value, name in by_value.items()}
+    prefix = enum.upper() + "_"
+    assert {v: m[len(prefix):].lower() for m, v in btf.enum(enum).items()} == by_value
+
+
+def test_enum_names_of_a_named_value():
+    btf = object_btf("zombies")
+    assert btf.enum_names("zombie_kind")[btf.enum("zombie_kind")["ZOMBIE_KIND_WAIT"]] == "wait"
+    assert btf.enum_values("zombie_syscall")["waitid"] == btf.enum("zombie_syscall")["ZOMBIE_SYSCALL_WAITID"]
+
+
+def _enum_blob(name: str, members: list[tuple[str, int]]) -> bytes:
+    strings = b"\0" + name.encode() + b"\0"
+    entries = b""
+    for member, value in members:
+        entries += struct.pack("<Ii", len(strings), value)
+        strings += member.encode() + b"\0"
+    types = struct.pack("<III", 1, (6 << 24) | len(members), 4) + entries
+    return _blob(types, strings)
+
+
+def test_enum_names_prefix_and_errors():
+    btf = Btf(_enum_blob("ev", [("EV_A_B", 1), ("EV_C", 2)]))
+    assert btf.enum_names("ev") == {1: "a_b", 2: "c"}
+    assert btf.enum_names("ev", prefix="EV_") == {1: "a_b", 2: "c"}
+    assert btf.enum_values("ev", prefix="") == {"ev_a_b": 1, "ev_c": 2}
+    with pytest.raises(BtfError, match="EV_C does not start with EV_A_"):
+        btf.enum_names("ev", prefix="EV_A_")
+    with pytest.raises(BtfError, match="both 1"):
+        Btf(_enum_blob("ev", [("EV_A", 1), ("EV_B", 1)])).enum_names("ev")
+    with pytest.raises(BtfError, match="no enum nope"):
+        btf.enum_names("nope")

@@ -73,7 +73,7 @@ COLS = ["ts_ns", "enter_ns", "start_ns", "ret", "kind", "pid", "tid", "ppid", "t
         "wait_pid", "exit_code", "syscall", "subreaper", "comm", "parent_comm"]
 
 
-def ev(kind, ts, pid, *, start=0, ppid=0, target=0, ret=0, enter=None, options=0, syscall=1, subreaper=0,
+def ev(kind, ts, pid, *, start=0, ppid=0, target=0, ret=0, enter=None, options=0, syscall="wait4", subreaper=0,
        comm="c", parent_comm="p"):
     return [int(ts * S), int((ts if enter is None else enter) * S), start, ret, kind, pid, pid, ppid, target,
             options, -1, 0, syscall, subreaper, comm, parent_comm]
@@ -174,8 +174,8 @@ def test_auto_reaped_children_are_not_leaks():
 
 def test_waitid_wnowait_does_not_reap():
     rows = [ev(EXIT, 0.0, 700, start=1, ppid=100),
-            reap(0.1, 100, 700, syscall=2, options=zombies.WNOWAIT | 4, ret=0),
-            reap(2.0, 100, 700, syscall=2, options=4, ret=0)]
+            reap(0.1, 100, 700, syscall="waitid", options=zombies.WNOWAIT | 4, ret=0),
+            reap(2.0, 100, 700, syscall="waitid", options=4, ret=0)]
     (life,) = lifecycles(zframes(rows))
     assert life.reaped_ns == 2 * S and life.reaped_by == "parent"
 

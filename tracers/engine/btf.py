@@ -249,9 +249,34 @@ class Btf:
         return {m.name: (m.bit_offset // 8, self.sizeof(m.type_id)) for m in t.members}
 
     def enum(self, name: str) -> dict[str, int]:
-        if self.has("enum", name):
-            return dict(self.find("enum", name).enum_values)
-        return dict(self.find("enum64", name).enum_values)
+        """The members of ``enum name`` as they are in C: member -> value."""
+        for kind in ("enum", "enum64"):
+            if self.has(kind, name):
+                return dict(self.find(kind, name).enum_values)
+        raise BtfError(f"no enum {name} in BTF")
+
+    def enum_values(self, name: str, prefix: Optional[str] = None) -> dict[str, int]:
+        """The members of ``enum name`` (bpf/X.h) as short name -> value:
+        lower-cased, without ``prefix`` (by default the enum's name in upper
+        case and "_"), so ``enum zombie_kind { ZOMBIE_KIND_WAIT = 3 }`` gives
+        {"wait": 3}.  These short names are what the output shows."""
+        prefix = f"{name.upper()}_" if prefix is None else prefix
+        out: dict[str, int] = {}
+        for member, value in self.enum(name).items():
+            if not member.startswith(prefix) or member == prefix:
+                raise BtfError(f"enum {name}: member {member} does not start with {prefix}")
+            out[member[len(prefix):].lower()] = value
+        return out
+
+    def enum_names(self, name: str, prefix: Optional[str] = None) -> dict[int, str]:
+        """value -> short name of ``enum name`` (see :meth:`enum_values`),
+        e.g. {3: "wait"}: how a record's numeric field is named."""
+        out: dict[int, str] = {}
+        for short, value in self.enum_values(name, prefix).items():
+            if value in out:
+                raise BtfError(f"enum {name}: {out[value]} and {short} are both {value}")
+            out[value] = short
+        return out
 
 
 def scalar_type_code(btf: Btf, type_id: int) -> Optional[str]:
