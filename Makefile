@@ -85,14 +85,16 @@ test-unit: install
 test-kernel: install
 	$(Q)$(PYTEST) tests/kernel
 
+# Development tooling runs from the tree, not from the installed package:
+# tests/vm/vmtest.py (the VM runner), bench/ (benchmarks, the demo).
 vmtest: install
-	$(Q)$(VPY) -m kerntrace.tracers.vmtest
+	$(Q)$(VPY) tests/vm/vmtest.py
 
 bench: install
-	$(Q)$(VPY) -m kerntrace.tracers.bench
+	$(Q)$(VPY) bench/bench.py
 
 demo: install
-	$(Q)$(VPY) -m kerntrace.analysis.demo
+	$(Q)$(VPY) bench/demo.py
 
 clean:
 	rm -f bpf/*.bpf.o bpf/vmlinux.h

@@ -5,7 +5,7 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from .findings import Finding
 
-__all__ = ["format_table", "print_findings", "findings_markdown"]
+__all__ = ["findings_markdown", "format_table", "print_findings", "run_line"]
 
 _MARK = {"critical": "CRITICAL", "warning": "WARNING", "info": "INFO"}
 
@@ -64,3 +64,12 @@ def findings_markdown(findings: Sequence[Finding]) -> str:
         if f.recommendation:
             parts.append(f"**Fix:** {f.recommendation}\n")
     return "\n".join(parts)
+
+
+def run_line(envelope: Mapping[str, Any]) -> str:
+    """The first line of every end-of-run report, from the summary envelope."""
+    line = (f"Traced {envelope['duration_s']:.1f} s ({envelope.get('stop_reason') or 'ended'}); "
+            f"lost events: {envelope['lost_events']}")
+    if envelope.get("command_exit") is not None:
+        line += f"; command exit status {envelope['command_exit']}"
+    return line

@@ -8,6 +8,10 @@ timings are only reported, a lost event is a defect.
         bpftrace attaching two tracepoints, both whole processes, best of N.
     (b) ring buffer -> DataFrame decode throughput (events/s).
     (c) sustained 200,000 events/s for 60 s: events lost must be 0.
+    (d) bench_odirect.py: what ``iotrace odirect`` costs an O_DIRECT reader.
+
+Development tooling, not installed: run as root from the source tree,
+``.venv/bin/python bench/bench.py [--only STEP]``.
 """
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ def bench_launch(runs: int = 5) -> dict[str, Any]:
     iotrace = os.path.join(os.path.dirname(sys.executable), "iotrace")
     target = subprocess.Popen(["sleep", "600"])
     try:
-        ours = _best([iotrace, "odirect", "-p", str(target.pid), "-d", "0"], "Hit Ctrl-C", "stderr", runs)
+        ours = _best([iotrace, "odirect", "-p", str(target.pid), "-d", "0"], "Ctrl-C to end", "stderr", runs)
     finally:
         target.kill()
         target.wait()
@@ -82,7 +86,7 @@ def bench_launch(runs: int = 5) -> dict[str, Any]:
 
 
 def _selftest(burst: int, ring_bytes: int) -> Any:
-    from .engine import BpfTracer, Hook
+    from kerntrace.tracers.engine import BpfTracer, Hook
 
     return BpfTracer(
         "selftest",
@@ -95,7 +99,7 @@ def _selftest(burst: int, ring_bytes: int) -> Any:
 
 def bench_decode(events: int = 2_000_000) -> dict[str, Any]:
     """Fill the ring from this process, then time drain + DataFrame decode."""
-    from .engine.records import decode_events
+    from kerntrace.tracers.engine.records import decode_events
 
     burst = 512
     ring_bytes = 64 * 1024 * 1024
@@ -149,8 +153,8 @@ print(done)
 def bench_sustained(rate: int = 200_000, seconds: float = 60.0, burst: int = 50) -> dict[str, Any]:
     """A separate process makes rate/burst getppid() calls a second; each
     emits `burst` events.  Every event must arrive: lost == 0."""
-    from .engine.records import decode_events
-    from .engine import Session
+    from kerntrace.tracers.engine import Session
+    from kerntrace.tracers.engine.records import decode_events
 
     tracer = _selftest(burst, 16 * 1024 * 1024)
     dtype = tracer.btf.dtype("selftest_event")
@@ -209,7 +213,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         steps.append(("sustained", lambda: bench_sustained(seconds=args.sustain_seconds)))
     if "odirect" in wanted:
         try:
-            from . import bench_odirect
+            import bench_odirect  # beside this file
         except ImportError:
             bench_odirect = None  # type: ignore[assignment]
         if bench_odirect is not None:
@@ -227,7 +231,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f" (goal <= {LAUNCH_GOAL_S} s); whole run with detach {_fmt(result['iotrace_total_s'], ' s')}")
             print(f"  bpftrace, two tracepoints, whole run:         {_fmt(result.get('bpftrace_total_s'), ' s')}")
             if result.get("ratio_vs_bpftrace"):
-                from .odirect import HOOKS
+                from kerntrace.tracers.odirect import HOOKS
 
                 print(f"  ratio iotrace attached / bpftrace whole run:  {result['ratio_vs_bpftrace']:.2f}"
                       f"  (whole runs: {result['ratio_whole_runs']:.2f}; iotrace odirect attaches up to "

@@ -11,7 +11,9 @@ run, iotrace odirect's engine and empty programs on the same hooks are each
 switched on and off every 0.2 s (:func:`alternation_share`): the figure
 that can resolve a few per cent on a disk whose speed drifts by more.
 
-Run as root: ``python -m kerntrace.tracers.bench_odirect [SECONDS [ROUNDS]]``.
+Run as root from the source tree (not installed):
+``.venv/bin/python bench/bench_odirect.py [SECONDS [ROUNDS]]``; ``make bench``
+runs it as its last step.
 """
 from __future__ import annotations
 
@@ -125,8 +127,8 @@ def net_costs(costs: dict[str, float], accounting_ns: float) -> dict[str, float]
 def _empty_program() -> Any:
     """selftest's empty program on block_rq_issue, loaded and attached: its
     run time per call is the accounting's own."""
-    from .engine import object_path
-    from .engine.libbpf import Object
+    from kerntrace.tracers.engine import object_path
+    from kerntrace.tracers.engine.libbpf import Object
 
     obj = Object(object_path("selftest"))
     for prog in obj.programs():
@@ -326,10 +328,12 @@ def _alternate(fio_file: str, seconds: float, window: float) -> list[tuple[Optio
     io_start_time_ns where the queue keeps I/O statistics).  The cases share
     one fio run, so the disk's drift over minutes weighs on all alike: their
     shares compare with each other, not only with untraced."""
-    from .engine.target import Target
-    from .engine import Session, object_path
-    from .engine.libbpf import Object
-    from .odirect import ODirectTrace
+    from kerntrace.tracers.engine import object_path
+    from kerntrace.tracers.engine.libbpf import Object
+    from kerntrace.tracers.engine.run import Run
+    from kerntrace.tracers.engine.sinks import TextSink
+    from kerntrace.tracers.engine.target import Target
+    from kerntrace.tracers.odirect import ODirectTool
 
     with tempfile.TemporaryDirectory() as scratch:
         fio = subprocess.Popen(_fio_argv(fio_file, seconds + 30, os.path.join(scratch, "fio.json")),
@@ -341,21 +345,24 @@ def _alternate(fio_file: str, seconds: float, window: float) -> list[tuple[Optio
                 for prog in empty.programs():
                     prog.autoload = prog.name in all_hooks
                 empty.load()
-                trace = ODirectTrace(Target(pids=[job]), live=True, out=devnull)
-                with Session([trace.tracer]) as session:
-                    session.start()
-                    session.trace_pids([job])
-                    trace.tracer.detach()
+                # iotrace odirect -p JOB's run, its live lines to /dev/null
+                run = Run("bench", ODirectTool(), Target(pids=[job]), [TextSink(devnull)], quiet=True)
+                try:
+                    session = run.attach()
+                    tracer = run.tracers["odirect"]
+                    tracer.detach()
                     alternation = _Alternation(job, {
-                        "iotrace": (trace.tracer.attach, trace.tracer.detach),
+                        "iotrace": (tracer.attach, tracer.detach),
                         "hooks": _empty_programs(empty, all_hooks),
                         # selftest_empty is the one on block_rq_issue
                         "floor": _empty_programs(empty, [n for n in all_hooks if n != "selftest_empty"]),
                     })
                     try:
-                        session.run(trace.on_batch, duration=seconds, tick=alternation.tick, tick_interval=window)
+                        session.run(run.dispatch, duration=seconds, tick=alternation.tick, tick_interval=window)
                     finally:
                         alternation.stop()
+                finally:
+                    run.close()
                 return alternation.windows
         finally:
             fio.terminate()

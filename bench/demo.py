@@ -1,59 +1,37 @@
 """``make demo``: the iowait case, reproduced and diagnosed.
 
-Builds the bundled reproduction (iowait_repro.c: a parent forks children
+Builds the reproduction (tests/iowait_repro.c: a parent forks children
 that read a file with O_DIRECT, its wait() after the fork loop), runs it
 under ``iotrace diagnose``, then runs the fixed variant (buffered reads,
 waitpid() per child) the same way.  Everything lives in a temporary
 directory under /var/tmp (a disk-backed filesystem, so O_DIRECT reaches the
 disk) and is removed at the end.
+
+Run as root from the source tree: ``.venv/bin/python bench/demo.py``.
 """
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-from importlib import resources
 from typing import Any, Optional, Sequence
 
-__all__ = ["build_repro", "main", "make_data_file"]
+# The reproduction lives with the tests that use it too (not installed).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-CHILDREN = 6
+from iowait_repro import build_repro, make_data_file, repro_argv  # noqa: E402
+
+__all__ = ["main"]
+
 FILE_MIB = 32
-READ_SIZE = 4096
-HOLD_S = 2.0
 WATCHED = ("iowait-cause", "odirect-bypass", "unreaped-children")
 
 
-def build_repro(directory: str) -> str:
-    """Compiles iowait_repro.c into directory; returns the binary's path."""
-    source = resources.files("kerntrace.analysis").joinpath("iowait_repro.c")
-    binary = os.path.join(directory, "iowait_repro")
-    with resources.as_file(source) as src:
-        subprocess.run(["gcc", "-O2", "-Wall", "-o", binary, str(src)], check=True)
-    return binary
-
-
-def make_data_file(directory: str, mib: int) -> str:
-    path = os.path.join(directory, "data")
-    with open(path, "wb") as f:
-        for _ in range(mib):
-            f.write(os.urandom(1 << 20))
-        f.flush()
-        os.fsync(f.fileno())
-    return path
-
-
-def repro_argv(binary: str, data: str, fixed: bool, children: int = CHILDREN, read_size: int = READ_SIZE,
-               hold_s: float = HOLD_S) -> list[str]:
-    return [binary, *(["--fixed"] if fixed else []), "--hold", str(hold_s), data, str(children), str(read_size)]
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..tracers.engine.target import Target
-    from ..tracers.diagnose import run_diagnose
-    from ..tracers.engine.environment import UsageProblem, require_bpf_environment
+    from kerntrace.tracers.diagnose import run_diagnose
+    from kerntrace.tracers.engine.environment import UsageProblem, require_bpf_environment
+    from kerntrace.tracers.engine.target import Target
 
     try:
         require_bpf_environment()

@@ -8,8 +8,8 @@
  *
  * --fixed: buffered reads (the page cache serves them) and one waitpid()
  * per child, inside the loop.  --hold: how long the parent keeps running
- * after its wait() (the zombies' lifetime).  Built and run by
- * `python -m kerntrace.analysis.demo`. */
+ * after its wait() (the zombies' lifetime).  Built by tests/iowait_repro.py;
+ * run by `make demo` (bench/demo.py) and tests/kernel/test_iowait.py. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>

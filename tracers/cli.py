@@ -46,13 +46,7 @@ class LazyGroup(click.Group):
         if entry is None:
             return None
         module_name, attr, _help = entry
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                return None
-            raise
-        cmd = getattr(module, attr)
+        cmd = getattr(importlib.import_module(module_name), attr)
         assert isinstance(cmd, click.Command)
         return cmd
 
@@ -66,12 +60,20 @@ class LazyGroup(click.Group):
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def _version() -> str:
+    from .engine.run import kerntrace_version
+
+    return kerntrace_version()
+
+
 @click.group(cls=LazyGroup, lazy=IOTRACE_COMMANDS, context_settings=CONTEXT)
+@click.version_option(_version(), "--version", prog_name="iotrace", message="%(prog)s (kerntrace) %(version)s")
 def iotrace() -> None:
     """Block I/O, O_DIRECT, D-state and zombie tracing with findings (eBPF)."""
 
 
 @click.group(cls=LazyGroup, lazy=NSTRACE_COMMANDS, context_settings=CONTEXT)
+@click.version_option(_version(), "--version", prog_name="nstrace", message="%(prog)s (kerntrace) %(version)s")
 def nstrace() -> None:
     """Network-namespace creation and the IPv6 multicast-routing crash path (eBPF)."""
 

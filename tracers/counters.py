@@ -260,6 +260,7 @@ class CounterSampler:
         interval = Interval.between(self._last, now, self._disk_groups, {})
         read_rate, write_rate = interval.disks["total"]
         row: dict[str, Any] = {
+            "mono_ns": now.mono_ns,
             "t_s": round((now.mono_ns - self._first.mono_ns) / 1e9, 3),
             "interval_s": round(interval.seconds, 3),
             **interval.cpu,

@@ -2,7 +2,7 @@
 
 odirect (reads, O_DIRECT, block requests), dstate (D-state and iowait time)
 and zombies (exits and reaping) run at once on one Target, in one Session,
-with the CPU and disk counters sampled each second; then every rule runs and
+with the CPU and disk counters sampled each second (the engine's tick); then every rule runs and
 one report says who causes the iowait, whether it is O_DIRECT around the page
 cache, and which parent leaks zombies.
 """
@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
 
 import click
 
-from .engine.records import JsonLines
-from .options import setup_logging
-from .engine.target import target_from_options
+from .engine import BpfTracer, Target, require_bpf_environment, target_from_options
+from .engine.clock import Clock
+from .engine.run import Run, check_output_path
+from .engine.tool import ObjectSpec, Tool
+from .options import pid_options
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..analysis.findings import Finding
 
-__all__ = ["command", "merge_processes", "run_diagnose"]
+__all__ = ["DiagnoseTool", "command", "merge_processes", "run_diagnose"]
 
 ODIRECT_KEYS = ("reads", "read_bytes", "odirect_reads", "odirect_bytes", "block_ios", "block_bytes")
 COUNTER_HEADER = f"{'TIME(s)':>7} {'usr':>4} {'sys':>4} {'idl':>4} {'wai':>4} | {'read':>9} {'writ':>9}"
@@ -63,81 +64,97 @@ def merge_processes(parts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda r: (-r.get("iowait_ms", 0), -r["read_bytes"], r["pid"]))
 
 
-def _load_odirect() -> tuple[Any, Any]:
-    """(ODirectTrace, odirect rules) or (None, None) when this build has no odirect tracer."""
-    try:
-        from .odirect import ODirectTrace
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.endswith("odirect"):
-            return None, None
-        raise
-    from ..analysis import odirect as rules
+class DiagnoseTool(Tool):
+    """odirect, dstate and zombies on one Target in one run, with the CPU and
+    disk counters sampled each second; every rule at the end."""
 
-    return ODirectTrace, rules
+    name = "diagnose"
+    tick_interval = 1.0
 
+    def __init__(self, reap_orphans: bool = False) -> None:
+        from .counters import CounterSampler
+        from .dstate import DStateTool
+        from .odirect import ODirectTool
+        from .zombies import ZombiesTool
 
-def run_diagnose(target: Any, duration: Optional[float], *, out: Any = sys.stdout, quiet: bool = False,
-                 json_out: Optional[JsonLines] = None, output_dir: Optional[str] = None) -> dict[str, Any]:
-    """Runs the three tracers and returns the JSON summary (also used by the demo and the tests)."""
-    from ..analysis import diagnose as cause_rules
-    from ..analysis import dstate as dstate_rules
-    from ..analysis import zombies as zombie_rules
-    from .counters import CounterSampler
-    from .dstate import DStateTrace
-    from .runner import run_traces, summary_line, write_trace
-    from .zombies import ZombieTrace
+        self.odirect = ODirectTool()
+        # Totals come from the kernel's aggregate; only sleeps of 1 ms or more
+        # travel the ring (and the -o trace), so the three rings stay far from full.
+        self.dstate = DStateTool(min_event_ms=1.0)
+        self.zombies = ZombiesTool(reap_orphans=reap_orphans)
+        self.parts: dict[str, Tool] = {"odirect": self.odirect, "dstate": self.dstate, "zombies": self.zombies}
+        self.sampler = CounterSampler()
+        self._counter_rows_shown = 0
+        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
 
-    ODirectTrace, odirect_rules = _load_odirect()
-    traces: dict[str, Any] = {}
-    if ODirectTrace is not None:
-        traces["odirect"] = ODirectTrace(target, live=False, json_out=None)
-    # Totals come from the kernel's aggregate; only sleeps of 1 ms or more
-    # travel the ring (and the -o trace), so the three rings stay far from full.
-    traces["dstate"] = DStateTrace(target, live=False, min_event_ms=1.0)
-    zombies = traces["zombies"] = ZombieTrace(target, live=False)
-    sampler = CounterSampler()
-    live = json_out is None and not quiet
+    def objects(self) -> Sequence[ObjectSpec]:
+        return [spec for part in self.parts.values() for spec in part.objects()]
 
-    def tick() -> None:
-        zombies.reap()
-        row = sampler.sample()
-        if row is None:
-            return
-        if json_out is not None:
-            json_out.emit({"type": "counters", **{k: round(v, 2) if isinstance(v, float) else v
-                                                   for k, v in row.items()}})
-        elif live:
-            if len(sampler.rows()) == 1:
-                out.write(COUNTER_HEADER + "\n")
-            out.write(f"{row['t_s']:>7.1f} {row['usr']:>4.0f} {row['sys']:>4.0f} {row['idl']:>4.0f} "
-                      f"{row['wai']:>4.0f} | {_human(row['read_bytes']):>9} {_human(row['write_bytes']):>9}\n")
-            out.flush()
+    def loaded(self, tracers: Mapping[str, BpfTracer]) -> None:
+        for part in self.parts.values():
+            part.loaded({s.name: tracers[s.name] for s in part.objects()})
 
-    def before_spawn(_session: Any) -> None:
-        if zombies.reap_orphans:
-            zombies.become_subreaper()
+    def started(self, clock: Clock) -> None:
+        self.sampler.restart()
+        for part in self.parts.values():
+            part.started(clock)
 
-    session = run_traces("diagnose", list(traces.values()), target, duration, tick=tick,
-                         before_spawn=before_spawn, on_spawn=lambda pid: setattr(zombies, "command_pid", pid),
-                         on_start=lambda _s: sampler.restart(), quiet=quiet)
-    try:
-        if sampler.since_last() >= 0.3:
-            tick()  # the last partial second, unless too short to mean anything
+    def before_spawn(self) -> None:
+        self.zombies.before_spawn()
+
+    def spawned(self, pid: int) -> None:
+        self.zombies.spawned(pid)
+
+    def update(self, obj: str, ring: str, batch: Any) -> Any:
+        return self.parts[obj].update(obj, ring, batch)
+
+    def tick(self) -> Sequence[tuple[str, Any]]:
+        self.zombies.tick()
+        row = self.sampler.sample()
+        return [("counters", row)] if row is not None else []
+
+    def live_lines(self, obj: str, ring: str, events: Any, clock: Clock) -> str:
+        if ring != "counters":
+            return ""
+        row = events
+        head = COUNTER_HEADER + "\n" if not self._counter_rows_shown else ""
+        self._counter_rows_shown += 1
+        return head + (f"{row['t_s']:>7.1f} {row['usr']:>4.0f} {row['sys']:>4.0f} {row['idl']:>4.0f} "
+                       f"{row['wai']:>4.0f} | {_human(row['read_bytes']):>9} {_human(row['write_bytes']):>9}\n")
+
+    def json_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[dict[str, Any]]:
+        if ring != "counters":
+            return ()
+        row = {k: round(v, 2) if isinstance(v, float) else v for k, v in events.items() if k != "mono_ns"}
+        return [{"type": "counters", "time": clock.rfc3339(events["mono_ns"]), **row}]
+
+    def finish(self) -> Sequence[tuple[str, str, Any]]:
+        late = [item for part in self.parts.values() for item in part.finish()]
+        if self.sampler.since_last() >= 0.3:  # the last partial second, unless too short to mean anything
+            row = self.sampler.sample()
+            if row is not None:
+                late.append(("", "counters", row))
+        return late
+
+    def frames(self) -> "dict[str, pd.DataFrame]":
+        if self._frames is None:
+            import pandas as pd
+
+            frames: dict[str, pd.DataFrame] = {"counters": self.counters()}
+            for part in self.parts.values():
+                frames.update(part.frames())
+            self._frames = frames
+        return self._frames
+
+    def counters(self) -> "pd.DataFrame":
         import pandas as pd
 
-        frames_by: dict[str, dict[str, pd.DataFrame]] = {name: t.frames() for name, t in traces.items()}
-        counters = pd.DataFrame(sampler.rows())
-        frames: dict[str, pd.DataFrame] = {"counters": counters}
-        for part in frames_by.values():
-            frames.update(part)
-        parts = {name: traces[name].summary(frames_by[name]) for name in traces}
-        findings: list[Finding] = []
-        if odirect_rules is not None:
-            findings += odirect_rules.findings(frames_by["odirect"], duration_s=session.duration_s)
-        findings += cause_rules.findings(frames)
-        findings += dstate_rules.findings(frames_by["dstate"], duration_s=session.duration_s)
-        findings += zombie_rules.findings(frames_by["zombies"], end_ns=zombies.end_ns)
-        extra = {
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "mono_ns"} for r in self.sampler.rows()])
+
+    def summary(self, duration_s: float) -> dict[str, Any]:
+        parts = {name: part.summary(duration_s) for name, part in self.parts.items()}
+        counters = self.counters()
+        return {
             "processes": merge_processes(parts),
             "counters": {
                 "intervals": len(counters),
@@ -148,74 +165,81 @@ def run_diagnose(target: Any, duration: Optional[float], *, out: Any = sys.stdou
             },
             "exits": parts["zombies"]["exits"],
             "stacks": parts["dstate"]["stacks"],
-            "tracers": list(traces),
+            "tracers": list(self.parts),
         }
-        summary = summary_line("diagnose", session, extra, findings)
-        if json_out is not None:
-            json_out.emit(summary)
-        elif not quiet:
-            _print_report(out, session, summary, findings, odirect=ODirectTrace is not None)
-        if output_dir:
-            os.makedirs(output_dir, mode=0o700, exist_ok=True)
-            for name, part in frames_by.items():
-                write_trace(os.path.join(output_dir, f"{name}.parquet"), part, name, session)
-            write_trace(os.path.join(output_dir, "counters.parquet"), {"counters": counters}, "diagnose", session)
-            fd = os.open(os.path.join(output_dir, "summary.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(summary, f, default=str, indent=1)
-        summary["_findings"] = findings
-        return summary
-    finally:
-        session.close()
+
+    def findings(self, duration_s: float) -> list[Any]:
+        from ..analysis import diagnose as cause_rules
+
+        found: list[Finding] = []
+        found += self.odirect.findings(duration_s)
+        found += cause_rules.findings(self.frames())
+        found += self.dstate.findings(duration_s)
+        found += self.zombies.findings(duration_s)
+        return found
+
+    def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
+        from ..analysis.report import format_table, print_findings, run_line
+
+        c = envelope["counters"]
+        out.write(f"\n{run_line(envelope)}\n")
+        out.write(f"CPU iowait {c['iowait_avg_pct']:.0f} % on average (peak {c['iowait_max_pct']:.0f} %); "
+                  f"disks read {_human(c['disk_read_bytes'])}, wrote {_human(c['disk_write_bytes'])}\n")
+        rows = []
+        shown = [p for p in envelope["processes"] if p["pid"] != os.getpid()]  # not iotrace itself
+        for p in shown[:15]:
+            rows.append({"pid": p["pid"], "comm": p["comm"], "reads": p["reads"],
+                         "odirect_MiB": round(p["odirect_bytes"] / 2**20, 1),
+                         "block_MiB": round(p["block_bytes"] / 2**20, 1),
+                         "d_ms": p.get("d_ms", 0.0), "iowait_ms": p.get("iowait_ms", 0.0),
+                         "children": p.get("children_exited", 0), "zombies_left": p.get("still_zombies", 0)})
+        out.write("\nProcesses:\n" + format_table(rows) + "\n")
+        if len(shown) > 15:
+            out.write(f"({len(shown) - 15} more)\n")
+        print_findings(findings, out)
+
+    def write_output(self, path: str, envelope: Mapping[str, Any]) -> None:
+        """-o DIR: one Parquet file per part, the counters, summary.json."""
+        from .engine.records import write_parquet
+
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        meta = {k: v for k, v in envelope.items() if k != "findings"}
+        for name, part in self.parts.items():
+            write_parquet(part.frames(), os.path.join(path, f"{name}.parquet"), {**meta, "part": name})
+        write_parquet({"counters": self.counters()}, os.path.join(path, "counters.parquet"),
+                      {**meta, "part": "counters"})
+        fd = os.open(os.path.join(path, "summary.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(envelope, f, default=str, indent=1)
 
 
-def _print_report(out: Any, session: Any, summary: dict[str, Any], findings: "list[Finding]", odirect: bool) -> None:
-    from ..analysis.report import format_table, print_findings
+def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[TextIO] = None, quiet: bool = False,
+                 as_json: bool = False, output_dir: Optional[str] = None, utc: bool = False) -> dict[str, Any]:
+    """One diagnose run to its end; returns the summary envelope (also used
+    by the demo and the tests)."""
+    from .engine.sinks import JsonSink, Sink, TextSink, TraceFileSink
 
-    c = summary["counters"]
-    out.write(f"\nTraced {session.duration_s:.1f} s ({session.stop_reason}); lost events: {session.lost_events}")
-    if session.child_status is not None:
-        out.write(f"; command exit status {session.child_status}")
-    out.write(f"\nCPU iowait {c['iowait_avg_pct']:.0f} % on average (peak {c['iowait_max_pct']:.0f} %); "
-              f"disks read {_human(c['disk_read_bytes'])}, wrote {_human(c['disk_write_bytes'])}\n")
-    if not odirect:
-        out.write("(odirect tracer not in this build: no per-read or block figures)\n")
-    rows = []
-    shown = [p for p in summary["processes"] if p["pid"] != os.getpid()]  # not iotrace itself
-    for p in shown[:15]:
-        rows.append({"pid": p["pid"], "comm": p["comm"], "reads": p["reads"],
-                     "odirect_MiB": round(p["odirect_bytes"] / 2**20, 1), "block_MiB": round(p["block_bytes"] / 2**20, 1),
-                     "d_ms": p.get("d_ms", 0.0), "iowait_ms": p.get("iowait_ms", 0.0),
-                     "children": p.get("children_exited", 0), "zombies_left": p.get("still_zombies", 0)})
-    out.write("\nProcesses:\n" + format_table(rows) + "\n")
-    if len(shown) > 15:
-        out.write(f"({len(shown) - 15} more)\n")
-    print_findings(findings, out)
+    sinks: list[Sink] = []
+    if as_json:
+        sinks.append(JsonSink(out))
+    elif not quiet:
+        sinks.append(TextSink(out))
+    if output_dir:
+        sinks.append(TraceFileSink(output_dir))
+    run = Run("iotrace", DiagnoseTool(reap_orphans=bool(target.argv)), target, sinks, duration=duration,
+              utc=utc, quiet=quiet)
+    return run.execute()
 
 
 @click.command("diagnose")
-@click.option("-p", "--pid", "pids", type=int, multiple=True, metavar="PID",
-              help="Trace this process (all its threads); repeatable.")
-@click.option("-c", "--command", "command", metavar="COMMAND",
-              help="Start COMMAND once the probes are attached and trace it and its children.")
-@click.option("-f", "--follow", is_flag=True, help="Also trace children created while tracing.")
-@click.option("-d", "--duration", type=click.FloatRange(min=0), metavar="SECONDS",
-              help="Stop after SECONDS (0: attach, print the ready line, exit).")
-@click.option("--json", "as_json", is_flag=True, help="JSON Lines: counters each second, then a summary.")
-@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Write the trace to DIR (one Parquet file per tracer, summary.json; mode 0700).")
-@click.option("-v", "--verbose", count=True, help="Show libbpf's messages (-vv: debug).")
+@pid_options(required=False, output_dir=True)
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
-            as_json: bool, output_dir: Optional[str], verbose: int) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int) -> int:
     """odirect + dstate + zombies at once, with CPU and disk counters each
     second, and findings: who causes the iowait, O_DIRECT around the page
     cache, parents that leave zombies.  Without -p/-c: every process."""
-    from .engine.environment import UsageProblem, require_bpf_environment
-
-    setup_logging(verbose)
-    if output_dir and os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise UsageProblem(f"-o {output_dir}: not a directory")
     target = target_from_options(pids, command, follow, required=False)
+    check_output_path(output, directory=True)
     require_bpf_environment()
-    run_diagnose(target, duration, json_out=JsonLines() if as_json else None, output_dir=output_dir)
+    run_diagnose(target, duration, as_json=as_json, output_dir=output, utc=utc)
     return 0

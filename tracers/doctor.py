@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import sys
+import time
 from typing import Any
 
 import click
@@ -90,9 +91,12 @@ def command(as_json: bool, verbose: int) -> int:
     from .options import setup_logging
 
     setup_logging(verbose)
+    started_ns = time.time_ns()
     report = diagnose_kernel()
     if as_json:
-        sys.stdout.write(json.dumps(report) + "\n")
+        from .engine.run import snapshot_envelope
+
+        sys.stdout.write(json.dumps(snapshot_envelope("doctor", started_ns, [], **report)) + "\n")
     else:
         sys.stdout.write(render(report) + "\n")
     return 0

@@ -7,52 +7,49 @@ carries each sleep for the live view and the trace file.
 """
 from __future__ import annotations
 
-import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
 
 import click
 
-from .engine.records import JsonLines
-from .engine.target import Target, target_from_options
+from .engine import BpfTracer, Hook, require_bpf_environment, target_from_options
+from .engine.clock import Clock
+from .engine.run import check_output_path, run_tool
+from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
-from .engine import BpfTracer, Hook
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["DStateTrace", "command"]
+__all__ = ["DStateTool", "command", "print_tables"]
 
 HOOKS = (
     Hook("sched_switch", ("dstate_switch",)),
     Hook("sched_wakeup", ("dstate_wakeup",)),
 )
-LIVE_HEADER = f"{'TIME(s)':<9} {'COMM':<16} {'PID':>7} {'TID':>7} {'KIND':<6} {'D(ms)':>9}  WAIT-SITE"
 
 
-class DStateTrace:
-    """One dstate run: owns its BpfTracer, collects sleeps, prints live lines."""
+class DStateTool(Tool):
+    """D-state sleeps: per-sleep records for the live view and the trace
+    file, exact totals per (thread, stack, iowait) from the kernel."""
 
-    def __init__(self, target: Target, *, live: bool = True, json_out: Optional[JsonLines] = None,
-                 min_ms: float = 1.0, min_event_ms: float = 0.0, out: Any = None) -> None:
-        self.target = target
-        self.live = live
-        self.json_out = json_out
+    name = "dstate"
+
+    def __init__(self, min_ms: float = 1.0, min_event_ms: float = 0.0) -> None:
         self.min_live_ns = int(min_ms * 1e6)
-        self.out = out or sys.stdout
-        self.tracer = BpfTracer(
-            "dstate",
-            hooks=HOOKS,
-            rings={"dstate_events": "dstate_event"},
-            options={"kt_filter_pids": target.filtered, "min_event_ns": int(min_event_ms * 1e6)},
-            follow_children=target.follow,
-        )
-        self.t0_ns = 0
-        self.end_ns = 0
+        self.min_event_ns = int(min_event_ms * 1e6)
+        self.tracer: Optional[BpfTracer] = None
         self._batches: list["np.ndarray[Any, Any]"] = []
         self._stacks: dict[int, list[str]] = {}
         self._totals: Optional["pd.DataFrame"] = None
-        self._header_done = False
+        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
+
+    def objects(self) -> Sequence[ObjectSpec]:
+        return [ObjectSpec("dstate", HOOKS, rings={"dstate_events": "dstate_event"},
+                           options={"min_event_ns": self.min_event_ns})]
+
+    def loaded(self, tracers: Mapping[str, BpfTracer]) -> None:
+        self.tracer = tracers["dstate"]
 
     # -- stacks ---------------------------------------------------------------
 
@@ -61,46 +58,54 @@ class DStateTrace:
 
         frames = self._stacks.get(stack_id)
         if frames is None:
+            assert self.tracer is not None
             frames = read_stack(self.tracer.obj.map("dstate_stacks"), stack_id, kernel_symbols())
             self._stacks[stack_id] = frames
         return frames
 
-    # -- the contract ---------------------------------------------------------
+    # -- while tracing ----------------------------------------------------------
 
-    def on_batch(self, tracer: BpfTracer, ring: str, batch: "np.ndarray[Any, Any]") -> None:
+    def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
         self._batches.append(batch)
-        if not (self.live or self.json_out):
-            return
+        return batch[batch["duration_ns"] >= self.min_live_ns]
+
+    def live_header(self, clock: Clock) -> str:
+        return f"{clock.live_title:<15} {'COMM':<16} {'PID':>7} {'TID':>7} {'KIND':<6} {'D(ms)':>9}  WAIT-SITE"
+
+    def live_lines(self, obj: str, ring: str, events: "np.ndarray[Any, Any]", clock: Clock) -> str:
         from .engine.ksyms import wait_site
 
-        for ev in batch[batch["duration_ns"] >= self.min_live_ns]:
-            dur = int(ev["duration_ns"])
-            t = (int(ev["ts_ns"]) - self.t0_ns) / 1e9
+        lines = []
+        for ev in events:
             comm = bytes(ev["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace")
             site = wait_site(self.stack(int(ev["stack_id"])), depth=2)
             kind = "io" if ev["iowait"] else "D"
-            if self.json_out is not None:
-                self.json_out.emit({
-                    "type": "dstate", "time_s": round(t, 6), "pid": int(ev["pid"]), "tid": int(ev["tid"]),
-                    "comm": comm, "iowait": bool(ev["iowait"]), "duration_ms": dur / 1e6,
-                    "state": int(ev["state"]), "wait_site": site,
-                })
-            elif self.live:
-                if not self._header_done:
-                    self.out.write(LIVE_HEADER + "\n")
-                    self._header_done = True
-                self.out.write(f"{t:<9.3f} {comm:<16} {int(ev['pid']):>7} {int(ev['tid']):>7} {kind:<6} "
-                               f"{dur / 1e6:>9.3f}  {site}\n")
-        if self.live:
-            self.out.flush()
+            lines.append(f"{clock.live(int(ev['ts_ns'])):<15} {comm:<16} {int(ev['pid']):>7} {int(ev['tid']):>7} "
+                         f"{kind:<6} {int(ev['duration_ns']) / 1e6:>9.3f}  {site}\n")
+        return "".join(lines)
 
-    def finish(self) -> None:
+    def json_records(self, obj: str, ring: str, events: "np.ndarray[Any, Any]",
+                     clock: Clock) -> Iterable[dict[str, Any]]:
+        from .engine.ksyms import wait_site
+
+        for ev in events:
+            yield {
+                "type": "dstate", "time": clock.rfc3339(int(ev["ts_ns"])), "pid": int(ev["pid"]),
+                "tid": int(ev["tid"]), "comm": bytes(ev["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace"),
+                "iowait": bool(ev["iowait"]), "duration_ms": int(ev["duration_ns"]) / 1e6,
+                "state": int(ev["state"]), "wait_site": wait_site(self.stack(int(ev["stack_id"])), depth=2),
+            }
+
+    # -- after tracing ----------------------------------------------------------
+
+    def finish(self) -> Sequence[tuple[str, str, Any]]:
         """Reads the in-kernel totals (exact whatever the ring dropped)."""
         import numpy as np
         import pandas as pd
 
         from .engine.ksyms import wait_site
 
+        assert self.tracer is not None
         key_t = self.tracer.btf.dtype("dstate_key")
         val_t = self.tracer.btf.dtype("dstate_total")
         rows = []
@@ -117,28 +122,44 @@ class DStateTrace:
             })
         cols = ["pid", "tid", "comm", "stack_id", "iowait", "count", "total_ns", "max_ns", "wait_site", "stack"]
         self._totals = pd.DataFrame(rows, columns=cols)
+        return ()
 
     def frames(self) -> "dict[str, pd.DataFrame]":
-        import pandas as pd
+        if self._frames is None:
+            import pandas as pd
 
-        from .engine.records import decode_events
+            from .engine.records import decode_events
 
-        sleeps = decode_events(self._batches, self.tracer.btf.dtype("dstate_event"))
-        sleeps = sleeps.drop(columns=[c for c in sleeps.columns if c.startswith("_")])
-        totals = self._totals if self._totals is not None else pd.DataFrame()
-        return {"dstate_sleeps": sleeps, "dstate_totals": totals}
+            assert self.tracer is not None
+            sleeps = decode_events(self._batches, self.tracer.btf.dtype("dstate_event"))
+            sleeps = sleeps.drop(columns=[c for c in sleeps.columns if c.startswith("_")])
+            totals = self._totals if self._totals is not None else pd.DataFrame()
+            self._frames = {"dstate_sleeps": sleeps, "dstate_totals": totals}
+        return self._frames
 
-    def summary(self, frames: "dict[str, pd.DataFrame]") -> dict[str, Any]:
+    def summary(self, duration_s: float) -> dict[str, Any]:
         from ..analysis.dstate import per_process, top_stacks
 
-        procs = per_process(frames)
+        frames = self.frames()
         return {
-            "processes": procs.to_dict("records"),
+            "processes": per_process(frames).to_dict("records"),
             "stacks": top_stacks(frames, 10).to_dict("records"),
         }
 
+    def findings(self, duration_s: float) -> list[Any]:
+        from ..analysis import dstate as rules
 
-def print_report(trace: DStateTrace, frames: "dict[str, pd.DataFrame]", out: Any, top: int = 10) -> None:
+        return rules.findings(self.frames(), duration_s=duration_s)
+
+    def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
+        from ..analysis.report import print_findings, run_line
+
+        out.write(f"\n{run_line(envelope)}\n")
+        print_tables(self.frames(), out)
+        print_findings(findings, out)
+
+
+def print_tables(frames: "dict[str, pd.DataFrame]", out: TextIO, top: int = 10) -> None:
     from ..analysis.dstate import per_task, top_stacks
     from ..analysis.report import format_table
 
@@ -168,24 +189,13 @@ def print_report(trace: DStateTrace, frames: "dict[str, pd.DataFrame]", out: Any
 @click.option("--min-ms", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Show (or with --json, emit) sleeps at least this long; all are counted.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
-            as_json: bool, output: Optional[str], verbose: int, min_ms: float) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, min_ms: float) -> int:
     """Uninterruptible (D-state) sleeps of the traced tasks (all tasks without
     -p/-c): count, total and longest per task, split into iowait and other D,
     and the kernel stacks where the time went."""
-    from .engine.environment import require_bpf_environment
-    from .runner import report_single, run_traces
-
     target = target_from_options(pids, command, follow, required=False)
+    check_output_path(output)
     require_bpf_environment()
-    json_out = JsonLines() if as_json else None
-    trace = DStateTrace(target, live=not as_json, json_out=json_out, min_ms=min_ms)
-    session = run_traces("dstate", [trace], target, duration)
-    try:
-        from ..analysis import dstate as rules
-
-        frames = trace.frames()
-        findings = rules.findings(frames, duration_s=session.duration_s)
-        report_single("dstate", session, trace, frames, findings, json_out, output, print_report)
-    finally:
-        session.close()
+    run_tool("iotrace", DStateTool(min_ms=min_ms), target, duration=duration, as_json=as_json, output=output,
+             utc=utc)
     return 0

@@ -15,16 +15,15 @@ import gzip
 import os
 import platform
 import struct
-import sys
-import time
-from typing import TYPE_CHECKING, Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
 
 import click
 
-from .engine.records import JsonLines
-from .engine.target import Target, target_from_options
+from .engine import BpfTracer, Hook, HookChoice, require_bpf_environment, target_from_options
+from .engine.clock import Clock
+from .engine.run import check_output_path, run_tool
+from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
-from .engine import BpfTracer, Hook, HookChoice, Session
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,17 +31,11 @@ if TYPE_CHECKING:
 
     from ..analysis.ip6mr import HostFacts
 
-__all__ = ["HOOKS", "Ip6mrTrace", "command", "read_host_facts"]
+__all__ = ["HOOKS", "Ip6mrTool", "command", "read_host_facts"]
 
 NS_RING = "ns_events"
 KMSG_RING = "kmsg_events"
 
-KINDS = {
-    1: "attempt", 2: "oom", 3: "icmp6_open", 4: "icmp6_close", 5: "icmp6_exit",
-    6: "copy_net_ns", 7: "copy_net_ns_ret", 8: "setup_net", 9: "ip6mr_net_init",
-    10: "ip6mr_net_exit", 11: "ip6mr_sk_done",
-}
-METHODS = {1: "unshare", 2: "clone", 3: "clone3", 4: "setns", 5: "task_newtask"}
 KERNEL_KINDS = ("copy_net_ns", "copy_net_ns_ret", "setup_net", "ip6mr_net_init", "ip6mr_net_exit", "ip6mr_sk_done")
 
 HOOKS = (
@@ -131,58 +124,60 @@ def read_host_facts() -> "HostFacts":
 
 # -- the trace -----------------------------------------------------------------
 
-class Ip6mrTrace:
-    """One run: owns its BpfTracer, collects batches, prints live lines."""
+class Ip6mrTool(Tool):
+    """Namespace attempts, the ip6mr path, raw ICMPv6 sockets, OOM kills and
+    kernel-log precursors; the crash-risk finding at the end."""
 
-    def __init__(self, target: Target, *, live: bool = True, json_out: Optional[JsonLines] = None,
-                 out: TextIO = sys.stdout) -> None:
-        self.target = target
-        self.live = live
-        self.json_out = json_out
-        self.out = out
-        self.tracer = BpfTracer(
-            "ip6mr",
-            hooks=HOOKS,
-            rings={NS_RING: "ns_event", KMSG_RING: "kmsg_event"},
-            options={"kt_filter_pids": target.filtered},
-            follow_children=target.follow,
-        )
-        self.wall_offset_ns = Session.wall_offset_ns()
+    name = "ip6mr"
+
+    def __init__(self) -> None:
+        self.tracer: Optional[BpfTracer] = None
+        self.kinds: dict[int, str] = {}
+        self.methods: dict[int, str] = {}
         self._ns_batches: list["np.ndarray[Any, Any]"] = []
         self._kmsg_batches: list["np.ndarray[Any, Any]"] = []
         self._open_icmp6: dict[int, set[int]] = {}   # tgid -> fds still open
         self.icmp6_closed_by_exit = 0
+        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
+        self._host: Optional["HostFacts"] = None
 
-    @property
-    def choices(self) -> list[HookChoice]:
-        return self.tracer.choices
+    def objects(self) -> Sequence[ObjectSpec]:
+        return [ObjectSpec("ip6mr", HOOKS, rings={NS_RING: "ns_event", KMSG_RING: "kmsg_event"})]
 
-    def kernel_hooks_available(self) -> bool:
-        return any(c.program for c in self.choices if c.hook in KERNEL_HOOKS)
-
-    def after_load(self) -> None:
-        """Give the kernel side its needles (after load: it is a map)."""
+    def loaded(self, tracers: Mapping[str, BpfTracer]) -> None:
+        """Names from the object's BTF; the kernel side's needles (a map)."""
         from ..analysis.precursors import PRECURSORS
 
+        self.tracer = tracers["ip6mr"]
+        # ns_event.kind and .method -> "attempt", "oom", ...; "unshare", "clone", ... (enums in bpf/ip6mr.h)
+        self.kinds = self.tracer.btf.enum_names("ns_kind")
+        self.methods = self.tracer.btf.enum_names("ns_method")
         needles = self.tracer.obj.map("kmsg_needles")
         for i, p in enumerate(PRECURSORS):
             needles.update(p.needle, struct.pack("<I", i))
 
+    def hook_notes(self, choices: Sequence[HookChoice]) -> list[str]:
+        return describe_hooks(list(choices))[1:]
+
+    @property
+    def choices(self) -> list[HookChoice]:
+        return self.tracer.choices if self.tracer is not None else []
+
+    def kernel_hooks_available(self) -> bool:
+        return any(c.program for c in self.choices if c.hook in KERNEL_HOOKS)
+
     # -- events ---------------------------------------------------------------
 
-    def _clock(self, ts_ns: int) -> str:
-        wall = (int(ts_ns) + self.wall_offset_ns) / 1e9
-        return time.strftime("%H:%M:%S", time.localtime(wall)) + f".{int(wall * 1000) % 1000:03d}"
-
-    def on_batch(self, tracer: BpfTracer, ring: str, batch: "np.ndarray[Any, Any]") -> None:
+    def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> list[dict[str, Any]]:
+        """The batch's events as dicts (ts_ns, type, ...), in order; what the
+        ICMPv6 socket bookkeeping makes of them."""
         if ring == KMSG_RING:
             self._kmsg_batches.append(batch.copy())
-            for ev in batch:
-                self._emit_kmsg(ev)
-            return
+            return [d for d in (self._kmsg_dict(ev) for ev in batch) if d is not None]
         self._ns_batches.append(batch.copy())
+        shown = []
         for ev in batch:
-            kind = KINDS.get(int(ev["kind"]), "?")
+            kind = self.kinds.get(int(ev["kind"]), "?")
             if kind == "icmp6_open" and int(ev["err"]) == 0:
                 self._open_icmp6.setdefault(int(ev["pid"]), set()).add(int(ev["fd"]))
             elif kind == "icmp6_close" and int(ev["ret"]) != -errno.EBADF:
@@ -191,9 +186,24 @@ class Ip6mrTrace:
                 closed = self._exit_closes(int(ev["pid"]))
                 if not closed:
                     continue  # it had closed them all itself
-                self._emit(kind, ev, closed_fds=closed)
+                shown.append({**self._event_dict(kind, ev), "closed_fds": closed})
                 continue
-            self._emit(kind, ev)
+            shown.append(self._event_dict(kind, ev))
+        return shown
+
+    def live_header(self, clock: Clock) -> str:
+        return (f"{clock.live_title:<15} {'PID':<7} {'COMM':<16} {'PPID':<7} {'CGROUP':<8} {'METHOD':<12} "
+                f"{'RESULT':<18} {'LAT(us)':>9}")
+
+    def live_lines(self, obj: str, ring: str, events: list[dict[str, Any]], clock: Clock) -> str:
+        return "".join(_live_line(d, clock.live(d["ts_ns"])) + "\n" for d in events)
+
+    def json_records(self, obj: str, ring: str, events: list[dict[str, Any]],
+                     clock: Clock) -> Iterable[dict[str, Any]]:
+        for d in events:
+            out = dict(d)
+            ts = out.pop("ts_ns")
+            yield {"type": out.pop("type"), "time": clock.rfc3339(ts), **out}
 
     def _exit_closes(self, tgid: int) -> int:
         fds = self._open_icmp6.pop(tgid, set())
@@ -204,11 +214,12 @@ class Ip6mrTrace:
         return len(fds)
 
     def _event_dict(self, kind: str, ev: Any) -> dict[str, Any]:
-        d: dict[str, Any] = {"type": kind, "time": self._clock(ev["ts_ns"]), "pid": int(ev["pid"]),
+        d: dict[str, Any] = {"type": kind, "ts_ns": int(ev["ts_ns"]), "pid": int(ev["pid"]),
                              "tid": int(ev["tid"]), "comm": bytes(ev["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace")}
         if kind == "attempt":
             err = int(ev["err"])
-            d.update(ppid=int(ev["ppid"]), cgroup_id=int(ev["cgroup_id"]), method=METHODS.get(int(ev["method"]), "?"),
+            d.update(ppid=int(ev["ppid"]), cgroup_id=int(ev["cgroup_id"]),
+                     method=self.methods.get(int(ev["method"]), "?"),
                      flags=hex(int(ev["flags"])), result=int(ev["netns"]) if not err else errno_name(err),
                      errno=errno_name(err), netns=int(ev["netns"]) or None, old_netns=int(ev["old_netns"]),
                      latency_us=round(int(ev["latency_ns"]) / 1000, 1))
@@ -227,65 +238,35 @@ class Ip6mrTrace:
                 d["protocol"] = int(ev["ret"])
         return d
 
-    def _emit(self, kind: str, ev: Any, **extra: Any) -> None:
-        d = self._event_dict(kind, ev)
-        d.update(extra)
-        if self.json_out is not None:
-            self.json_out.emit(d)
-        if not self.live:
-            return
-        t, pid, comm = d["time"], d["pid"], d["comm"]
-        if kind == "attempt":
-            result = f"net:[{d['netns']}]" if not d["errno"] else d["errno"]
-            child = f" child {d['child_pid']}" if "child_pid" in d else ""
-            line = (f"{t:<12} {pid:<7} {comm:<16} {d['ppid']:<7} {d['cgroup_id']:<8} {d['method']:<12} "
-                    f"{result:<18} {d['latency_us']:>9.1f}{child}")
-        elif kind == "oom":
-            line = f"{t:<12} OOM kill: victim pid {d['victim_pid']} ({comm or '?'})"
-        elif kind == "icmp6_open":
-            line = (f"{t:<12} {pid:<7} {comm:<16} raw ICMPv6 socket "
-                    + (f"open fd {d['fd']} in net:[{d['netns']}]" if not d["errno"] else f"refused: {d['errno']}"))
-        elif kind == "icmp6_close":
-            line = f"{t:<12} {pid:<7} {comm:<16} raw ICMPv6 socket close fd {d['fd']} (rawv6_close -> ip6mr_sk_done)"
-        elif kind == "icmp6_exit":
-            line = f"{t:<12} {pid:<7} {comm:<16} exited: the kernel closed its {d['closed_fds']} raw ICMPv6 socket(s)"
-        else:
-            extra = f" {d['errno']}" if d.get("errno") else ""
-            line = f"{t:<12} {pid:<7} {comm:<16} kernel {kind} net:[{d['netns'] or '?'}]{extra}"
-        self.out.write(line + "\n")
-        self.out.flush()
-
-    def _emit_kmsg(self, ev: Any) -> None:
+    def _kmsg_dict(self, ev: Any) -> Optional[dict[str, Any]]:
         from ..analysis.precursors import classify_line
 
         text = bytes(ev["text"]).split(b"\0", 1)[0].decode("utf-8", "replace").rstrip()
         p = classify_line(text)
         if p is None:
-            return
-        d = {"type": "kmsg", "time": self._clock(ev["ts_ns"]), "pid": int(ev["pid"]), "kind": p.kind, "text": text}
-        if self.json_out is not None:
-            self.json_out.emit(d)
-        if self.live:
-            self.out.write(f"{d['time']:<12} kernel log [{p.kind}] {text}\n")
-            self.out.flush()
+            return None
+        return {"type": "kmsg", "ts_ns": int(ev["ts_ns"]), "pid": int(ev["pid"]), "kind": p.kind, "text": text}
 
     # -- after the run ------------------------------------------------------------
 
-    def finish(self) -> None:
-        pass
-
     def frames(self) -> dict[str, "pd.DataFrame"]:
+        if self._frames is None:
+            self._frames = self._make_frames()
+        return self._frames
+
+    def _make_frames(self) -> dict[str, "pd.DataFrame"]:
         import pandas as pd
 
         from ..analysis.precursors import classify_line
         from .engine.records import decode_events
 
+        assert self.tracer is not None
         dtype = self.tracer.btf.dtype("ns_event")
         raw = decode_events(self._ns_batches, dtype)
         frames: dict[str, pd.DataFrame] = {}
-        kind = raw["kind"].map(KINDS) if len(raw) else pd.Series([], dtype=object)
+        kind = raw["kind"].map(self.kinds) if len(raw) else pd.Series([], dtype=object)
         attempts = raw[kind == "attempt"].copy()
-        attempts["method"] = attempts["method"].map(METHODS)
+        attempts["method"] = attempts["method"].map(self.methods)
         attempts["errno"] = pd.Series([errno_name(e) for e in attempts["err"]], index=attempts.index, dtype=object)
         attempts["result"] = pd.Series([errno_name(e) if e else int(n) for e, n in zip(attempts["err"], attempts["netns"])],
                                        index=attempts.index, dtype=object)
@@ -308,9 +289,15 @@ class Ip6mrTrace:
         frames["kmsg"] = pd.DataFrame(rows, columns=["ts_ns", "pid", "kind", "text"])
         return frames
 
-    def summary(self, frames: dict[str, "pd.DataFrame"]) -> dict[str, Any]:
+    def host(self) -> "HostFacts":
+        if self._host is None:
+            self._host = read_host_facts()
+        return self._host
+
+    def summary(self, duration_s: float) -> dict[str, Any]:
         from ..analysis.ip6mr import namespace_counts
 
+        frames = self.frames()
         attempts = frames["attempts"]
         icmp = frames["icmp6"]
         opened = int(((icmp["event"] == "icmp6_open") & (icmp["err"] == 0)).sum()) if len(icmp) else 0
@@ -331,7 +318,47 @@ class Ip6mrTrace:
             "precursors": {str(k): int(v) for k, v in frames["kmsg"]["kind"].value_counts().items()},
             "kernel_events": {k: int((kern["event"] == k).sum()) if len(kern) else 0 for k in KERNEL_KINDS}
             if self.kernel_hooks_available() else None,
+            "host_facts": self.host().as_dict(),
         }
+
+    def findings(self, duration_s: float) -> list[Any]:
+        from ..analysis import ip6mr as rule
+
+        return rule.findings(self.frames(), self.host(), duration_s)
+
+    def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
+        print_report(envelope, self.frames(), findings, out)
+
+    def write_output(self, path: str, envelope: Mapping[str, Any]) -> None:
+        from .engine.records import write_parquet
+
+        tables = {k: v.copy() for k, v in self.frames().items() if len(v)}
+        if "attempts" in tables:  # an inode or an errno name: one type per column in Parquet
+            tables["attempts"]["result"] = tables["attempts"]["result"].astype(str)
+        write_parquet(tables, path, {k: v for k, v in envelope.items() if k != "findings"})
+
+
+def _live_line(d: dict[str, Any], t: str) -> str:
+    """One event dict (see Ip6mrTool.update) as a live line."""
+    kind, pid, comm = d["type"], d["pid"], d["comm"]
+    if kind == "kmsg":
+        return f"{t:<15} kernel log [{d['kind']}] {d['text']}"
+    if kind == "attempt":
+        result = f"net:[{d['netns']}]" if not d["errno"] else d["errno"]
+        child = f" child {d['child_pid']}" if "child_pid" in d else ""
+        return (f"{t:<15} {pid:<7} {comm:<16} {d['ppid']:<7} {d['cgroup_id']:<8} {d['method']:<12} "
+                f"{result:<18} {d['latency_us']:>9.1f}{child}")
+    if kind == "oom":
+        return f"{t:<15} OOM kill: victim pid {d['victim_pid']} ({comm or '?'})"
+    if kind == "icmp6_open":
+        return (f"{t:<15} {pid:<7} {comm:<16} raw ICMPv6 socket "
+                + (f"open fd {d['fd']} in net:[{d['netns']}]" if not d["errno"] else f"refused: {d['errno']}"))
+    if kind == "icmp6_close":
+        return f"{t:<15} {pid:<7} {comm:<16} raw ICMPv6 socket close fd {d['fd']} (rawv6_close -> ip6mr_sk_done)"
+    if kind == "icmp6_exit":
+        return f"{t:<15} {pid:<7} {comm:<16} exited: the kernel closed its {d['closed_fds']} raw ICMPv6 socket(s)"
+    extra = f" {d['errno']}" if d.get("errno") else ""
+    return f"{t:<15} {pid:<7} {comm:<16} kernel {kind} net:[{d['netns'] or '?'}]{extra}"
 
 
 # -- the command ---------------------------------------------------------------
@@ -351,76 +378,29 @@ def describe_hooks(choices: list[HookChoice]) -> list[str]:
     return lines
 
 
-HEADER = f"{'TIME':<12} {'PID':<7} {'COMM':<16} {'PPID':<7} {'CGROUP':<8} {'METHOD':<12} {'RESULT':<18} {'LAT(us)':>9}"
-
-
 @click.command("ip6mr")
 @pid_options(required=False)
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
-            as_json: bool, output: Optional[str], verbose: int) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int) -> int:
     """Network-namespace creation and entry, the ip6mr path, raw ICMPv6
     sockets, OOM kills and kernel-log precursors; then whether this host is
     at risk of the ip6mr_sk_done crash."""
-    from .engine.environment import require_bpf_environment
     from .engine.probe import ensure_tracefs
 
     target = target_from_options(list(pids), command, follow, required=False)
+    check_output_path(output)
     require_bpf_environment()
     ensure_tracefs()
-    json_out = JsonLines() if as_json else None
-    trace = Ip6mrTrace(target, live=not as_json, json_out=json_out)
-    session = Session([trace.tracer])
-    try:
-        session.start()
-        trace.after_load()
-        if target.pids:
-            session.trace_pids(target.pids)
-            for pid in target.pids:
-                session.watch_exit(pid)
-        for line in describe_hooks(trace.choices):
-            click.echo(line, err=True)
-        if target.argv:
-            session.spawn(target.argv)
-        click.echo(f"Tracing network-namespace attempts of {target.describe()}"
-                   + (f" for {duration:g} s" if duration else "") + "... Ctrl-C to end.", err=True)
-        if not as_json:
-            click.echo(HEADER)
-        session.run(trace.on_batch, duration=duration)
-        trace.finish()
-        lost = session.lost_events
-        frames = trace.frames()
-    finally:
-        session.close()
-    return report(trace, session, frames, lost, as_json, json_out, output)
+    run_tool("nstrace", Ip6mrTool(), target, duration=duration, as_json=as_json, output=output, utc=utc)
+    return 0
 
 
-def report(trace: Ip6mrTrace, session: Session, frames: dict[str, "pd.DataFrame"], lost: int, as_json: bool,
-           json_out: Optional[JsonLines], output: Optional[str]) -> int:
-    from ..analysis import ip6mr as rule
-    from ..analysis.report import format_table, print_findings
+def print_report(summary: Mapping[str, Any], frames: dict[str, "pd.DataFrame"], found: Sequence[Any],
+                 out: TextIO) -> None:
+    from ..analysis.report import format_table, print_findings, run_line
 
-    host = read_host_facts()
-    duration_s = session.duration_s
-    found = rule.findings(frames, host, duration_s)
-    summary = trace.summary(frames)
-    hooks = [c.as_dict() for c in session.choices]
-    if output:
-        from .engine.records import write_parquet
-
-        tables = {k: v.copy() for k, v in frames.items() if len(v)}
-        if "attempts" in tables:  # an inode or an errno name: one type per column in Parquet
-            tables["attempts"]["result"] = tables["attempts"]["result"].astype(str)
-        write_parquet(tables, output,
-                      {"tracer": "ip6mr", "hooks": hooks, "duration_s": duration_s, "lost_events": lost,
-                       "host": host.as_dict()})
-    if as_json and json_out is not None:
-        json_out.emit({"type": "summary", "tracer": "ip6mr", "duration_s": round(duration_s, 3),
-                       "lost_events": lost, "stop_reason": session.stop_reason, "hooks": hooks,
-                       "host": host.as_dict(), **summary, "findings": [f.as_dict() for f in found]})
-        return 0
-    out = sys.stdout
     ns = summary["namespaces"]
-    out.write(f"\n{duration_s:.1f} s, {lost} lost events. Namespaces: {ns['created']} created, "
+    out.write(f"\n{run_line(summary)}\nNamespaces: {ns['created']} created, "
               f"{ns['entered']} entered (setns), {ns['failed']} failed"
               + (" (" + ", ".join(f"{k} x{v}" for k, v in ns["failed_by_errno"].items()) + ")" if ns["failed"] else "")
               + ".\n")
@@ -441,4 +421,3 @@ def report(trace: Ip6mrTrace, session: Session, frames: dict[str, "pd.DataFrame"
                  "max_us": round(float(g["latency_ns"].max()) / 1000, 1)} for m, g in by]
         out.write("\n" + format_table(rows) + "\n")
     print_findings(found, out)
-    return 0

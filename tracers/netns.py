@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -276,11 +277,14 @@ def command(as_json: bool) -> int:
         import pyroute2  # noqa: F401
     except ImportError:
         raise UsageProblem("nstrace netns needs pyroute2 (pip install pyroute2)") from None
+    started_ns = time.time_ns()
     namespaces = inventory()
     found = findings(namespaces)
     if as_json:
-        sys.stdout.write(json.dumps({"type": "netns", "namespaces": [ns.as_dict() for ns in namespaces],
-                                     "findings": [f.as_dict() for f in found]}) + "\n")
+        from .engine.run import snapshot_envelope
+
+        doc = snapshot_envelope("netns", started_ns, found, namespaces=[ns.as_dict() for ns in namespaces])
+        sys.stdout.write(json.dumps(doc) + "\n")
         return 0
     sys.stdout.write(_render(namespaces) + "\n")
     print_findings(found, sys.stdout)

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import time
-from typing import TYPE_CHECKING, Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
 
 import click
 
-from .engine.records import JsonLines
-from .engine.target import Target, target_from_options
+from .engine import BpfTracer, Hook, require_bpf_environment, target_from_options
+from .engine.clock import Clock
+from .engine.run import check_output_path, run_tool
+from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
-from .engine import BpfTracer, Hook, describe_choices
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,17 +31,12 @@ if TYPE_CHECKING:
 
     from ..analysis.findings import Finding
 
-__all__ = ["ODirectTrace", "PathNames", "SYSCALLS", "block_latencies", "block_op_name", "command", "dev_name",
-           "disk_name", "files_of_bios", "run"]
+__all__ = ["ODirectTool", "PathNames", "block_latencies", "block_op_name", "command", "dev_name",
+           "disk_name", "files_of_bios", "print_report"]
 
 FILE_RING = "odirect_files"
 READ_RING = "odirect_reads"
 BLOCK_RING = "odirect_blocks"
-
-# enum odirect_syscall in bpf/odirect.h
-SYSCALLS = {1: "read", 2: "pread64", 3: "readv", 4: "preadv", 5: "preadv2",
-            # io_uring requests (enum odirect_syscall): latency from submission to completion
-            6: "io_uring_readv", 7: "io_uring_read_fixed", 8: "io_uring_read"}
 
 # REQ_OP_* (include/linux/blk_types.h); values are ABI-stable for the block tracepoints.
 _BLOCK_OPS = {0: "R", 1: "W", 2: "F", 3: "D", 5: "SE", 9: "WZ"}
@@ -60,8 +55,8 @@ HOOKS = (
     Hook("io_uring read completion", ("odirect_uring_complete",), required=False),
 )
 
-HEADER = (
-    f"{'TIME(s)':<10} {'COMM':<16} {'PID':>7} {'TID':>7} {'EVENT':<8} {'FD':>4} {'D':<1} "
+HEADER = (  # after the TIME column
+    f"{'COMM':<16} {'PID':>7} {'TID':>7} {'EVENT':<8} {'FD':>4} {'D':<1} "
     f"{'OFFSET':>12} {'BYTES':>9} {'RET':>9} {'LAT(ms)':>8} FILE"
 )
 
@@ -223,73 +218,83 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-class ODirectTrace:
-    """One odirect run: owns its BpfTracer, collects batches, prints live lines."""
+class _Reads:
+    """A batch of read records as update() hands it to the sinks: the files
+    are named only if a sink shows them (diagnose shows none)."""
 
-    def __init__(self, target: Target, *, live: bool = True, json_out: Optional[JsonLines] = None,
-                 out: TextIO = sys.stdout, ring_bytes: Optional[int] = None) -> None:
-        self.target = target
-        self.live = live
-        self.json_out = json_out
-        self.out = out
-        self.tracer = BpfTracer(
-            "odirect",
-            hooks=HOOKS,
-            # files first: a read's file is named before the read is drained
-            rings={FILE_RING: "odirect_file_event", READ_RING: "odirect_read_event",
-                   BLOCK_RING: "odirect_block_event"},
-            options={"kt_filter_pids": target.filtered},
-            ring_bytes=ring_bytes,
-            follow_children=target.follow,
-        )
+    __slots__ = ("batch", "_tool", "_paths")
+
+    def __init__(self, tool: "ODirectTool", batch: "np.ndarray[Any, Any]") -> None:
+        self.batch = batch
+        self._tool = tool
+        self._paths: Optional[list[str]] = None
+
+    @property
+    def paths(self) -> list[str]:
+        if self._paths is None:
+            self._paths = self._tool._name_files(self.batch)
+        return self._paths
+
+
+class ODirectTool(Tool):
+    """Reads (O_DIRECT or not), their files, and the block I/O they cause."""
+
+    name = "odirect"
+
+    def __init__(self, ring_bytes: Optional[int] = None) -> None:
+        self.ring_bytes = ring_bytes
+        self.tracer: Optional[BpfTracer] = None
+        self.syscalls: dict[int, str] = {}
         self.paths = PathNames()
-        self.t0_ns = time.monotonic_ns()
         self._reads: list["np.ndarray[Any, Any]"] = []
-        self._launcher: Optional[tuple[int, bytes]] = None
         self._who_cache: dict[tuple[bytes, int, int], str] = {}
         self._call_cache: dict[tuple[int, int, int], str] = {}
         self._op_cache: dict[tuple[int, int], tuple[str, str]] = {}
         self._bios: list["np.ndarray[Any, Any]"] = []
-        self._header_done = False
+        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
         self.unattributed_requests = 0
         self.unattributed_bytes = 0
         self.untracked_bios = 0
 
+    def objects(self) -> Sequence[ObjectSpec]:
+        # files first: a read's file is named before the read is drained
+        return [ObjectSpec("odirect", HOOKS, rings={FILE_RING: "odirect_file_event", READ_RING: "odirect_read_event",
+                                                    BLOCK_RING: "odirect_block_event"},
+                           ring_bytes=self.ring_bytes)]
+
+    def loaded(self, tracers: Mapping[str, BpfTracer]) -> None:
+        self.tracer = tracers["odirect"]
+        # odirect_read_event.syscall -> "read", "pread64", ... "io_uring_readv" (enum odirect_syscall)
+        self.syscalls = self.tracer.btf.enum_names("odirect_syscall")
+
     # -- while tracing -----------------------------------------------------------
 
-    def on_batch(self, tracer: BpfTracer, ring: str, batch: "np.ndarray[Any, Any]") -> None:
+    def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> Any:
         if ring == FILE_RING:
             self.paths.learn(batch)
-        elif ring == READ_RING:
-            if self._launcher is not None:
-                batch = self._drop_launcher_reads(batch)
-                if not len(batch):
-                    return
-            paths = self._name_files(batch) if self.live or self.json_out else []
+            return None
+        if ring == READ_RING:
             self._reads.append(batch)
-            if self.live:
-                self._print_reads(batch, paths)
-            if self.json_out:
-                self._json_reads(batch, paths)
-        elif ring == BLOCK_RING:
-            self._bios.append(batch)
-            if self.live:
-                self._print_blocks(batch)
-            if self.json_out:
-                self._json_blocks(batch)
+            return _Reads(self, batch)
+        self._bios.append(batch)
+        return batch
 
-    def ignore_launcher(self, pid: int) -> None:
-        """The command started for -c waits on a pipe until it is traced,
-        then execs: that read is ours, not the command's.  Its reads under
-        our own comm, before exec renames it, are dropped."""
-        with open("/proc/self/comm", "rb") as f:
-            self._launcher = (pid, f.read().strip()[:15])
+    def live_header(self, clock: Clock) -> str:
+        return f"{clock.live_title:<10} " + HEADER
 
-    def _drop_launcher_reads(self, batch: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
-        assert self._launcher is not None
-        pid, comm = self._launcher
-        ours = (batch["pid"] == pid) & (batch["comm"] == comm)
-        return batch[~ours] if ours.any() else batch
+    def live_lines(self, obj: str, ring: str, events: Any, clock: Clock) -> str:
+        if ring == READ_RING:
+            return self._read_lines(events.batch, events.paths, clock)
+        if ring == BLOCK_RING:
+            return self._block_lines(events, clock)
+        return ""
+
+    def json_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[dict[str, Any]]:
+        if ring == READ_RING:
+            return self._json_reads(events.batch, events.paths, clock)
+        if ring == BLOCK_RING:
+            return self._json_blocks(events, clock)
+        return ()
 
     def _name_files(self, batch: "np.ndarray[Any, Any]") -> list[str]:
         if not self.paths.knows_all(batch):
@@ -306,21 +311,9 @@ class ODirectTrace:
                 batch["has_file"].tolist())
         ]
 
-    def _header(self) -> None:
-        if not self._header_done:
-            self.out.write(HEADER + "\n")
-            self.out.flush()
-            self._header_done = True
-
-    def print_header(self) -> None:
-        """The column header, once, before any event (and before a -c
-        command can write to the same terminal)."""
-        if self.live:
-            self._header()
-
-    def _print_reads(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> None:
-        self._header()
-        t0 = self.t0_ns
+    def _read_lines(self, batch: "np.ndarray[Any, Any]", paths: list[str], clock: Clock) -> str:
+        t0 = clock.start_ns
+        live = clock.live if clock.utc else None
         lines = []
         # The task and call columns repeat from line to line: format them once.
         who_cache = self._who_cache
@@ -335,16 +328,17 @@ class ODirectTrace:
                 who = who_cache[(comm, pid, tid)] = f"{comm.decode('utf-8', 'replace'):<16} {pid:>7} {tid:>7}"
             call = call_cache.get((sc, fd, direct))
             if call is None:
-                call = call_cache[(sc, fd, direct)] = f"{SYSCALLS.get(sc, '?'):<8} {fd:>4} {'D' if direct else '-'}"
+                name = self.syscalls.get(sc, "?")
+                call = call_cache[(sc, fd, direct)] = f"{name:<8} {fd:>4} {'D' if direct else '-'}"
             ret_s = ret if ret >= 0 else _errno_name(-ret)
-            lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {call} {off:>12} {asked:>9} {ret_s:>9} "
+            when = f"{(ts - t0) / 1e9:<10.6f}" if live is None else live(ts)
+            lines.append(f"{when} {who} {call} {off:>12} {asked:>9} {ret_s:>9} "
                          f"{lat / 1e6:8.3f} {path}\n")
-        self.out.write("".join(lines))
-        self.out.flush()
+        return "".join(lines)
 
-    def _print_blocks(self, bios: "np.ndarray[Any, Any]") -> None:
-        self._header()
-        t0 = self.t0_ns
+    def _block_lines(self, bios: "np.ndarray[Any, Any]", clock: Clock) -> str:
+        t0 = clock.start_ns
+        live = clock.live if clock.utc else None
         lines = []
         who_cache = self._who_cache
         op_cache = self._op_cache
@@ -363,68 +357,65 @@ class ODirectTrace:
             event = op_cache.get((op, dev))
             if event is None:
                 event = op_cache[(op, dev)] = (f"{'block-' + block_op_name(op):<8} {'-':>4} -", disk_name(dev))
+            when = f"{(ts - t0) / 1e9:<10.6f}" if live is None else live(ts)
             # one line at completion, as biosnoop does; LAT is queue + device
             if done and q == q and d == d:  # (NaN != NaN: a latency not known)
-                lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                lines.append(f"{when} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
                              f"{'-':>9} {(q + d) / 1e6:8.3f} {event[1]} sector {sector} queue {q / 1e6:.3f} ms "
                              f"device {d / 1e6:.3f} ms\n")
             elif done:
-                lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                lines.append(f"{when} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
                              f"{'-':>9} {'-':>8} {event[1]} sector {sector} queue {_ms(q)} ms "
                              f"device {_ms(d)} ms\n")
             else:  # at the time it was queued
-                lines.append(f"{(ts - t0) / 1e9:<10.6f} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
+                lines.append(f"{when} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
                              f"{'-':>9} {'-':>8} {event[1]} sector {sector} completion not seen\n")
-        self.out.write("".join(lines))
-        self.out.flush()
+        return "".join(lines)
 
-    def _json_reads(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> None:
-        assert self.json_out is not None
-        wall = _wall_offset_ns()
+    def _json_reads(self, batch: "np.ndarray[Any, Any]", paths: list[str], clock: Clock) -> Iterable[dict[str, Any]]:
         for i, rec in enumerate(batch.tolist()):
             r = dict(zip(batch.dtype.names, rec))
             ret = r["ret"]
-            self.json_out.emit({
-                "type": "read", "time_ns": r["ts_ns"] + wall, "pid": r["pid"], "tid": r["tid"],
+            yield {
+                "type": "read", "time": clock.rfc3339(r["ts_ns"]), "pid": r["pid"], "tid": r["tid"],
                 "comm": r["comm"].split(b"\0", 1)[0].decode("utf-8", "replace"),
-                "syscall": SYSCALLS.get(r["syscall"], "?"), "fd": r["fd"], "path": paths[i],
+                "syscall": self.syscalls.get(r["syscall"], "?"), "fd": r["fd"], "path": paths[i],
                 "direct": bool(r["direct"]), "f_flags": r["f_flags"], "offset": r["offset"], "asked": r["asked"],
                 "bytes": ret if ret >= 0 else None, "errno": _errno_name(-ret) if ret < 0 else None,
                 "latency_ns": r["latency_ns"], "dev": dev_name(r["dev"]), "ino": r["ino"],
                 "iovcnt": r["iovcnt"], "rwf": r["rwf"],
-            })
+            }
 
-    def _json_blocks(self, bios: "np.ndarray[Any, Any]") -> None:
-        assert self.json_out is not None
-        wall = _wall_offset_ns()
+    def _json_blocks(self, bios: "np.ndarray[Any, Any]", clock: Clock) -> Iterable[dict[str, Any]]:
         names = bios.dtype.names or ()
         queue, device = block_latencies(bios["queued_ns"], bios["issue_ns"], bios["ts_ns"])
         for values, q, d in zip(bios.tolist(), queue.tolist(), device.tolist()):
             r = dict(zip(names, values))
             attributed = bool(r["attributed"])
-            self.json_out.emit({
-                "type": "block", "time_ns": r["ts_ns"] + wall, "attributed": attributed,
+            yield {
+                "type": "block", "time": clock.rfc3339(r["ts_ns"]), "attributed": attributed,
                 "pid": r["pid"] if attributed else None, "tid": r["tid"] if attributed else None,
                 "comm": _cstr(r["comm"]) if attributed else None, "disk": disk_name(r["dev"]),
                 "dev": dev_name(r["dev"]), "op": block_op_name(r["op"]), "sector": r["sector"],
                 "bytes": r["bytes"], "queue_ns": None if q != q else int(q),
                 "device_ns": None if d != d else int(d), "completed": bool(r["completed"]), "error": r["error"],
-            })
+            }
 
     # -- after tracing -----------------------------------------------------------
 
-    def finish(self) -> None:
-        """After the last drain, before the object closes."""
+    def finish(self) -> Sequence[tuple[str, str, Any]]:
+        """After the last drain, before the object closes: bios still in the
+        kernel's table, and the counters of what could not be credited."""
+        assert self.tracer is not None
+        late: list[tuple[str, str, Any]] = []
         leftovers = self.unreported_bios()
         if len(leftovers):
             self._bios.append(leftovers)
-            if self.live:
-                self._print_blocks(leftovers)
-            if self.json_out:
-                self._json_blocks(leftovers)
+            late.append(("odirect", BLOCK_RING, leftovers))
         self.unattributed_requests = self.tracer.read_global("unattributed_requests")
         self.unattributed_bytes = self.tracer.read_global("unattributed_bytes")
         self.untracked_bios = self.tracer.read_global("untracked_bios")
+        return late
 
     def unreported_bios(self) -> "np.ndarray[Any, Any]":
         """Bios of traced tasks still in the kernel's table of queued bios:
@@ -437,6 +428,7 @@ class ODirectTrace:
 
         import numpy as np
 
+        assert self.tracer is not None
         block_dtype = self.tracer.btf.dtype("odirect_block_event")
         slot_dtype = self.tracer.btf.dtype("bio_slot")
         table = self.tracer.obj.map("bios")
@@ -457,16 +449,22 @@ class ODirectTrace:
         return np.sort(out, order="ts_ns")
 
     def frames(self) -> dict[str, "pd.DataFrame"]:
+        if self._frames is None:
+            self._frames = self._make_frames()
+        return self._frames
+
+    def _make_frames(self) -> dict[str, "pd.DataFrame"]:
         import numpy as np
         import pandas as pd
 
         from .engine.records import decode_events
 
+        assert self.tracer is not None
         wall = _wall_offset_ns()
         reads = decode_events(self._reads, self.tracer.btf.dtype("odirect_read_event"))
         reads = reads.drop(columns=["pad"])
         reads.insert(0, "time_ns", reads["ts_ns"].astype(np.int64) + wall)
-        reads["syscall"] = reads["syscall"].map(SYSCALLS).astype("string")
+        reads["syscall"] = reads["syscall"].map(self.syscalls).astype("string")
         reads["direct"] = reads["direct"].astype(bool)
         reads["has_file"] = reads["has_file"].astype(bool)
         reads["iov_truncated"] = reads["iov_truncated"].astype(bool)
@@ -497,16 +495,35 @@ class ODirectTrace:
         reads["dev"] = [dev_name(d) for d in reads["dev"].tolist()]
         return {"read": reads, "block": blocks}
 
-    def summary(self, frames: dict[str, "pd.DataFrame"]) -> dict[str, Any]:
+    def tables(self) -> dict[str, Any]:
+        """Per process (every figure) and per file, as the text report shows them."""
         from ..analysis.odirect import per_file, per_process
 
+        frames = self.frames()
+        return {"processes": per_process(frames), "files": per_file(frames)}
+
+    def summary(self, duration_s: float) -> dict[str, Any]:
+        tables = self.tables()
         return {
-            "processes": per_process(frames),
-            "files": per_file(frames),
+            "processes": [{k: p[k] for k in SUMMARY_PROCESS_KEYS} for p in tables["processes"]],
+            "files": tables["files"],
             "unattributed_requests": self.unattributed_requests,
             "unattributed_bytes": self.unattributed_bytes,
             "untracked_bios": self.untracked_bios,
         }
+
+    def findings(self, duration_s: float) -> list[Any]:
+        from ..analysis.odirect import findings as odirect_findings
+
+        return odirect_findings(self.frames(), duration_s=duration_s)
+
+    def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
+        print_report({**envelope, **self.tables()}, findings, out)
+
+
+# A process's figures in the summary envelope (the text report shows more).
+SUMMARY_PROCESS_KEYS = ("pid", "comm", "reads", "read_bytes", "odirect_reads", "odirect_bytes", "block_ios",
+                        "block_bytes")
 
 
 def _ms(ns: float, width: int = 0) -> str:
@@ -527,11 +544,10 @@ def _errno_name(err: int) -> str:
 MAX_FILE_ROWS = 12
 
 
-def print_report(summary: dict[str, Any], findings: "list[Finding]", out: TextIO, lost: int,
-                 duration_s: float) -> None:
-    from ..analysis.report import format_table, print_findings
+def print_report(summary: Mapping[str, Any], findings: "Sequence[Finding]", out: TextIO) -> None:
+    from ..analysis.report import format_table, print_findings, run_line
 
-    out.write(f"\nTraced {duration_s:.3f} s; lost events: {lost}.\n")
+    out.write(f"\n{run_line(summary)}\n")
     out.write("\nPer process:\n")
     rows = [{
         "pid": p["pid"], "comm": p["comm"], "reads": p["reads"], "read_bytes": p["read_bytes"],
@@ -574,7 +590,7 @@ def _indent(text: str) -> str:
 @click.command("odirect")
 @pid_options(required=True)
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
-            as_json: bool, output: Optional[str], verbose: int) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int) -> int:
     """Every O_DIRECT (and buffered) read of a process, the block I/O it causes, and a finding.
 
     O_DIRECT is read from the open file at each read, so a later fcntl(F_SETFL, O_DIRECT)
@@ -582,71 +598,8 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     io_uring reads (read, readv, read_fixed) are traced too; multishot reads and uring_cmd
     are not seen as reads (their block I/O is).
     """
-    from .engine.environment import require_bpf_environment
-
     target = target_from_options(pids, command, follow, required=True)
+    check_output_path(output)
     require_bpf_environment()
-    return run(target, duration=duration, as_json=as_json, output=output)
-
-
-def run(target: Target, *, duration: Optional[float] = None, as_json: bool = False,
-        output: Optional[str] = None, out: TextIO = sys.stdout) -> int:
-    from .engine import Session
-    from .engine.environment import UsageProblem
-
-    json_out = JsonLines(out) if as_json else None
-    trace = ODirectTrace(target, live=not as_json, json_out=json_out, out=out)
-    with Session([trace.tracer]) as session:
-        session.start()
-        if target.pids:
-            session.trace_pids(target.pids)
-            for pid in target.pids:
-                session.watch_exit(pid)
-        sys.stderr.write(f"Tracing read syscalls and block I/O of {target.describe()}"
-                         f"{' and children' if target.follow else ''}... Hit Ctrl-C to end.\n")
-        sys.stderr.write(f"hooks: {describe_choices(session.choices)}\n")
-        sys.stderr.flush()
-        if duration == 0:
-            return 0
-        trace.print_header()
-        trace.t0_ns = time.monotonic_ns()
-        if target.argv:
-            try:
-                trace.ignore_launcher(session.spawn(target.argv))
-            except OSError as exc:
-                raise UsageProblem(f"cannot start {target.argv[0]!r}: {exc.strerror}") from None
-        session.run(trace.on_batch, duration=duration)
-        trace.finish()
-        lost = session.lost_events
-        duration_s = session.duration_s
-        choices = [c.as_dict() for c in session.choices]
-        stop_reason = session.stop_reason
-    frames = trace.frames()
-    from ..analysis.odirect import findings as odirect_findings
-
-    summary = trace.summary(frames)
-    found = odirect_findings(frames, duration_s=duration_s)
-    if output:
-        from .engine.records import write_parquet
-
-        write_parquet(frames, output, {"tracer": "odirect", "target": target.describe(), "duration_s": duration_s,
-                                       "lost_events": lost, "hooks": choices, "stop_reason": stop_reason})
-    if json_out:
-        json_out.emit({
-            "type": "summary", "tracer": "odirect", "duration_s": round(duration_s, 6), "lost_events": lost,
-            "hooks": choices,
-            "processes": [{k: p[k] for k in ("pid", "comm", "reads", "read_bytes", "odirect_reads",
-                                             "odirect_bytes", "block_ios", "block_bytes")}
-                          for p in summary["processes"]],
-            "files": summary["files"],
-            "unattributed_requests": summary["unattributed_requests"],
-            "unattributed_bytes": summary["unattributed_bytes"],
-            "untracked_bios": summary["untracked_bios"],
-            "stop_reason": stop_reason,
-            "findings": [{k: v for k, v in f.as_dict().items() if k != "references"} for f in found],
-        })
-    else:
-        print_report(summary, found, out, lost, duration_s)
+    run_tool("iotrace", ODirectTool(), target, duration=duration, as_json=as_json, output=output, utc=utc)
     return 0
-
-

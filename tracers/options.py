@@ -5,11 +5,11 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
 
-__all__ = ["pid_options", "setup_logging"]
+__all__ = ["PidList", "pid_options", "setup_logging"]
 
 
 def setup_logging(verbose: int) -> None:
@@ -20,21 +20,49 @@ def setup_logging(verbose: int) -> None:
         logging.getLogger("kerntrace.libbpf").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """-p/-c/-f/-d/--json/-o/-v, as bcc and libbpf-tools spell them."""
+class PidList(click.ParamType):
+    """-p 12 or -p 12,34 (and -p repeated): bcc's tools take both."""
+
+    name = "pid"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> list[int]:
+        if isinstance(value, list):
+            return value
+        pids = []
+        for part in str(value).split(","):
+            try:
+                pids.append(int(part.strip()))
+            except ValueError:
+                self.fail(f"{value!r} is not a PID or a comma-separated list of PIDs", param, ctx)
+        return pids
+
+
+def _flatten(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[int, ...]:
+    return tuple(pid for group in value or () for pid in group)
+
+
+def pid_options(required: bool = False, output_dir: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """-p/-c/-f/-d/--json/-o/-T/-v, as bcc and libbpf-tools spell them."""
+
+    if output_dir:
+        output = click.option("-o", "--output", type=click.Path(file_okay=False), metavar="DIR",
+                              help="Write the trace to DIR (Parquet files and summary.json, mode 0600).")
+    else:
+        output = click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE",
+                              help="Write every event to FILE (Parquet, mode 0600).")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = [
-            click.option("-p", "--pid", "pids", type=int, multiple=True, metavar="PID",
-                         help="Trace this process (all its threads); repeatable."),
+            click.option("-p", "--pid", "pids", type=PidList(), multiple=True, callback=_flatten, metavar="PID",
+                         help="Trace this process (all its threads); repeatable, or a comma list (-p 12,34)."),
             click.option("-c", "--command", "command", metavar="COMMAND",
                          help="Start COMMAND once the probes are attached and trace it and its children."),
             click.option("-f", "--follow", is_flag=True, help="Also trace children created while tracing."),
             click.option("-d", "--duration", type=click.FloatRange(min=0), metavar="SECONDS",
                          help="Stop after SECONDS (0: attach, print the ready line, exit)."),
             click.option("--json", "as_json", is_flag=True, help="JSON Lines: events, then a summary."),
-            click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
-                         help="Write every event to FILE (Parquet, mode 0600)."),
+            output,
+            click.option("-T", "--utc", is_flag=True, help="Live lines show UTC wall-clock time, not seconds since the start."),
             click.option("-v", "--verbose", count=True, help="Show libbpf's messages (-vv: debug)."),
         ]
         for option in reversed(options):

@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import sys
+import time
 from typing import IO, Any
 
 import click
@@ -58,6 +59,7 @@ def command(file: str, as_json: bool) -> int:
     from ..analysis.postmortem import findings, parse_stream
     from ..analysis.report import print_findings
 
+    started_ns = time.time_ns()
     stream = open_log(file)
     try:
         summary = parse_stream(stream)
@@ -68,8 +70,9 @@ def command(file: str, as_json: bool) -> int:
         stream.close()
     found = findings(summary)
     if as_json:
-        doc: dict[str, Any] = {"type": "postmortem", "file": file, **summary.as_dict(),
-                               "findings": [f.as_dict() for f in found]}
+        from .engine.run import snapshot_envelope
+
+        doc: dict[str, Any] = snapshot_envelope("postmortem", started_ns, found, file=file, **summary.as_dict())
         sys.stdout.write(json.dumps(doc) + "\n")
         return 0
     out = sys.stdout

@@ -11,19 +11,21 @@ that instant (a 30 s hang shows in each of its 30 lines, not in the last).
 from __future__ import annotations
 
 import csv
-import datetime
 import os
 import shutil
-import signal
 import struct
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 import click
 
 from .counters import Interval, read_sample, resolve_disks, resolve_interfaces, whole_disk_dev
+from .engine.clock import Clock
 from .engine.environment import UsageProblem
+from .engine.sinks import Sink
+from .engine.tool import ObjectSpec, Tool
+from .engine.tracer import Hook
 from .statview import (
     Row,
     TaskFigure,
@@ -38,7 +40,7 @@ from .statview import (
 if TYPE_CHECKING:
     from .engine import BpfTracer
 
-__all__ = ["TaskSampler", "command", "open_tracer"]
+__all__ = ["CsvSink", "StatTool", "TaskSampler", "command", "fill_disks", "stat_object"]
 
 HOOK_NAMES = (("dstate-start", "stat_switch"), ("dstate-end", "stat_wakeup"), ("block-bytes", "stat_bio_queue"))
 
@@ -46,26 +48,19 @@ HOOK_NAMES = (("dstate-start", "stat_switch"), ("dstate-end", "stat_wakeup"), ("
 MINORBITS = 20  # the kernel's dev_t: major << 20 | minor (KT_STAT_MINORBITS)
 
 
-def open_tracer(disks: Optional[Sequence[str]] = None) -> "BpfTracer":
-    """The loaded, attached stat object (raises on any failure).  With
-    ``disks``, block bytes count only on those disks (the whole disk of a
-    partition), as dsk/total does."""
-    from .engine import BpfTracer, Hook
+def stat_object(filter_disks: bool) -> ObjectSpec:
+    """The stat object; with ``filter_disks``, block bytes count only on the
+    disks put in its stat_disks map (the whole disk of a partition), as
+    dsk/total does."""
+    return ObjectSpec("stat", [Hook(name, (prog,)) for name, prog in HOOK_NAMES],
+                      options={"filter_disks": filter_disks}, targeted=False)
 
-    tracer = BpfTracer("stat", hooks=[Hook(name, (prog,)) for name, prog in HOOK_NAMES],
-                       options={"filter_disks": disks is not None})
-    try:
-        tracer.load()
-        if disks is not None:
-            table = tracer.obj.map("stat_disks")
-            for name in disks:
-                major, minor = whole_disk_dev(name)
-                table.update(struct.pack("<I", major << MINORBITS | minor), b"\x01")
-        tracer.attach()
-    except BaseException:
-        tracer.close()
-        raise
-    return tracer
+
+def fill_disks(tracer: "BpfTracer", disks: Sequence[str]) -> None:
+    table = tracer.obj.map("stat_disks")
+    for name in disks:
+        major, minor = whole_disk_dev(name)
+        table.update(struct.pack("<I", major << MINORBITS | minor), b"\x01")
 
 
 class TaskSampler:
@@ -158,69 +153,102 @@ def _bpf_unavailable_reason(no_bpf: bool) -> Optional[str]:
     return None
 
 
-class _Terminated(Exception):
-    """SIGINT or SIGTERM arrived: end with every line out."""
+class StatTool(Tool):
+    """One row per interval: the system counters, and with the BPF object
+    the process with the most D-state time and the top reader."""
 
+    name = "stat"
 
-def _raise_terminated(_signum: int, _frame: Any) -> None:
-    raise _Terminated()
-
-
-def _wall_now() -> str:
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-class Output:
-    """Terminal lines (the header every screenful), or JSON Lines, plus an
-    optional CSV file."""
-
-    def __init__(self, disks: list[str], nets: list[str], as_json: bool, csv_file: Optional[IO[str]],
-                 bpf_note: Optional[str], stream: Optional[IO[str]] = None) -> None:
-        self.disks, self.nets = disks, nets
-        self.as_json = as_json
-        self.stream = stream if stream is not None else sys.stdout
-        self.bpf_note = bpf_note
-        self.rows_since_header = 0
-        self.map_full_reported = 0
-        self.header = header_lines(disks, nets)
+    def __init__(self, seconds: float, lines: Optional[int], disk_groups: dict[str, list[str]],
+                 net_groups: dict[str, list[str]], bpf: bool, note: Optional[str] = None,
+                 status: Optional[IO[str]] = None) -> None:
+        self.tick_interval = seconds
+        self.lines = lines
+        self.disk_groups, self.net_groups = disk_groups, net_groups
+        self.disks, self.nets = list(disk_groups), list(net_groups)
+        self.bpf = bpf
+        self.note = note
+        self.status = status
+        self.sampler: Optional[TaskSampler] = None
+        self.before = read_sample()
+        self.emitted = 0
+        self.stop_reason: Optional[str] = None
+        self.header = header_lines(self.disks, self.nets)
         # dstat's rule: a header, then as many rows as fit under it on screen.
         self.screen_rows = max(shutil.get_terminal_size((80, 25)).lines - len(self.header), 1)
-        self.csv_writer: Optional[csv.DictWriter[str]] = None
-        self.csv_file = csv_file
-        if csv_file is not None:
-            self.csv_writer = csv.DictWriter(csv_file, fieldnames=csv_fields(disks, nets), lineterminator="\n")
-            self.csv_writer.writeheader()
-            csv_file.flush()
+        self.rows_since_header = 0
+        self.map_full_reported = 0
+
+    def objects(self) -> Sequence[ObjectSpec]:
+        return [stat_object(filter_disks=True)] if self.bpf else []
+
+    def loaded(self, tracers: Mapping[str, "BpfTracer"]) -> None:
+        if "stat" in tracers:
+            fill_disks(tracers["stat"], sorted({d for members in self.disk_groups.values() for d in members}))
+            self.sampler = TaskSampler(tracers["stat"])
+
+    def started(self, clock: Clock) -> None:
+        self.before = read_sample()
+        if self.sampler is not None:
+            self.sampler.start()
+
+    def tick(self) -> Sequence[tuple[str, Any]]:
+        if self.lines is not None and self.emitted >= self.lines:
+            return ()
+        after = read_sample()
+        top = self.sampler.sample() if self.sampler is not None else None
+        row = Row(after.mono_ns, Interval.between(self.before, after, self.disk_groups, self.net_groups), top)
+        self.before = after
+        self.emitted += 1
+        if self.lines is not None and self.emitted >= self.lines:
+            self.stop_reason = f"{self.lines} intervals"
+        return [("interval", row)]
+
+    def live_header(self, clock: Clock) -> str:
+        self.rows_since_header = 0
+        return "\n".join(self.header)
+
+    def live_lines(self, obj: str, ring: str, events: Any, clock: Clock) -> str:
+        head = ""
+        if self.rows_since_header >= self.screen_rows:
+            head = "\n".join(self.header) + "\n"
+            self.rows_since_header = 0
+        self.rows_since_header += 1
+        if self.sampler is not None:
+            self.note_map_full(self.sampler.map_full)
+        return head + row_line(events, self.disks, self.nets) + "\n"
 
     def note_map_full(self, count: int) -> None:
         """Says once, and again when it grows, that the BPF maps overflowed."""
         if count > self.map_full_reported:
-            sys.stderr.write(f"note: {count} D-state sleeps or processes not counted: BPF maps full\n")
+            (self.status or sys.stderr).write(f"note: {count} D-state sleeps or processes not counted: "
+                                              "BPF maps full\n")
             self.map_full_reported = count
 
-    def begin(self) -> None:
-        if not self.as_json:
-            self._write_header()
+    def json_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[dict[str, Any]]:
+        record = json_record(events, self.note)
+        record["time"] = clock.rfc3339(events.time)
+        return [{"type": "interval", **record}]
 
-    def _write_header(self) -> None:
-        self.stream.write("\n".join(self.header) + "\n")
-        self.stream.flush()
-        self.rows_since_header = 0
+    def summary(self, duration_s: float) -> dict[str, Any]:
+        return {"intervals": self.emitted, "interval_s": self.tick_interval, "bpf_unavailable": self.note}
 
-    def emit(self, row: Row) -> None:
-        if self.as_json:
-            from .engine.records import JsonLines
 
-            JsonLines(self.stream).emit(json_record(row, self.bpf_note))
-        else:
-            if self.rows_since_header >= self.screen_rows:
-                self._write_header()
-            self.stream.write(row_line(row, self.disks, self.nets) + "\n")
-            self.stream.flush()
-            self.rows_since_header += 1
-        if self.csv_writer is not None and self.csv_file is not None:
-            self.csv_writer.writerow(csv_record(row, self.disks, self.nets))
-            self.csv_file.flush()
+class CsvSink(Sink):
+    """--csv FILE: a header row, then one row per interval, flushed each time."""
+
+    def __init__(self, csv_file: IO[str], disks: list[str], nets: list[str]) -> None:
+        self.csv_file = csv_file
+        self.disks, self.nets = disks, nets
+        self.writer = csv.DictWriter(csv_file, fieldnames=csv_fields(disks, nets), lineterminator="\n")
+        self.writer.writeheader()
+        csv_file.flush()
+
+    def events(self, tool: Tool, obj: str, ring: str, events: Any, clock: Clock) -> None:
+        record = csv_record(events, self.disks, self.nets)
+        record["time"] = clock.rfc3339(events.time)
+        self.writer.writerow(record)
+        self.csv_file.flush()
 
 
 def _parse_interval(text: Optional[str]) -> float:
@@ -300,64 +328,37 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
             raise UsageProblem(f"cannot write {csv_path}: {exc.strerror}") from None
 
     note = _bpf_unavailable_reason(no_bpf)
-    sampler: Optional[TaskSampler] = None
-    tracer = None
-    if note is None:
-        from .engine import AttachError
-        from .engine.libbpf import LibbpfError
-
-        try:
-            tracer = open_tracer(sorted({d for members in disk_groups.values() for d in members}))
-            sampler = TaskSampler(tracer)
-        except (LibbpfError, AttachError, OSError) as exc:
-            note = f"BPF failed: {str(exc).splitlines()[0]}"
-    if note is not None and not as_json:
-        sys.stderr.write(f"note: most-D-state and top-reader columns unavailable ({note}); they show '-'\n")
-
-    # SIGINT is handled here too rather than left to KeyboardInterrupt: a
-    # process started with SIGINT ignored (a script's background job) gets
-    # no KeyboardInterrupt, and SIGINT must still end the run, as it does
-    # for the tracers (Session.run).
-    old_handlers = {sig: signal.signal(sig, _raise_terminated) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        out = Output(list(disk_groups), list(net_groups), as_json, csv_file, note)
-        out.begin()
-        before = read_sample()
-        if sampler is not None:
-            sampler.start()
-        deadline = time.monotonic() + seconds
-        emitted = 0
-        try:
-            while lines is None or emitted < lines:
-                pause = deadline - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                elif pause < -seconds:
-                    # Far behind (the machine was suspended or stalled): one
-                    # long line, not a burst of short ones.
-                    deadline = time.monotonic()
-                deadline += seconds
-                after = read_sample()
-                top = sampler.sample() if sampler is not None else None
-                iv = Interval.between(before, after, disk_groups, net_groups)
-                out.emit(Row(_wall_now(), iv, top))
-                if sampler is not None and not as_json:
-                    out.note_map_full(sampler.map_full)
-                before = after
-                emitted += 1
-        except (KeyboardInterrupt, _Terminated):
-            pass  # Ctrl-C or SIGTERM: every line so far is out, the CSV complete
-        except BrokenPipeError:
-            # The reader of stdout left (`| head`): a normal end.  Point stdout
-            # at /dev/null so the interpreter's final flush cannot fail too.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+        return _run(seconds, lines, disk_groups, net_groups, as_json, csv_file, note)
     finally:
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
-        if tracer is not None:
-            tracer.close()
         if csv_file is not None:
             csv_file.close()
+
+
+def _run(seconds: float, lines: Optional[int], disk_groups: dict[str, list[str]], net_groups: dict[str, list[str]],
+         as_json: bool, csv_file: Optional[IO[str]], note: Optional[str]) -> int:
+    from .engine import AttachError, Target
+    from .engine.libbpf import LibbpfError
+    from .engine.run import Run
+    from .engine.sinks import JsonSink, TextSink
+
+    def make_run(bpf: bool, why: Optional[str]) -> Run:
+        tool = StatTool(seconds, lines, disk_groups, net_groups, bpf=bpf, note=why)
+        sinks: list[Sink] = [JsonSink() if as_json else TextSink(report=False)]
+        if csv_file is not None:
+            sinks.append(CsvSink(csv_file, list(disk_groups), list(net_groups)))
+        return Run("iotrace", tool, Target(), sinks, quiet=True)
+
+    if note is None:
+        run = make_run(True, None)
+        try:
+            run.execute()
+            return 0
+        except (LibbpfError, AttachError, OSError) as exc:
+            if run.session is not None and run.session.started_ns:
+                raise  # failed while running, not while loading
+            note = f"BPF failed: {str(exc).splitlines()[0]}"
+    if not as_json:
+        sys.stderr.write(f"note: most-D-state and top-reader columns unavailable ({note}); they show '-'\n")
+    make_run(False, note).execute()
     return 0

@@ -65,7 +65,7 @@ class TopTasks:
 
 @dataclass(frozen=True)
 class Row:
-    time: str                     # wall clock at the end of the interval, ISO 8601
+    time: Any                     # the interval's end: CLOCK_MONOTONIC ns (the sinks show it in UTC)
     interval: Interval
     top: Optional[TopTasks]       # None: BPF columns unavailable
 

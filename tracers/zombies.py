@@ -12,24 +12,23 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import sys
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
 
 import click
 
-from .engine.records import JsonLines
-from .engine.target import Target, target_from_options
+from .engine import BpfTracer, Hook, require_bpf_environment, target_from_options
+from .engine.clock import Clock
+from .engine.run import check_output_path, run_tool
+from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
-from .engine import BpfTracer, Hook
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["ZombieTrace", "command", "proc_state"]
+__all__ = ["ZombiesTool", "command", "print_lifecycles", "proc_state"]
 
-FORK, EXIT, WAIT, FREE = 1, 2, 3, 4
 PR_SET_CHILD_SUBREAPER = 36
 
 HOOKS = (
@@ -40,7 +39,6 @@ HOOKS = (
     Hook("wait syscalls enter", ("zombie_sys_enter",)),
     Hook("wait syscalls exit", ("zombie_sys_exit",)),
 )
-LIVE_HEADER = f"{'TIME(s)':<9} {'EVENT':<5} {'PID':>7} {'COMM':<16} {'PPID':>7} {'PCOMM':<16} DETAIL"
 
 
 def proc_state(pid: int, start_ns: int) -> str:
@@ -65,25 +63,20 @@ def _name(raw: Any) -> str:
     return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-class ZombieTrace:
-    """One zombies run: owns its BpfTracer, collects lifecycle events."""
+class ZombiesTool(Tool):
+    """Process lifecycles: fork, exit, the wait calls that reap, the free."""
 
-    def __init__(self, target: Target, *, live: bool = True, json_out: Optional[JsonLines] = None,
-                 reap_orphans: Optional[bool] = None, out: Any = None) -> None:
-        self.target = target
-        self.live = live
-        self.json_out = json_out
-        self.out = out or sys.stdout
+    name = "zombies"
+    tick_interval = 1.0
+
+    def __init__(self, reap_orphans: bool = False, min_zombie_s: float = 1.0) -> None:
         # Only when we start the command are we the ancestor its orphans should go to.
-        self.reap_orphans = bool(target.argv) if reap_orphans is None else reap_orphans
-        self.tracer = BpfTracer(
-            "zombies",
-            hooks=HOOKS,
-            rings={"zombie_events": "zombie_event"},
-            options={"kt_filter_pids": target.filtered},
-            follow_children=target.follow,
-        )
-        self.t0_ns = 0
+        self.reap_orphans = reap_orphans
+        self.min_zombie_s = min_zombie_s
+        self.tracer: Optional[BpfTracer] = None
+        self.kinds: dict[int, str] = {}
+        self.wait_calls: dict[int, str] = {}
+        self.clock: Optional[Clock] = None
         self.end_ns = 0
         self.command_pid: Optional[int] = None
         self.orphans_reaped: list[int] = []
@@ -91,11 +84,36 @@ class ZombieTrace:
         self._exited: dict[int, tuple[int, int]] = {}    # pid -> (start_ns, exit ts): not reaped yet
         self._unfreed: dict[int, int] = {}               # pid -> start_ns: exit seen, free not yet
         self._final: list[dict[str, Any]] = []
-        self._header_done = False
+        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
+
+    def objects(self) -> Sequence[ObjectSpec]:
+        # A fork record describes the child but is made by the parent: the
+        # -c launcher's fork of the command is kept.
+        return [ObjectSpec("zombies", HOOKS, rings={"zombie_events": "zombie_event"}, keep_launcher=True)]
+
+    def loaded(self, tracers: Mapping[str, BpfTracer]) -> None:
+        self.tracer = tracers["zombies"]
+        # zombie_event.kind -> "fork", "exit", "wait", "free"; .syscall -> "wait4", "waitid" (bpf/zombies.h)
+        self.kinds = self.tracer.btf.enum_names("zombie_kind")
+        self.wait_calls = self.tracer.btf.enum_names("zombie_syscall")
+
+    def started(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def before_spawn(self) -> None:
+        if self.reap_orphans:
+            self.become_subreaper()
+
+    def spawned(self, pid: int) -> None:
+        self.command_pid = pid
+
+    def tick(self) -> Sequence[tuple[str, Any]]:
+        self.reap()
+        return ()
 
     # -- subreaper --------------------------------------------------------------
 
-    def become_subreaper(self, session: Any = None) -> None:
+    def become_subreaper(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             self.reap_orphans = False
@@ -118,27 +136,27 @@ class ZombieTrace:
 
     def _track(self, batch: "np.ndarray[Any, Any]") -> None:
         for ev in batch:
-            kind, pid = int(ev["kind"]), int(ev["pid"])
-            if kind == EXIT:
+            kind, pid = self.kinds.get(int(ev["kind"])), int(ev["pid"])
+            if kind == "exit":
                 self._exited[pid] = (int(ev["start_ns"]), int(ev["ts_ns"]))
                 self._unfreed[pid] = int(ev["start_ns"])
-            elif kind == WAIT and int(ev["target"]) in self._exited:
+            elif kind == "wait" and int(ev["target"]) in self._exited:
                 if int(ev["target"]) != 0:
                     self._exited.pop(int(ev["target"]), None)
-            elif kind == FREE:
+            elif kind == "free":
                 if self._unfreed.get(pid) == int(ev["start_ns"]):
                     del self._unfreed[pid]
                     self._exited.pop(pid, None)
 
     def _describe(self, ev: Any) -> str:
-        kind = int(ev["kind"])
-        if kind == FORK:
+        kind = self.kinds.get(int(ev["kind"]))
+        if kind == "fork":
             return "forked"
-        if kind == EXIT:
+        if kind == "exit":
             code = int(ev["exit_code"])
             return f"exit status {code >> 8}" if code & 0x7F == 0 else f"killed by signal {code & 0x7F}"
-        if kind == WAIT:
-            name = "wait4" if int(ev["syscall"]) == 1 else "waitid"
+        if kind == "wait":
+            name = self.wait_calls.get(int(ev["syscall"]), "?")
             ret = int(ev["ret"])
             call = f"{name}({int(ev['wait_pid'])})"
             if ret < 0:
@@ -152,46 +170,51 @@ class ZombieTrace:
             return f"{call} reaped {target}{sub}{age}"
         return "freed"
 
-    def on_batch(self, tracer: BpfTracer, ring: str, batch: "np.ndarray[Any, Any]") -> None:
+    def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> Any:
+        """Each event with its kind's name and what it did, described
+        before the event changes what is known (a wait's zombie age)."""
         self._batches.append(batch)
-        if self.live or self.json_out is not None:
-            kinds = {FORK: "fork", EXIT: "exit", WAIT: "wait", FREE: "free"}
-            for ev in batch:
-                kind = int(ev["kind"])
-                t = (int(ev["ts_ns"]) - self.t0_ns) / 1e9
-                if self.json_out is not None:
-                    self.json_out.emit({
-                        "type": "zombie", "event": kinds.get(kind, "?"), "time_s": round(t, 6),
-                        "pid": int(ev["pid"]), "comm": _name(ev["comm"]), "ppid": int(ev["ppid"]),
-                        "parent_comm": _name(ev["parent_comm"]), "detail": self._describe(ev),
-                        "target": int(ev["target"]), "ret": int(ev["ret"]),
-                    })
-                elif self.live and kind != FREE:
-                    if not self._header_done:
-                        self.out.write(LIVE_HEADER + "\n")
-                        self._header_done = True
-                    ppid = f"{int(ev['ppid']):>7}" if kind != WAIT else f"{'':>7}"
-                    pcomm = _name(ev["parent_comm"]) if kind != WAIT else ""
-                    self.out.write(f"{t:<9.3f} {kinds[kind]:<5} {int(ev['pid']):>7} {_name(ev['comm']):<16} "
-                                   f"{ppid} {pcomm:<16} {self._describe(ev)}\n")
-            if self.live:
-                self.out.flush()
+        shown = [(ev, self.kinds.get(int(ev["kind"]), "?"), self._describe(ev)) for ev in batch]
         self._track(batch)
+        return shown
 
-    def _drain(self) -> None:
-        for ring, batch in self.tracer.drain().items():
-            if len(batch):
-                self.on_batch(self.tracer, ring, batch)
+    def live_header(self, clock: Clock) -> str:
+        return f"{clock.live_title:<15} {'EVENT':<5} {'PID':>7} {'COMM':<16} {'PPID':>7} {'PCOMM':<16} DETAIL"
 
-    def finish(self) -> None:
+    def live_lines(self, obj: str, ring: str, events: Any, clock: Clock) -> str:
+        lines = []
+        for ev, kind, detail in events:
+            if kind == "free":
+                continue
+            ppid = f"{int(ev['ppid']):>7}" if kind != "wait" else f"{'':>7}"
+            pcomm = _name(ev["parent_comm"]) if kind != "wait" else ""
+            lines.append(f"{clock.live(int(ev['ts_ns'])):<15} {kind:<5} {int(ev['pid']):>7} "
+                         f"{_name(ev['comm']):<16} {ppid} {pcomm:<16} {detail}\n")
+        return "".join(lines)
+
+    def json_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[dict[str, Any]]:
+        for ev, kind, detail in events:
+            yield {
+                "type": "zombie", "event": kind, "time": clock.rfc3339(int(ev["ts_ns"])),
+                "pid": int(ev["pid"]), "comm": _name(ev["comm"]), "ppid": int(ev["ppid"]),
+                "parent_comm": _name(ev["parent_comm"]), "detail": detail,
+                "target": int(ev["target"]), "ret": int(ev["ret"]),
+            }
+
+    def _drain(self) -> list[tuple[str, str, Any]]:
+        assert self.tracer is not None
+        return [("zombies", ring, self.update("zombies", ring, batch))
+                for ring, batch in self.tracer.drain().items() if len(batch)]
+
+    def finish(self) -> Sequence[tuple[str, str, Any]]:
         """Reaps the command's orphans, waits briefly for the frees (they
         follow an RCU grace period), then asks /proc about the rest."""
-        self._drain()
+        late = self._drain()
         self.reap()
         deadline = time.monotonic() + 0.5
         while self._unfreed and time.monotonic() < deadline:
             time.sleep(0.02)
-            self._drain()
+            late += self._drain()
             self.reap()
             if all(proc_state(pid, start) == "Z" for pid, start in self._unfreed.items()):
                 break
@@ -201,21 +224,32 @@ class ZombieTrace:
         ]
         if not self.end_ns:
             self.end_ns = time.monotonic_ns()
+        return late
 
     def frames(self) -> "dict[str, pd.DataFrame]":
+        if self._frames is not None:
+            return self._frames
         import pandas as pd
 
         from .engine.records import decode_events
 
+        assert self.tracer is not None
         events = decode_events(self._batches, self.tracer.btf.dtype("zombie_event"))
         events = events.drop(columns=[c for c in events.columns if c.startswith("_")])
+        # by name, as analysis/zombies.py reads them (syscall: only a wait's)
+        events["kind"] = events["kind"].map(self.kinds)
+        events["syscall"] = events["syscall"].map(self.wait_calls)
         final = pd.DataFrame(self._final, columns=["pid", "start_ns", "proc_state"])
-        return {"zombie_events": events, "zombie_final": final}
+        self._frames = {"zombie_events": events, "zombie_final": final}
+        return self._frames
 
-    def summary(self, frames: "dict[str, pd.DataFrame]") -> dict[str, Any]:
+    def lifecycles(self) -> list[Any]:
         from ..analysis.zombies import lifecycles
 
-        lives = lifecycles(frames, self.end_ns or None)
+        return lifecycles(self.frames(), self.end_ns or None)
+
+    def summary(self, duration_s: float) -> dict[str, Any]:
+        lives = self.lifecycles()
         processes: dict[int, dict[str, Any]] = {}
         for life in lives:
             p = processes.setdefault(life.parent_pid, {
@@ -234,23 +268,34 @@ class ZombieTrace:
             "exits": [self._life_json(l) for l in lives],
         }
 
+    def findings(self, duration_s: float) -> list[Any]:
+        from ..analysis import zombies as rules
+
+        return rules.findings(self.frames(), end_ns=self.end_ns, min_zombie_s=self.min_zombie_s)
+
+    def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
+        from ..analysis.report import print_findings, run_line
+
+        out.write(f"\n{run_line(envelope)}\n")
+        assert self.clock is not None
+        print_lifecycles(self.lifecycles(), self.clock, out)
+        print_findings(findings, out)
+
     def _life_json(self, life: Any) -> dict[str, Any]:
-        def rel(ns: Optional[int]) -> Optional[float]:
-            return None if ns is None else round((ns - self.t0_ns) / 1e9, 6)
+        def when(ns: Optional[int]) -> Optional[str]:
+            return None if ns is None or self.clock is None else self.clock.rfc3339(ns)
 
         return {
             "pid": life.pid, "comm": life.comm, "parent_pid": life.parent_pid, "parent_comm": life.parent_comm,
-            "exit_s": rel(life.exit_ns), "reaped_s": rel(life.reaped_ns), "reaped_by": life.reaped_by,
+            "exit_time": when(life.exit_ns), "reaped_time": when(life.reaped_ns), "reaped_by": life.reaped_by,
             "reaper_pid": life.reaper_pid, "reaper_comm": life.reaper_comm, "zombie_s": round(life.zombie_s, 6),
             "exit_code": life.exit_code,
         }
 
 
-def print_report(trace: ZombieTrace, frames: "dict[str, pd.DataFrame]", out: Any, top: int = 20) -> None:
+def print_lifecycles(lives: list[Any], clock: Clock, out: TextIO, top: int = 20) -> None:
     from ..analysis.report import format_table
-    from ..analysis.zombies import lifecycles
 
-    lives = lifecycles(frames, trace.end_ns or None)
     out.write("\nExits and their reaping:\n")
     if not lives:
         out.write("(no process exited)\n")
@@ -260,7 +305,7 @@ def print_report(trace: ZombieTrace, frames: "dict[str, pd.DataFrame]", out: Any
         reaper = f"{life.reaper_pid} ({life.reaper_comm})" if life.reaper_pid else "-"
         rows.append({
             "pid": life.pid, "comm": life.comm, "parent": f"{life.parent_pid} ({life.parent_comm})",
-            "exit_s": round((life.exit_ns - trace.t0_ns) / 1e9, 3), "zombie_s": round(life.zombie_s, 3),
+            "exit_s": round(clock.seconds(life.exit_ns), 3), "zombie_s": round(life.zombie_s, 3),
             "reaped_by": life.reaped_by, "reaper": reaper,
         })
     out.write(format_table(rows) + "\n")
@@ -273,30 +318,13 @@ def print_report(trace: ZombieTrace, frames: "dict[str, pd.DataFrame]", out: Any
 @click.option("--min-zombie", "min_zombie_s", type=click.FloatRange(min=0), default=1.0, show_default=True,
               metavar="SECONDS", help="A zombie older than this counts as unreaped.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
-            as_json: bool, output: Optional[str], verbose: int, min_zombie_s: float) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, min_zombie_s: float) -> int:
     """Exits of the traced processes and of their children, and their
     reaping: by the parent, by a subreaper or init after the parent died, or
     still a zombie when tracing ends; the parent's wait4/waitid calls."""
-    from .engine.environment import require_bpf_environment
-    from .runner import report_single, run_traces
-
     target = target_from_options(pids, command, follow, required=False)
+    check_output_path(output)
     require_bpf_environment()
-    json_out = JsonLines() if as_json else None
-    trace = ZombieTrace(target, live=not as_json, json_out=json_out)
-
-    def before_spawn(session: Any) -> None:
-        if trace.reap_orphans:
-            trace.become_subreaper()
-
-    session = run_traces("zombies", [trace], target, duration, tick=trace.reap,
-                         before_spawn=before_spawn, on_spawn=lambda pid: setattr(trace, "command_pid", pid))
-    try:
-        from ..analysis import zombies as rules
-
-        frames = trace.frames()
-        findings = rules.findings(frames, end_ns=trace.end_ns, min_zombie_s=min_zombie_s)
-        report_single("zombies", session, trace, frames, findings, json_out, output, print_report)
-    finally:
-        session.close()
+    tool = ZombiesTool(reap_orphans=bool(target.argv), min_zombie_s=min_zombie_s)
+    run_tool("iotrace", tool, target, duration=duration, as_json=as_json, output=output, utc=utc)
     return 0

@@ -13,13 +13,14 @@ import time
 import pytest
 
 from kerntrace.analysis import zombies as zombie_rules
-from kerntrace.analysis.demo import build_repro, make_data_file, repro_argv
 from kerntrace.analysis.dstate import per_process
 from kerntrace.analysis.zombies import lifecycles
 from kerntrace.tracers.engine.target import Target
-from kerntrace.tracers.dstate import DStateTrace
-from kerntrace.tracers.runner import run_traces
-from kerntrace.tracers.zombies import ZombieTrace
+from kerntrace.tracers.dstate import DStateTool
+from kerntrace.tracers.zombies import ZombiesTool
+from runs import run_quiet  # tests/runs.py
+
+from iowait_repro import build_repro, make_data_file, repro_argv  # tests/iowait_repro.py
 
 VFORK_C = r"""
 #define _GNU_SOURCE
@@ -60,20 +61,10 @@ def compile_c(directory, name, source):
     return binary
 
 
-def run_one(trace_cls, target, duration=None, **kwargs):
-    trace = trace_cls(target, live=False, **kwargs)
-    state = {}
-    before = None
-    if isinstance(trace, ZombieTrace) and trace.reap_orphans:
-        before = lambda _s: trace.become_subreaper()  # noqa: E731
-    session = run_traces("test", [trace], target, duration, tick=getattr(trace, "reap", None), quiet=True,
-                         before_spawn=before, on_spawn=lambda pid: state.setdefault("pid", pid) and None
-                         or setattr(trace, "command_pid", pid))
-    try:
-        frames = trace.frames()
-        return trace, frames, state.get("pid"), session.child_status
-    finally:
-        session.close()
+def run_one(tool, target, duration=None):
+    """(tool, frames, the -c command's pid, its exit status)."""
+    run = run_quiet(tool, target, duration)
+    return tool, tool.frames(), run.session.child_pid, run.session.child_status
 
 
 # ---- dstate --------------------------------------------------------------------
@@ -82,7 +73,7 @@ def test_dstate_counts_killable_vfork_sleeps_exactly(data_dir):
     """Killable sleeps (TASK_UNINTERRUPTIBLE|TASK_WAKEKILL) are D: an equality
     test against TASK_UNINTERRUPTIBLE would miss every one of them."""
     binary = compile_c(data_dir, "vforker", VFORK_C)
-    trace, frames, pid, status = run_one(DStateTrace, Target(argv=[binary, "7", "60"], follow=True))
+    trace, frames, pid, status = run_one(DStateTool(), Target(argv=[binary, "7", "60"], follow=True))
     assert status == 0
     totals = frames["dstate_totals"]
     vfork = totals[(totals["pid"] == pid) & totals["stack"].str.contains("sys_vfork")]
@@ -105,7 +96,7 @@ def test_dstate_odirect_reader_is_iowait_and_decoy_absent(data_dir):
                              stderr=subprocess.DEVNULL)
     try:
         trace, frames, pid, status = run_one(
-            DStateTrace, Target(argv=repro_argv(repro, data, fixed=False, children=1, hold_s=0), follow=True))
+            DStateTool(), Target(argv=repro_argv(repro, data, fixed=False, children=1, hold_s=0), follow=True))
     finally:
         decoy.wait()
     assert status == 0
@@ -140,7 +131,7 @@ def test_zombies_exact_reaping_wait4_waitid_and_subreaper(data_dir):
     script = os.path.join(data_dir, "leaker.py")
     with open(script, "w") as f:
         f.write(LEAKER)
-    trace, frames, pid, status = run_one(ZombieTrace, Target(argv=[sys.executable, script], follow=True))
+    trace, frames, pid, status = run_one(ZombiesTool(reap_orphans=True), Target(argv=[sys.executable, script], follow=True))
     assert status == 0
     lives = lifecycles(frames, trace.end_ns)
     kids = sorted((l for l in lives if l.parent_pid == pid), key=lambda l: l.exit_ns)
@@ -153,8 +144,8 @@ def test_zombies_exact_reaping_wait4_waitid_and_subreaper(data_dir):
     assert all(k.reaper_pid == os.getpid() for k in by["subreaper"])
     assert all(k.parent_exit_ns is not None for k in by["subreaper"])
     events = frames["zombie_events"]
-    waits = events[(events["kind"] == 3) & (events["pid"] == pid)]
-    assert sorted(waits["syscall"].tolist()) == [1, 2]           # one wait4, one waitid
+    waits = events[(events["kind"] == "wait") & (events["pid"] == pid)]
+    assert sorted(waits["syscall"].tolist()) == ["wait4", "waitid"]
     assert sorted(waits["target"].tolist()) == sorted(k.pid for k in by["parent"])
     (f,) = [f for f in zombie_rules.findings(frames, end_ns=trace.end_ns) if f.evidence[0]["parent_pid"] == pid]
     row = f.evidence[0]
@@ -170,16 +161,23 @@ def test_still_a_zombie_confirmed_from_proc(data_dir):
     script = os.path.join(data_dir, "holder.py")
     with open(script, "w") as f:
         f.write(textwrap.dedent("""
-            import os, time
-            time.sleep(1.0)          # forks once tracing has started
+            import os, sys, time
+            sys.stdin.readline()     # forks once tracing has started
             for _ in range(2):
                 if os.fork() == 0:
                     os._exit(0)
             time.sleep(30)           # never waits
         """))
-    holder = subprocess.Popen([sys.executable, script])
+    holder = subprocess.Popen([sys.executable, script], stdin=subprocess.PIPE)
+
+    class ForksOnceAttached(ZombiesTool):
+        def started(self, clock):
+            super().started(clock)
+            holder.stdin.write(b"go\n")
+            holder.stdin.flush()
+
     try:
-        trace, frames, _pid, _status = run_one(ZombieTrace, Target(pids=[holder.pid]), duration=2.5)
+        trace, frames, _pid, _status = run_one(ForksOnceAttached(), Target(pids=[holder.pid]), duration=2.5)
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -290,24 +288,20 @@ def test_dstate_leaves_out_idle_kernel_threads(data_dir):
     fsync keeps the block kworkers and RCU threads going to sleep that way
     (without the NOLOAD test, about half the recorded sleeps here are theirs)
     while the writer's own fsync waits are real D sleeps."""
-    from kerntrace.tracers.engine import Session
-
     writer = [sys.executable, "-c", textwrap.dedent(f"""
         import os
         for i in range(20):
             with open({os.path.join(data_dir, 'w')!r}, 'wb') as f:
                 f.write(os.urandom(65536)); f.flush(); os.fsync(f.fileno())
     """)]
-    everyone = DStateTrace(Target(), live=False)
-    session = Session([everyone.tracer])
-    try:
-        session.start()
-        subprocess.run(writer, check=True)
-        session.run(lambda t, r, b: everyone.on_batch(t, r, b), duration=0.5)
-        everyone.finish()
-        sleeps = everyone.frames()["dstate_sleeps"]
-    finally:
-        session.close()
+    class WritesOnceAttached(DStateTool):
+        def started(self, clock):
+            super().started(clock)
+            subprocess.run(writer, check=True)
+
+    everyone = WritesOnceAttached()
+    run_quiet(everyone, Target(), duration=0.5)
+    sleeps = everyone.frames()["dstate_sleeps"]
     assert len(sleeps) > 0
     assert ((sleeps["state"] & 0x2) != 0).all()
     assert not ((sleeps["state"] & 0x400) != 0).any()

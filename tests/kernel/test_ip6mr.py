@@ -18,6 +18,7 @@ import pytest
 from kerntrace.tracers import ip6mr
 from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.cli import nstrace_main
+from runs import Attached  # tests/runs.py
 
 HOST_NETNS = os.stat("/proc/self/ns/net").st_ino
 
@@ -28,20 +29,14 @@ def have_ip() -> bool:
 
 @pytest.fixture
 def trace():
-    """An attached tracer of every process; drained by collect()."""
-    t = ip6mr.Ip6mrTrace(Target(), live=False)
-    t.tracer.load()
-    t.after_load()
-    t.tracer.attach()
-    yield t
-    t.tracer.close()
+    """ip6mr attached on every process; drained by collect()."""
+    a = Attached(ip6mr.Ip6mrTool())
+    yield a
+    a.close()
 
 
 def collect(t):
-    for ring, batch in t.tracer.drain().items():
-        if len(batch):
-            t.on_batch(t.tracer, ring, batch)
-    return t.frames()
+    return t.collect()
 
 
 @pytest.fixture
@@ -254,7 +249,7 @@ def test_icmp6_raw_sockets_counted_exactly(trace):
     assert sorted(set(opened_fds) - set(closed_fds)) == [left_open]
     assert (mine[mine["event"] != "icmp6_exit"]["netns"] == HOST_NETNS).all()
     assert trace.icmp6_closed_by_exit == 1
-    summary = trace.summary(frames)
+    summary = trace.summary(0.0)
     assert summary["icmp6_sockets"]["opened"] >= 3  # other processes may open some too
     # the kernel map forgets the fd once the process is gone
     assert trace.tracer.obj.map("icmp6_fds").lookup(
@@ -339,7 +334,7 @@ def test_cli_json_summary_with_command(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(l) for l in out_file.read_text().splitlines()]
     summary = lines[-1]
-    assert summary["type"] == "summary" and summary["tracer"] == "ip6mr"
+    assert summary["type"] == "summary" and summary["tool"] == "ip6mr"
     assert summary["namespaces"]["created"] == 1 and summary["namespaces"]["failed"] == 0
     assert summary["namespaces"]["failed_by_errno"] == {}
     (attempt,) = summary["attempts"]
@@ -365,7 +360,7 @@ def test_hooks_named_and_kernel_functions_reported_unavailable(capsys):
     rc = nstrace_main(["ip6mr", "-d", "0"])
     assert rc == 0
     err = capsys.readouterr().err
-    assert "hooks: tp_btf sys_enter, tp_btf sys_exit" in err
+    assert "hooks: tp_btf sys_enter; tp_btf sys_exit" in err
     from kerntrace.tracers.engine import probe
 
     if not (probe.can_attach("fentry", "copy_net_ns") or probe.can_attach("kprobe", "copy_net_ns")):
@@ -374,12 +369,8 @@ def test_hooks_named_and_kernel_functions_reported_unavailable(capsys):
 
 
 def test_pid_filter_keeps_only_the_traced_process(netns_name):
-    t = ip6mr.Ip6mrTrace(Target(pids=[os.getpid()]), live=False)
+    t = Attached(ip6mr.Ip6mrTool(), Target(pids=[os.getpid()]))
     try:
-        t.tracer.load()
-        t.after_load()
-        t.tracer.trace_pids([os.getpid()])
-        t.tracer.attach()
         assert subprocess.run(["unshare", "-n", "true"]).returncode == 0   # another process: not traced
         import ctypes
 
@@ -395,8 +386,8 @@ def test_pid_filter_keeps_only_the_traced_process(netns_name):
             os.close(fd)
             os.close(own)
         frames = collect(t)
-        a = frames["attempts"]
-        assert a["pid"].tolist() == [os.getpid(), os.getpid()]
-        assert a["netns"].tolist() == [os.stat(f"/run/netns/{name}").st_ino, HOST_NETNS]
+        rows = frames["attempts"]
+        assert rows["pid"].tolist() == [os.getpid(), os.getpid()]
+        assert rows["netns"].tolist() == [os.stat(f"/run/netns/{name}").st_ino, HOST_NETNS]
     finally:
-        t.tracer.close()
+        t.close()

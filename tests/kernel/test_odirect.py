@@ -19,7 +19,8 @@ import pytest
 
 from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.engine import Session
-from kerntrace.tracers.odirect import ODirectTrace
+from kerntrace.tracers.odirect import ODirectTool
+from runs import run_quiet  # tests/runs.py
 
 from witness import CompletionWitness
 
@@ -40,17 +41,26 @@ def data_file(data_dir):
 
 
 def trace_command(argv, timeout=60.0):
-    trace = ODirectTrace(Target(argv=list(argv), follow=True), live=False)
-    with Session([trace.tracer]) as session:
-        session.start()
-        pid = session.spawn(argv)
-        session.run(trace.on_batch, duration=timeout)
-        assert session.stop_reason == f"process {pid} exited"
-        assert session.child_status == 0
-        trace.finish()
-        lost = session.lost_events
-    assert lost == 0
+    trace = ODirectTool()
+    run = run_quiet(trace, Target(argv=list(argv), follow=True), duration=timeout)
+    pid = run.session.child_pid
+    assert run.session.stop_reason == f"process {pid} exited"
+    assert run.session.child_status == 0
+    assert run.envelope["lost_events"] == 0
     return pid, trace, trace.frames()
+
+
+class StartsOnceAttached(ODirectTool):
+    """Tells a waiting workload (a line on its stdin) to start once tracing
+    is attached."""
+
+    def __init__(self, proc):
+        super().__init__()
+        self.proc = proc
+
+    def started(self, clock):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
 
 
 def reads_of(frames, pid, path):
@@ -104,7 +114,7 @@ def test_odirect_reads_exact_per_syscall_and_block_bytes(data_file):
     assert (seen["queued_ns"] < seen["ts_ns"]).all()
     assert set(from_reads["tid"]) == {pid}
 
-    summary = trace.summary(frames)
+    summary = trace.tables()
     (proc,) = [p for p in summary["processes"] if p["pid"] == pid]
     assert proc["odirect_reads"] == 4 * N and proc["odirect_bytes"] == odirect_bytes
     assert proc["block_read_bytes"] >= odirect_bytes
@@ -127,7 +137,7 @@ def test_buffered_reads_exact_and_reach_the_disk(data_file):
     assert found == []
 
 
-def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir):
+def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir, monkeypatch):
     """60000 reads of a cached file as fast as dd makes them: many times
     what a 1 MiB ring holds, and all within the 5 s between the reader's own
     polls.  Once a ring is half full the programs wake the reader, so none is
@@ -140,15 +150,12 @@ def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir):
         while f.read(1 << 20):
             pass  # in the page cache: no disk wait between the reads
     argv = ["dd", f"if={path}", "of=/dev/null", f"bs={BLOCK}", f"count={count}", "status=none"]
-    trace = ODirectTrace(Target(argv=argv, follow=True), live=False, ring_bytes=1 << 20)
-    with Session([trace.tracer]) as session:
-        session.poll_interval = 5.0
-        session.start()
-        pid = session.spawn(argv)
-        session.run(trace.on_batch, duration=120)
-        assert session.stop_reason == f"process {pid} exited" and session.child_status == 0
-        trace.finish()
-        assert session.lost_events == 0
+    trace = ODirectTool(ring_bytes=1 << 20)
+    monkeypatch.setattr(Session, "poll_interval", 5.0)
+    run = run_quiet(trace, Target(argv=argv, follow=True), duration=120)
+    pid = run.session.child_pid
+    assert run.session.stop_reason == f"process {pid} exited" and run.session.child_status == 0
+    assert run.envelope["lost_events"] == 0
     mine = reads_of(trace.frames(), pid, path)
     assert len(mine) == count and int(mine["bytes"].sum()) == count * BLOCK
 
@@ -216,16 +223,9 @@ def test_pid_traces_every_thread_and_exit_ends_tracing(data_file):
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        trace = ODirectTrace(Target(pids=[proc.pid]), live=False)
-        with Session([trace.tracer]) as session:
-            session.start()
-            session.trace_pids([proc.pid])
-            session.watch_exit(proc.pid)
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            session.run(trace.on_batch, duration=60)
-            assert session.stop_reason == f"process {proc.pid} exited"
-            trace.finish()
+        trace = StartsOnceAttached(proc)
+        run = run_quiet(trace, Target(pids=[proc.pid]), duration=60)
+        assert run.session.stop_reason == f"process {proc.pid} exited"
         main_tid, thread_tid = (int(x) for x in proc.stdout.readline().split())
     finally:
         proc.wait(timeout=30)
@@ -258,15 +258,8 @@ def test_pid_follows_children_only_with_f(data_file, follow):
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        trace = ODirectTrace(Target(pids=[proc.pid], follow=follow), live=False)
-        with Session([trace.tracer]) as session:
-            session.start()
-            session.trace_pids([proc.pid])
-            session.watch_exit(proc.pid)
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            session.run(trace.on_batch, duration=60)
-            trace.finish()
+        trace = StartsOnceAttached(proc)
+        run_quiet(trace, Target(pids=[proc.pid], follow=follow), duration=60)
         child = json.loads(proc.stdout.readline())["pid"]  # the reader's own report
         assert int(proc.stdout.readline()) == child
     finally:
@@ -297,7 +290,7 @@ def test_cli_command_json_summary(data_file):
 
     lines = [json.loads(line, parse_constant=no_nan) for line in res.stdout.splitlines()]
     summary = lines[-1]
-    assert summary["type"] == "summary" and summary["tracer"] == "odirect"
+    assert summary["type"] == "summary" and summary["tool"] == "odirect"
     assert {"duration_s", "lost_events", "hooks", "processes", "findings"} <= set(summary)
     assert summary["lost_events"] == 0
     assert {h["hook"] for h in summary["hooks"]} >= {"read syscalls enter", "read syscalls exit", "bio submission", "request completion"}
@@ -312,14 +305,14 @@ def test_cli_command_json_summary(data_file):
     assert blocks and all("queue_ns" in b and "device_ns" in b for b in blocks)
     (finding,) = summary["findings"]
     assert finding["id"] == "odirect-bypass"
-    assert set(finding) == {"id", "severity", "title", "summary", "evidence", "recommendation"}
+    assert set(finding) == {"id", "severity", "title", "summary", "evidence", "recommendation", "references"}
 
 
 def test_cli_live_output_and_parquet(data_file, tmp_path):
     out = tmp_path / "trace.parquet"
     res = run_cli("-c", f"{sys.executable} {READER} {data_file} direct 2", "-o", str(out))
     assert res.returncode == 0, res.stderr
-    assert "Tracing" in res.stderr
+    assert res.stderr.startswith("iotrace odirect: tracing command")
     assert res.stdout.splitlines()[0].split()[:5] == ["TIME(s)", "COMM", "PID", "TID", "EVENT"]
     assert sum(1 for ln in res.stdout.splitlines() if data_file in ln and " D " in ln) == 8, res.stdout
     assert "odirect-bypass" in res.stdout and "Per process:" in res.stdout
@@ -331,14 +324,14 @@ def test_cli_live_output_and_parquet(data_file, tmp_path):
     assert len(reads) == 8 and reads["direct"].all()
     assert (table["type"] == "block").any()
     meta = json.loads(pq.read_schema(out).metadata[b"kerntrace"])
-    assert meta["tracer"] == "odirect" and meta["lost_events"] == 0
+    assert meta["tool"] == "odirect" and meta["lost_events"] == 0
 
 
 def test_cli_duration_zero_attaches_and_exits():
     start = time.monotonic()
     res = run_cli("-c", "true", "-d", "0")
     assert res.returncode == 0, res.stderr
-    assert res.stderr.startswith("Tracing read syscalls")
+    assert res.stderr.startswith("iotrace odirect: tracing command 'true'; Ctrl-C to end\nhooks: ")
     assert res.stdout == ""
     assert time.monotonic() - start < 30
 
@@ -361,7 +354,7 @@ def test_cli_ctrl_c_ends_with_report_and_trace_file(data_file, tmp_path):
         tracer = subprocess.Popen([IOTRACE, "odirect", "-p", str(reader.pid), "-o", str(out)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
-        while "Tracing" not in (tracer.stderr.readline() or "") and time.monotonic() < deadline:
+        while "Ctrl-C to end" not in (tracer.stderr.readline() or "") and time.monotonic() < deadline:
             pass
         time.sleep(1.0)
         tracer.send_signal(signal.SIGINT)

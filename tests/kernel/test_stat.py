@@ -67,6 +67,7 @@ class StatRun:
         self.proc = subprocess.Popen([sys.executable, "-c", STAT, "stat", *args, "--json"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.records: list[dict] = []
+        self.summary: dict = {}
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
 
@@ -80,14 +81,23 @@ class StatRun:
             if self.sel.select(left):
                 line = self.proc.stdout.readline()
                 if line:
-                    self.records.append(json.loads(line))
+                    self._take(json.loads(line))
+
+    def _take(self, record: dict) -> None:
+        """Interval records in order; the summary envelope comes last."""
+        if record["type"] == "summary":
+            self.summary = record
+        else:
+            assert record["type"] == "interval"
+            self.records.append(record)
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGINT)
         # Through the same file object: readline() may have buffered lines
         # that communicate(), reading the raw pipe, would never see.
         rest = self.proc.stdout.read()
-        self.records += [json.loads(line) for line in rest.splitlines()]
+        for line in rest.splitlines():
+            self._take(json.loads(line))
         self.stderr = self.proc.stderr.read()
         return self.proc.wait(timeout=20)
 
@@ -195,7 +205,9 @@ def test_no_bpf_leaves_columns_unavailable(capsys):
     out = capsys.readouterr().out
     assert rc == 0
     records = [json.loads(line) for line in out.splitlines()]
-    assert len(records) == 2 and all(r["bpf"] is None for r in records)
+    summary = records.pop()
+    assert summary["type"] == "summary" and summary["tool"] == "stat" and summary["intervals"] == 2
+    assert len(records) == 2 and all(r["type"] == "interval" and r["bpf"] is None for r in records)
 
 
 def _stat_programs() -> list[str]:

@@ -1,8 +1,14 @@
 """The fio benchmark's arithmetic: paired rounds in alternating order and the
 traced share taken over all of them."""
+import os
+import sys
+
 import pytest
 
-from kerntrace.tracers.bench_odirect import _paired_rounds, summarize
+# The benchmarks are development tooling in bench/, not in the package.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench"))
+
+from bench_odirect import _paired_rounds, summarize  # noqa: E402  (bench/bench_odirect.py)
 
 
 def test_rounds_alternate_which_case_runs_first():
@@ -23,7 +29,7 @@ def test_share_needs_pairs():
 
 
 def test_program_costs_from_bpftool_json():
-    from kerntrace.tracers.bench_odirect import program_costs
+    from bench_odirect import program_costs
 
     shown = ('[{"id": 1, "name": "odirect_sys_exit", "run_time_ns": 5000, "run_cnt": 10},'
              ' {"id": 2, "name": "odirect_rq_issue", "run_time_ns": 0, "run_cnt": 0},'
@@ -45,14 +51,14 @@ def test_interval_is_narrow_when_every_round_agrees():
 
 
 def test_net_costs_take_the_accounting_off_every_program():
-    from kerntrace.tracers.bench_odirect import net_costs
+    from bench_odirect import net_costs
 
     assert net_costs({"odirect_sys_exit": 420.0, "odirect_rq_issue": 40.0}, 55.0) == {
         "odirect_sys_exit": 365.0, "odirect_rq_issue": 0.0}
 
 
 def test_alternation_share_compares_each_traced_window_with_its_neighbours():
-    from kerntrace.tracers.bench_odirect import alternation_share
+    from bench_odirect import alternation_share
 
     # the disk slows down steadily; tracing costs 2 %: each traced window sits
     # between untraced ones at the rates just before and after it
@@ -71,7 +77,7 @@ def test_alternation_share_compares_each_traced_window_with_its_neighbours():
 
 
 def test_alternation_share_skips_windows_without_untraced_neighbours():
-    from kerntrace.tracers.bench_odirect import alternation_share
+    from bench_odirect import alternation_share
 
     windows = [(True, 0.2, 100), (False, 0.2, 200), (True, 0.2, 190), (False, 0.2, 200), (True, 0.2, 10)]
     share = alternation_share(windows)
@@ -82,7 +88,7 @@ def test_alternation_share_skips_windows_without_untraced_neighbours():
 
 
 def test_alternation_share_of_several_cases_in_one_run():
-    from kerntrace.tracers.bench_odirect import alternation_share
+    from bench_odirect import alternation_share
 
     # untraced, a, untraced, b, untraced, a, ...: a costs 1 %, b 4 %
     cost = {"a": 0.99, "b": 0.96}
@@ -98,7 +104,7 @@ def test_alternation_share_of_several_cases_in_one_run():
 
 
 def test_alternation_goes_round_the_cases_with_untraced_between(monkeypatch):
-    from kerntrace.tracers import bench_odirect
+    import bench_odirect
 
     reads = iter(range(0, 100000, 100))
     monkeypatch.setattr(bench_odirect, "_read_syscalls", lambda pid: next(reads))

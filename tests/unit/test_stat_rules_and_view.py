@@ -12,7 +12,9 @@ import pytest
 from kerntrace.tracers import counters
 from kerntrace.tracers.cli import iotrace_main
 from kerntrace.tracers.counters import CPU_FIELDS, Interval, Sample, read_sample
-from kerntrace.tracers.stat import Output
+from kerntrace.tracers.engine.clock import Clock
+from kerntrace.tracers.engine.sinks import TextSink
+from kerntrace.tracers.stat import StatTool
 from kerntrace.tracers.statview import Row, TaskFigure, TopTasks, format_bytes, format_count, header_lines, row_line
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -184,10 +186,11 @@ def test_header_repeats_every_screenful(monkeypatch):
     monkeypatch.setenv("LINES", "6")   # 2 header lines + 4 rows per screen
     monkeypatch.setenv("COLUMNS", "200")
     buf = io.StringIO()
-    out = Output(["total"], ["total"], False, None, "--no-bpf", stream=buf)
-    out.begin()
+    tool = StatTool(1.0, None, {"total": []}, {"total": []}, bpf=False, note="--no-bpf")
+    sink, clock = TextSink(buf, report=False), Clock()
+    sink.begin(tool, clock)
     for _ in range(9):
-        out.emit(make_row())
+        sink.events(tool, "", "interval", make_row(), clock)
     lines = buf.getvalue().splitlines()
     titles = header_lines(["total"], ["total"])[0]
     assert [i for i, l in enumerate(lines) if l == titles] == [0, 6, 12]
@@ -204,8 +207,10 @@ def test_json_lines_parse_back(capsys):
     rc, out, err = run_cli(capsys, "0.2", "3", "--json", "--no-bpf")
     assert rc == 0, err
     records = [json.loads(line) for line in out.splitlines()]
+    assert records.pop()["type"] == "summary"
     assert len(records) == 3
     for r in records:
+        assert r["type"] == "interval" and r["time"].endswith("Z")
         assert 0.15 < r["interval_s"] < 1.0
         assert set(r["cpu"]) == {"usr", "sys", "idl", "wai", "stl"}
         assert abs(sum(r["cpu"].values()) - 100) < 0.1
@@ -254,13 +259,13 @@ def test_without_root_bpf_columns_say_unavailable(capsys, monkeypatch):
     row = out.splitlines()[2].split("|")
     assert row[-2].split() == ["-", "-", "-"] and row[-1].split() == ["-", "-"]
     rc, out, err = run_cli(capsys, "0.2", "1", "--json")
-    assert json.loads(out)["bpf_unavailable"] == "needs root" and err == ""
+    assert json.loads(out.splitlines()[0])["bpf_unavailable"] == "needs root" and err == ""
 
 
 def test_map_overflow_is_reported_once_per_increase(capsys):
-    out = Output(["total"], ["total"], False, None, None, stream=io.StringIO())
+    tool = StatTool(1.0, None, {"total": []}, {"total": []}, bpf=False)
     for count in (0, 3, 3, 5):
-        out.note_map_full(count)
+        tool.note_map_full(count)
     assert capsys.readouterr().err.splitlines() == [
         "note: 3 D-state sleeps or processes not counted: BPF maps full",
         "note: 5 D-state sleeps or processes not counted: BPF maps full",
@@ -323,7 +328,9 @@ def test_sigint_ends_cleanly_even_when_started_with_sigint_ignored():
     assert proc.returncode == 0, err
     assert err == ""  # no traceback, no note: --json keeps stderr for errors
     records = [json.loads(line) for line in [first, *out.splitlines()]]
-    assert all("cpu" in r for r in records)
+    summary = records.pop()
+    assert summary["type"] == "summary" and summary["stop_reason"] == "SIGINT"
+    assert records and all("cpu" in r for r in records)
 
 
 def test_closed_pipe_is_a_normal_end():

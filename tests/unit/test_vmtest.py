@@ -1,5 +1,11 @@
 """make vmtest's reading of the guest's kernel log."""
-from kerntrace.tracers.vmtest import find_splats
+import os
+import sys
+
+# The runner is development tooling beside the VM tests, not in the package.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vm"))
+
+from vmtest import find_splats  # noqa: E402  (tests/vm/vmtest.py)
 
 CLEAN_BOOT = """\
 [    0.786173] PCI: Using host bridge windows from ACPI; if necessary, use "pci=nocrs" and report a bug
@@ -37,7 +43,7 @@ def test_warning_oops_and_verifier_bug_are_found():
 
 
 def _report(tmp_path, dmesg, pytest_status=0):
-    from kerntrace.tracers.vmtest import GuestRun, report
+    from vmtest import GuestRun, report
 
     (tmp_path / "host-start").write_text("100.0\n")
     result = {"kernel": "6.1.0-test", "uptime_s": 20.0, "guest_start": 130.0, "tests_s": 50.0,
@@ -59,7 +65,7 @@ def test_failed_tests_fail_the_run_and_dump_dmesg(tmp_path, capsys):
 
 
 def test_a_guest_that_left_nothing_fails(tmp_path):
-    from kerntrace.tracers.vmtest import GuestRun, report
+    from vmtest import GuestRun, report
 
     (tmp_path / "host-start").write_text("100.0\n")
     assert report(GuestRun(1, 5.0, None, None), tmp_path) == 1
@@ -78,7 +84,7 @@ def test_stall_watchdog_reports_and_aborts_a_silent_pytest(tmp_path, monkeypatch
     import subprocess
     import sys
 
-    from kerntrace.tracers import vmtest
+    import vmtest
 
     reports = []
     monkeypatch.setattr(vmtest, "_report_stall_on_console", lambda: ["tid 1 init"])
@@ -111,7 +117,7 @@ def test_wedged_guest_vcpus_are_named_from_the_monitor(tmp_path):
     import socket
     import threading
 
-    from kerntrace.tracers.vmtest import vcpu_report
+    from vmtest import vcpu_report
 
     (tmp_path / "guest-kallsyms").write_text(
         "ffffffff86a59000 native_safe_halt\nffffffff86a5a000 text_poke_bp_batch\n")
@@ -141,7 +147,7 @@ def test_wedged_guest_vcpus_are_named_from_the_monitor(tmp_path):
 
 
 def test_monitor_missing_is_said_not_raised(tmp_path):
-    from kerntrace.tracers.vmtest import vcpu_report
+    from vmtest import vcpu_report
 
     (line,) = vcpu_report(tmp_path / "none.sock", tmp_path, samples=1)
     assert line.startswith("(QEMU monitor: ")

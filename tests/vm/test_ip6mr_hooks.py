@@ -18,9 +18,10 @@ import time
 
 import pytest
 
-from kerntrace.tracers import ip6mr, probe
-from kerntrace.tracers.engine.target import Target
+from kerntrace.tracers import ip6mr
+from kerntrace.tracers.engine import probe
 from kerntrace.tracers.cli import nstrace_main
+from runs import Attached  # tests/runs.py
 
 
 def _why_not() -> str:
@@ -57,7 +58,7 @@ def expected_kinds() -> tuple[str, str]:
 
 def test_plan_picks_fentry_or_kprobe_for_every_kernel_hook():
     entry, ret = expected_kinds()
-    t = ip6mr.Ip6mrTrace(Target(), live=False)
+    t = Attached(ip6mr.Ip6mrTool())
     try:
         choices = {c.hook: c for c in t.choices}
         for hook in ("copy_net_ns", "setup_net", "ip6mr_net_init", "ip6mr_net_exit", "ip6mr_sk_done"):
@@ -66,7 +67,7 @@ def test_plan_picks_fentry_or_kprobe_for_every_kernel_hook():
         assert choices["copy_net_ns return"].kind == ret
         assert t.kernel_hooks_available()
     finally:
-        t.tracer.close()
+        t.close()
 
 
 WORKLOAD = """
@@ -80,11 +81,8 @@ s.close()                      # rawv6_close -> ip6mr_sk_done, in this process
 
 
 def test_create_use_destroy_namespace_seen_in_the_kernel_path():
-    t = ip6mr.Ip6mrTrace(Target(), live=False)
+    t = Attached(ip6mr.Ip6mrTool())
     try:
-        t.tracer.load()
-        t.after_load()
-        t.tracer.attach()
         proc = subprocess.run([sys.executable, "-c", textwrap.dedent(WORKLOAD)], capture_output=True, text=True,
                               check=True, timeout=120)
         netns = int(proc.stdout.split()[0])
@@ -92,16 +90,13 @@ def test_create_use_destroy_namespace_seen_in_the_kernel_path():
         deadline = time.monotonic() + 60
         kernel = None
         while time.monotonic() < deadline:
-            for ring, batch in t.tracer.drain().items():
-                if len(batch):
-                    t.on_batch(t.tracer, ring, batch)
-            kernel = t.frames()["kernel"]
+            kernel = t.collect()["kernel"]
             if ((kernel["event"] == "ip6mr_net_exit") & (kernel["netns"] == netns)).any():
                 break
             time.sleep(0.5)
-        frames = t.frames()
+        frames = t.collect()
     finally:
-        t.tracer.close()
+        t.close()
 
     k = frames["kernel"]
     # the attempt, from the tracepoints

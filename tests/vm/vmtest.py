@@ -11,9 +11,15 @@ boot, then read back what the guest left in a shared directory: the pytest
 exit status, the guest's dmesg and the attach plans each tracer took.  Any
 kernel warning in dmesg fails the run, like a failing test does.
 
-Guest side (``--guest DIR``): mount the scratch disk on /var/tmp (the kernel
-tests need O_DIRECT and block I/O there; virtme-ng gives a tmpfs), run
-pytest, save dmesg.
+Guest side (``--guest DIR``, this same file re-run inside the guest, which
+sees the host's tree read-only at the same path): mount the scratch disk on
+/var/tmp (the kernel tests need O_DIRECT and block I/O there; virtme-ng
+gives a tmpfs), run pytest, save dmesg.
+
+Development tooling, not part of the installed package: run it by path from
+the source tree, as root (``make vmtest`` runs
+``.venv/bin/python tests/vm/vmtest.py``).  It is not a test module (no
+``test_`` prefix): pytest does not collect it.
 """
 from __future__ import annotations
 
@@ -41,6 +47,8 @@ __all__ = ["find_splats", "main"]
 # the guest loads virtio, 9p and ext4 from).
 APT_PACKAGES = ("qemu-system-x86", "busybox-static", "linux-image-amd64")
 KERNEL_PACKAGE = "linux-image-amd64"
+# pip packages the host side needs in the venv (vng; installed on first use)
+VM_REQUIREMENTS = ("virtme-ng>=1.30",)
 
 GUEST_TESTS = ("tests/kernel", "tests/vm")
 # seconds past the guest's own stall report after which the host calls it wedged
@@ -128,25 +136,12 @@ def ensure_packages() -> None:
             raise SystemExit(f"vmtest: {shlex.join(argv)} failed (status {done.returncode})")
 
 
-def _vm_requirements() -> list[str]:
-    """The `vm` extra of kerntrace's own metadata (setup.cfg)."""
-    from importlib.metadata import requires
-
-    reqs = []
-    for req in requires("kerntrace") or []:
-        spec, _, marker = req.partition(";")
-        if re.search(r"""extra\s*==\s*["']vm["']""", marker):
-            reqs.append(spec.strip())
-    return reqs or ["virtme-ng"]
-
-
 def ensure_virtme(bindir: Path) -> Path:
     """virtme-ng in this venv (vng calls virtme-run, found beside it)."""
     vng = bindir / "vng"
     if not vng.exists():
-        reqs = _vm_requirements()
-        _say(f"installing {' '.join(reqs)} (pip)")
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *reqs], check=True)
+        _say(f"installing {' '.join(VM_REQUIREMENTS)} (pip)")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *VM_REQUIREMENTS], check=True)
     return vng
 
 
@@ -244,8 +239,9 @@ def boot_and_test(
 ) -> GuestRun:
     disk = workdir / "scratch.img"
     make_scratch_disk(disk)
+    # This file again, by its host path (the guest shares the host's root).
     guest_cmd = shlex.join(
-        [sys.executable, "-m", "kerntrace.tracers.vmtest", "--guest", str(workdir), "--tree", str(tree),
+        [sys.executable, str(Path(__file__).resolve()), "--guest", str(workdir), "--tree", str(tree),
          "--stall", f"{stall_s:g}", "--", *pytest_args]
     )
     # The disk goes in by hand rather than with vng --disk, to say
@@ -406,7 +402,7 @@ def vcpu_report(monitor: Path, workdir: Path, samples: int = 5) -> list[str]:
 
 def host_choice(plan: dict) -> str:
     """What this host's kernel gives the same hook (probed, not loaded)."""
-    from .engine import BpfTracer, Hook
+    from kerntrace.tracers.engine import BpfTracer, Hook
 
     try:
         tracer = BpfTracer(plan["object"], hooks=[Hook(plan["hook"], tuple(plan["programs"]), required=False)])
@@ -686,7 +682,7 @@ def guest_main(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m kerntrace.tracers.vmtest",
+        prog="tests/vm/vmtest.py",
         description="Run tests/kernel and tests/vm under Debian's stock kernel in QEMU (TCG).",
     )
     parser.add_argument("--kernel", help="kernel release under /boot (default: the one linux-image-amd64 installs)")

@@ -3,6 +3,7 @@ duration passes, the traced processes exit or SIGINT/SIGTERM arrives, then
 detach.  Always detaches and drains the rings one last time."""
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import signal
@@ -15,7 +16,11 @@ from .tracer import BpfTracer, HookChoice, destroy_links
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["EventSink", "Session"]
+__all__ = ["EventSink", "LAUNCHER_COMM", "Session"]
+
+# The comm of a -c command between its fork and its exec.
+LAUNCHER_COMM = b"kt-launcher"
+_PR_SET_NAME = 15
 
 
 # /proc/PID/stat's start time is in clock ticks since boot (CLOCK_BOOTTIME),
@@ -53,17 +58,24 @@ class Session:
     def wall_offset_ns() -> int:
         return time.time_ns() - time.monotonic_ns()
 
-    def start(self) -> None:
+    def load(self) -> None:
         for tracer in self.tracers:
             tracer.load()
+
+    def attach(self) -> None:
         for tracer in self.tracers:
             tracer.attach()
         self.started_ns = time.monotonic_ns()
 
+    def start(self) -> None:
+        self.load()
+        self.attach()
+
     def trace_pids(self, pids: Iterable[int]) -> None:
         pids = list(pids)
         for tracer in self.tracers:
-            tracer.trace_pids(pids)
+            if tracer.targeted:
+                tracer.trace_pids(pids)
 
     def watch_exit(self, pid: int) -> None:
         """End the run when ``pid`` exits (pidfds poll readable on exit)."""
@@ -77,9 +89,13 @@ class Session:
         child blocks on a pipe until its pid is in every tracer's pid map,
         so not one of its syscalls is missed."""
         read_fd, write_fd = os.pipe()
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
         pid = os.fork()
         if pid == 0:  # child
             try:
+                # Named until the exec renames it, so that what it does in
+                # between (the read of the pipe) is told from the command's.
+                prctl(_PR_SET_NAME, ctypes.c_char_p(LAUNCHER_COMM), 0, 0, 0)
                 os.close(write_fd)
                 os.read(read_fd, 1)
                 os.close(read_fd)
@@ -191,6 +207,10 @@ class Session:
         if self.child_pid is not None and pid == self.child_pid and self.child_status is None:
             _, status = os.waitpid(pid, 0)
             self.child_status = os.waitstatus_to_exitcode(status)
+
+    def drain(self, sink: EventSink) -> None:
+        """Every ring once, each non-empty batch to sink."""
+        self._drain(sink)
 
     def _drain(self, sink: EventSink) -> None:
         for tracer in self.tracers:

@@ -135,6 +135,8 @@ class BpfTracer:
         self.btf = Btf(self.obj.btf_raw())
         self.ring_structs = dict(rings)
         self.follows_children = follow_children
+        # Whether the object carries kerntrace.bpf.h's traced-pid set.
+        self.targeted = any(m.name == "kt_traced" for m in self.obj.maps())
         self.readers: dict[str, RingReader] = {}
         self.links: list[Link] = []
         self.choices: list[HookChoice] = []

@@ -1,0 +1,264 @@
+"""The one run path of every tracing command.
+
+    Target + Tool + sinks -> open the tool's objects, write their options
+    (the Target's pid filter among them) -> load -> tool.loaded -> attach ->
+    apply the Target (traced pids, exit watch, follow-fork) -> ready line ->
+    start the -c command -> poll: each batch -> tool.update -> every sink
+    -> end (duration, the traced processes gone, SIGINT/SIGTERM) ->
+    tool.finish -> summary envelope + findings -> every sink.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
+
+from .clock import Clock, rfc3339_ns
+from .environment import UsageProblem
+from .session import LAUNCHER_COMM, Session
+from .target import Target
+from .tracer import BpfTracer, describe_choices
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .sinks import Sink
+    from .tool import ObjectSpec, Tool
+
+__all__ = ["Run", "build_sinks", "check_output_path", "kerntrace_version", "ready_line", "run_tool", "snapshot_envelope"]
+
+
+def kerntrace_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kerntrace")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def ready_line(prog: str, tool: str, target: Target, hooks: str) -> str:
+    """The one ready line of every tracing command (stderr)."""
+    return f"{prog} {tool}: tracing {target.describe()}; Ctrl-C to end\nhooks: {hooks}"
+
+
+def _envelope_head(tool: str, started_epoch_ns: int) -> dict[str, Any]:
+    return {
+        "type": "summary",
+        "tool": tool,
+        "version": kerntrace_version(),
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "started": rfc3339_ns(started_epoch_ns),
+    }
+
+
+def snapshot_envelope(tool: str, started_epoch_ns: int, findings: Sequence[Any], **keys: Any) -> dict[str, Any]:
+    """The envelope of a command that reads state once and attaches nothing
+    (netns, postmortem, doctor): the same keys as a tracing run's."""
+    out = _envelope_head(tool, started_epoch_ns)
+    out.update(duration_s=0.0, lost_events=0, hooks=[], stop_reason="snapshot", backend=None,
+               findings=[f.as_dict() for f in findings])
+    out.update(keys)
+    return out
+
+
+class Run:
+    """One run of a tool on a Target, to its end."""
+
+    def __init__(self, prog: str, tool: "Tool", target: Target, sinks: Sequence["Sink"], *,
+                 duration: Optional[float] = None, utc: bool = False, quiet: bool = False,
+                 status: Optional[TextIO] = None) -> None:
+        self.prog = prog
+        self.tool = tool
+        self.target = target
+        self.sinks = list(sinks)
+        self.duration = duration
+        self.quiet = quiet
+        self.status = status
+        self.clock = Clock(utc)
+        self.tracers: dict[str, BpfTracer] = {}
+        self.session: Optional[Session] = None
+        self.envelope: dict[str, Any] = {}
+        self.findings: list[Any] = []
+        self._launcher: Optional[tuple[int, bytes]] = None
+        self._keep_launcher: set[str] = set()
+
+    # -- the run -------------------------------------------------------------
+
+    def execute(self) -> dict[str, Any]:
+        """Runs to the end; returns the summary envelope (findings as dicts;
+        the Finding objects are in self.findings)."""
+        try:
+            session = self.attach()
+            self.tool.started(self.clock)
+            if not self.quiet:
+                lines = [ready_line(self.prog, self.tool.name, self.target, describe_choices(session.choices))]
+                print("\n".join(lines + self.tool.hook_notes(session.choices)), file=self.status or sys.stderr, flush=True)
+            if self.duration == 0:  # -d 0: attach, the ready line, nothing more
+                self.envelope = {}
+                return self.envelope
+            for sink in self.sinks:
+                sink.begin(self.tool, self.clock)
+            if self.target.argv:
+                self.tool.before_spawn()
+                try:
+                    pid = session.spawn(self.target.argv)
+                except OSError as exc:
+                    raise UsageProblem(f"cannot start {self.target.argv[0]!r}: {exc.strerror}") from None
+                self._launcher = (pid, LAUNCHER_COMM)
+                self.tool.spawned(pid)
+            tick = self._tick if self.tool.tick_interval else None
+            session.run(self.dispatch, duration=self.duration, tick=tick,
+                        tick_interval=self.tool.tick_interval or 1.0)
+            for obj, ring, events in self.tool.finish():
+                self._show(obj, ring, events)
+            self._end(session)
+        finally:
+            self.close()
+        return self.envelope
+
+    def attach(self) -> Session:
+        """Open, load and attach the tool's objects and apply the Target;
+        execute() does this first (tests that poll by hand call it alone,
+        then drain() and close())."""
+        self._open()
+        session = self.session = Session(list(self.tracers.values()))
+        session.load()
+        self.tool.loaded(self.tracers)
+        session.attach()
+        self.clock.restart()
+        session.started_ns = self.clock.start_ns
+        self.started_epoch_ns = self.clock.wall_ns(self.clock.start_ns)
+        self._apply_target(session)
+        return session
+
+    def drain(self) -> None:
+        """Every ring once, through the tool and the sinks."""
+        assert self.session is not None
+        self.session.drain(self.dispatch)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        else:
+            for tracer in self.tracers.values():
+                tracer.close()
+
+    def _open(self) -> None:
+        for spec in self.tool.objects():
+            self.tracers[spec.name] = self._open_object(spec)
+            if spec.keep_launcher:
+                self._keep_launcher.add(spec.name)
+
+    def _open_object(self, spec: "ObjectSpec") -> BpfTracer:
+        options = dict(spec.options)
+        if spec.targeted:
+            options["kt_filter_pids"] = self.target.filtered
+        return BpfTracer(spec.name, hooks=spec.hooks, rings=spec.rings, options=options,
+                         ring_bytes=spec.ring_bytes, follow_children=spec.targeted and self.target.follow)
+
+    def _apply_target(self, session: Session) -> None:
+        if not self.target.pids:
+            return
+        targeted = [t for name, t in self.tracers.items()
+                    if any(s.name == name and s.targeted for s in self.tool.objects())]
+        for tracer in targeted:
+            tracer.trace_pids(self.target.pids)
+        for pid in self.target.pids:
+            session.watch_exit(pid)
+
+    # -- while running ------------------------------------------------------
+
+    def dispatch(self, tracer: BpfTracer, ring: str, batch: "np.ndarray[Any, Any]") -> None:
+        if self._launcher is not None and tracer.name not in self._keep_launcher:
+            batch = self._drop_launcher(batch)
+            if not len(batch):
+                return
+        events = self.tool.update(tracer.name, ring, batch)
+        self._show(tracer.name, ring, events)
+
+    def _show(self, obj: str, ring: str, events: Any) -> None:
+        for sink in self.sinks:
+            sink.events(self.tool, obj, ring, events, self.clock)
+        if self.session is not None and any(s.closed for s in self.sinks):
+            self.session.request_stop("output closed")
+
+    def _drop_launcher(self, batch: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+        """The -c command waits on a pipe until it is traced, then execs:
+        what it did before the exec, under the launcher's comm, is ours."""
+        assert self._launcher is not None
+        names = batch.dtype.names or ()
+        if "pid" not in names or "comm" not in names:
+            return batch
+        pid, comm = self._launcher
+        ours = (batch["pid"] == pid) & (batch["comm"] == comm)
+        return batch[~ours] if ours.any() else batch
+
+    def _tick(self) -> None:
+        for stream, events in self.tool.tick():
+            self._show("", stream, events)
+        if self.tool.stop_reason and self.session is not None:
+            self.session.request_stop(self.tool.stop_reason)
+
+    # -- the end ------------------------------------------------------------
+
+    def _end(self, session: Session) -> None:
+        duration_s = session.duration_s
+        self.findings = list(self.tool.findings(duration_s))
+        out = _envelope_head(self.tool.name, self.started_epoch_ns)
+        out.update(
+            duration_s=round(duration_s, 3),
+            lost_events=session.lost_events,
+            hooks=[c.as_dict() for c in session.choices],
+            stop_reason=session.stop_reason,
+            backend="libbpf" if self.tracers else None,
+            target=self.target.describe(),
+            findings=[f.as_dict() for f in self.findings],
+        )
+        if session.child_status is not None:
+            out["command_exit"] = session.child_status
+        out.update(self.tool.summary(duration_s))
+        self.envelope = out
+        for sink in self.sinks:
+            sink.end(self.tool, out, self.findings)
+
+
+def check_output_path(path: Optional[str], directory: bool = False) -> None:
+    """-o must be writable before anything is attached: one line, exit 2."""
+    if not path:
+        return
+    if directory:
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UsageProblem(f"-o {path}: not a directory")
+        parent = path if os.path.isdir(path) else (os.path.dirname(os.path.abspath(path)) or ".")
+    else:
+        if os.path.isdir(path):
+            raise UsageProblem(f"-o {path}: is a directory")
+        parent = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(parent):
+        raise UsageProblem(f"-o {path}: no such directory {parent}")
+    if not os.access(parent, os.W_OK):
+        raise UsageProblem(f"-o {path}: {parent} is not writable")
+
+
+def build_sinks(as_json: bool, output: Optional[str], out: Optional[TextIO] = None,
+                live: bool = True) -> list["Sink"]:
+    """The sinks of a command's flags: JSON Lines or text, plus -o."""
+    from .sinks import JsonSink, TextSink, TraceFileSink
+
+    sinks: list[Sink] = [JsonSink(out) if as_json else TextSink(out, live=live)]
+    if output:
+        sinks.append(TraceFileSink(output))
+    return sinks
+
+
+def run_tool(prog: str, tool: "Tool", target: Target, *, duration: Optional[float], as_json: bool,
+             output: Optional[str], utc: bool = False, out: Optional[TextIO] = None,
+             live: bool = True) -> "Run":
+    """A command's whole run from its flags; returns the finished Run."""
+    run = Run(prog, tool, target, build_sinks(as_json, output, out, live), duration=duration, utc=utc)
+    run.execute()
+    return run
+
