@@ -13,6 +13,7 @@ CLANG ?= clang
 LLVM_STRIP ?= llvm-strip
 BPFTOOL ?= bpftool
 BIN_DIR ?= /usr/local/bin
+MAN_DIR ?= /usr/local/share/man/man1
 
 APT_PACKAGES := clang llvm libbpf-dev bpftool libbpf1 python3-venv fio strace bpftrace iproute2 gcc make
 # Installed only when missing, so a set-up machine pays one dpkg query.
@@ -67,12 +68,13 @@ bpf: $(BPF_OBJS)
 $(VENV)/.installed: setup.cfg pyproject.toml | $(DEPS_STAMP)
 	$(Q)test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(Q)$(VPY) -m pip install -q --upgrade pip
-	$(Q)$(VPY) -m pip install -q -e '.[test]'
+	$(Q)$(VPY) -m pip install -q -e '.[test,man]'
 	$(Q)touch $@
 
 install: bpf $(VENV)/.installed
 	$(Q)for tool in iotrace nstrace; do ln -sf $(CURDIR)/$(VENV)/bin/$$tool $(BIN_DIR)/$$tool; done
-	@echo "  OK      iotrace and nstrace in $(BIN_DIR)"
+	$(Q)mkdir -p $(MAN_DIR) && $(VPY) tools/manpages.py $(MAN_DIR)
+	@echo "  OK      iotrace and nstrace in $(BIN_DIR), man pages in $(MAN_DIR)"
 
 PYTEST := $(VPY) -m pytest -q -p no:cacheprovider
 
@@ -86,7 +88,8 @@ test-kernel: install
 	$(Q)$(PYTEST) tests/kernel
 
 # Development tooling runs from the tree, not from the installed package:
-# tests/vm/vmtest.py (the VM runner), bench/ (benchmarks, the demo).
+# tests/vm/vmtest.py (the VM runner), bench/ (benchmarks, the demo),
+# tools/manpages.py (man pages from the click commands, for install).
 vmtest: install
 	$(Q)$(VPY) tests/vm/vmtest.py
 
