@@ -163,8 +163,10 @@ def _task_dict(t: Optional[TaskFigure], kind: str) -> Optional[dict[str, Any]]:
     if t is None:
         return None
     if kind == "dstate":
-        return {"pid": t.pid, "comm": t.comm, "dstate_ms": round(t.dstate_ms, 3),
-                "iowait_ms": round(t.iowait_ms, 3), "iowait_share_pct": round(t.iowait_share, 2)}
+        # ms to the nanosecond: a share recomputed from these figures matches
+        # iowait_share_pct even when an interval's iowait is a few microseconds
+        return {"pid": t.pid, "comm": t.comm, "dstate_ms": round(t.dstate_ms, 6),
+                "iowait_ms": round(t.iowait_ms, 6), "iowait_share_pct": round(t.iowait_share, 2)}
     return {"pid": t.pid, "comm": t.comm, "read_bytes": t.read_bytes, "read_bytes_s": round(t.read_rate, 1),
             "write_bytes_s": round(t.write_rate, 1)}
 
@@ -188,7 +190,7 @@ def json_record(row: Row, bpf_note: Optional[str]) -> dict[str, Any]:
         record["bpf"] = {
             "most_dstate": _task_dict(row.top.dstate, "dstate"),
             "top_reader": _task_dict(row.top.reader, "reader"),
-            "iowait_ms_all_tasks": round(row.top.iowait_ms_all, 3),
+            "iowait_ms_all_tasks": round(row.top.iowait_ms_all, 6),
             "not_counted_map_full": row.top.map_full,
             "dstate_ranked": [_task_dict(t, "dstate") for t in row.top.dstate_ranked],
             "readers_ranked": [_task_dict(t, "reader") for t in row.top.readers_ranked],

@@ -185,11 +185,12 @@ def test_table_names_reader_in_the_line_with_its_reads(data_dir):
     path = make_file(data_dir, 128)
     proc = subprocess.Popen([sys.executable, "-c", STAT, "stat", "1", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.3)
+    # The header comes out once the probes are attached and sampling starts.
+    header = [proc.stdout.readline(), proc.stdout.readline()]
     subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M", "iflag=direct", "status=none"], check=True)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    lines = out.splitlines()
+    lines = "".join(header).splitlines() + out.splitlines()
     assert len(lines) == 5 and lines[0].startswith("--total-cpu-usage--")
     def names_dd_with_reads(line):
         cells = line.split("|")

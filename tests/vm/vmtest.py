@@ -63,9 +63,6 @@ DENYLIST: dict[str, str] = {
     "tests/kernel/test_stat.py::test_odirect_reader_shows_in_disk_reads_and_bpf_columns":
         "the reader's start-up reads its modules off the guest's 9p root, which sleeps in D "
         "under its pre-rename comm 'python'; on the host they are page-cache hits",
-    "tests/kernel/test_stat.py::test_table_names_reader_in_the_line_with_its_reads":
-        "gives `iotrace stat` 1.3 s to start before dd runs; under TCG Python takes longer, "
-        "so dd ends before the first sample",
     "tests/kernel/test_stat.py::test_long_sleep_counts_in_every_interval_it_covers":
         "expects 0.5 s sampling intervals to stay near 0.5 s; under TCG they stretch to 0.3-0.55 s "
         "and a 3 s sleep fills 3 whole lines instead of 4",
@@ -73,9 +70,6 @@ DENYLIST: dict[str, str] = {
         "virtme-init enables no cgroup controller, so the test cannot set memory.max; with every "
         "controller enabled, the guest stopped making progress in the odirect tests after this "
         "OOM kill, twice (open: not yet narrowed down)",
-    "tests/kernel/test_iowait.py::test_still_a_zombie_confirmed_from_proc":
-        "its holder forks 1 s after Python starts and the trace lasts 2.5 s; under TCG Python's "
-        "start-up takes most of that, so the zombies are younger than the rule's 1 s minimum at the end",
 }
 
 SCRATCH_BYTES = 4 << 30  # sparse: only what the tests write takes host disk
