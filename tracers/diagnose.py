@@ -19,6 +19,14 @@ from .engine.clock import Clock
 from .engine.run import Run, check_output_path
 from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
+from ..analysis import diagnose as cause_rules
+from ..analysis.report import format_table, print_findings, run_line
+from .counters import CounterSampler
+from .dstate import DStateTool
+from .engine.records import write_parquet
+from .engine.sinks import JsonSink, Sink, TextSink, TraceFileSink
+from .odirect import ODirectTool
+from .zombies import ZombiesTool
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,11 +80,6 @@ class DiagnoseTool(Tool):
     tick_interval = 1.0
 
     def __init__(self, reap_orphans: bool = False) -> None:
-        from .counters import CounterSampler
-        from .dstate import DStateTool
-        from .odirect import ODirectTool
-        from .zombies import ZombiesTool
-
         self.odirect = ODirectTool()
         # Totals come from the kernel's aggregate; only sleeps of 1 ms or more
         # travel the ring (and the -o trace), so the three rings stay far from full.
@@ -169,8 +172,6 @@ class DiagnoseTool(Tool):
         }
 
     def findings(self, duration_s: float) -> list[Any]:
-        from ..analysis import diagnose as cause_rules
-
         found: list[Finding] = []
         found += self.odirect.findings(duration_s)
         found += cause_rules.findings(self.frames())
@@ -179,8 +180,6 @@ class DiagnoseTool(Tool):
         return found
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
-        from ..analysis.report import format_table, print_findings, run_line
-
         c = envelope["counters"]
         out.write(f"\n{run_line(envelope)}\n")
         out.write(f"CPU iowait {c['iowait_avg_pct']:.0f} % on average (peak {c['iowait_max_pct']:.0f} %); "
@@ -200,8 +199,6 @@ class DiagnoseTool(Tool):
 
     def write_output(self, path: str, envelope: Mapping[str, Any]) -> None:
         """-o DIR: one Parquet file per part, the counters, summary.json."""
-        from .engine.records import write_parquet
-
         os.makedirs(path, mode=0o700, exist_ok=True)
         meta = {k: v for k, v in envelope.items() if k != "findings"}
         for name, part in self.parts.items():
@@ -217,8 +214,6 @@ def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[Tex
                  as_json: bool = False, output_dir: Optional[str] = None, utc: bool = False) -> dict[str, Any]:
     """One diagnose run to its end; returns the summary envelope (also used
     by the demo and the tests)."""
-    from .engine.sinks import JsonSink, Sink, TextSink, TraceFileSink
-
     sinks: list[Sink] = []
     if as_json:
         sinks.append(JsonSink(out))

@@ -18,6 +18,8 @@ import click
 from .engine import probe
 from .engine.environment import BTF_PATH
 from .engine.libbpf import LibbpfMissing, libbpf_version
+from .engine.run import snapshot_envelope
+from .options import setup_logging
 
 __all__ = ["command", "diagnose_kernel"]
 
@@ -88,14 +90,10 @@ def render(report: dict[str, Any]) -> str:
 @click.option("-v", "--verbose", count=True, help="Show libbpf's messages.")
 def command(as_json: bool, verbose: int) -> int:
     """What this kernel allows for tracing, each item found by trying."""
-    from .options import setup_logging
-
     setup_logging(verbose)
     started_ns = time.time_ns()
     report = diagnose_kernel()
     if as_json:
-        from .engine.run import snapshot_envelope
-
         sys.stdout.write(json.dumps(snapshot_envelope("doctor", started_ns, [], **report)) + "\n")
     else:
         sys.stdout.write(render(report) + "\n")

@@ -24,12 +24,16 @@ from .engine.clock import Clock
 from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
+from ..analysis import ip6mr as rule
+from ..analysis.ip6mr import config_value, HostFacts, namespace_counts
+from ..analysis.precursors import classify_line, PRECURSORS
+from ..analysis.report import format_table, print_findings, run_line
+from .engine.probe import ensure_tracefs
+from .engine.records import decode_events, write_parquet
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-
-    from ..analysis.ip6mr import HostFacts
 
 __all__ = ["HOOKS", "Ip6mrTool", "command", "read_host_facts"]
 
@@ -98,8 +102,6 @@ def _count_cpu_list(text: str) -> int:
 
 
 def read_host_facts() -> "HostFacts":
-    from ..analysis.ip6mr import HostFacts, config_value
-
     uname = platform.uname()
     cmdline = _read("/proc/cmdline").split()
     distro = ""
@@ -146,8 +148,6 @@ class Ip6mrTool(Tool):
 
     def loaded(self, tracers: Mapping[str, BpfTracer]) -> None:
         """Names from the object's BTF; the kernel side's needles (a map)."""
-        from ..analysis.precursors import PRECURSORS
-
         self.tracer = tracers["ip6mr"]
         # ns_event.kind and .method -> "attempt", "oom", ...; "unshare", "clone", ... (enums in bpf/ip6mr.h)
         self.kinds = self.tracer.btf.enum_names("ns_kind")
@@ -239,8 +239,6 @@ class Ip6mrTool(Tool):
         return d
 
     def _kmsg_dict(self, ev: Any) -> Optional[dict[str, Any]]:
-        from ..analysis.precursors import classify_line
-
         text = bytes(ev["text"]).split(b"\0", 1)[0].decode("utf-8", "replace").rstrip()
         p = classify_line(text)
         if p is None:
@@ -257,8 +255,6 @@ class Ip6mrTool(Tool):
     def _make_frames(self) -> dict[str, "pd.DataFrame"]:
         import pandas as pd
 
-        from ..analysis.precursors import classify_line
-        from .engine.records import decode_events
 
         assert self.tracer is not None
         dtype = self.tracer.btf.dtype("ns_event")
@@ -295,8 +291,6 @@ class Ip6mrTool(Tool):
         return self._host
 
     def summary(self, duration_s: float) -> dict[str, Any]:
-        from ..analysis.ip6mr import namespace_counts
-
         frames = self.frames()
         attempts = frames["attempts"]
         icmp = frames["icmp6"]
@@ -322,16 +316,12 @@ class Ip6mrTool(Tool):
         }
 
     def findings(self, duration_s: float) -> list[Any]:
-        from ..analysis import ip6mr as rule
-
         return rule.findings(self.frames(), self.host(), duration_s)
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
         print_report(envelope, self.frames(), findings, out)
 
     def write_output(self, path: str, envelope: Mapping[str, Any]) -> None:
-        from .engine.records import write_parquet
-
         tables = {k: v.copy() for k, v in self.frames().items() if len(v)}
         if "attempts" in tables:  # an inode or an errno name: one type per column in Parquet
             tables["attempts"]["result"] = tables["attempts"]["result"].astype(str)
@@ -385,8 +375,6 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     """Network-namespace creation and entry, the ip6mr path, raw ICMPv6
     sockets, OOM kills and kernel-log precursors; then whether this host is
     at risk of the ip6mr_sk_done crash."""
-    from .engine.probe import ensure_tracefs
-
     target = target_from_options(list(pids), command, follow, required=False)
     check_output_path(output)
     require_bpf_environment()
@@ -397,8 +385,6 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
 
 def print_report(summary: Mapping[str, Any], frames: dict[str, "pd.DataFrame"], found: Sequence[Any],
                  out: TextIO) -> None:
-    from ..analysis.report import format_table, print_findings, run_line
-
     ns = summary["namespaces"]
     out.write(f"\n{run_line(summary)}\nNamespaces: {ns['created']} created, "
               f"{ns['entered']} entered (setns), {ns['failed']} failed"

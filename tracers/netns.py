@@ -22,6 +22,9 @@ from typing import Any, Optional
 import click
 
 from .engine.environment import UsageProblem, require_root
+from ..analysis.findings import Finding
+from ..analysis.report import format_table, print_findings
+from .engine.run import snapshot_envelope
 
 __all__ = ["Namespace", "command", "inventory", "inspect_netns", "list_namespaces"]
 
@@ -212,8 +215,6 @@ def inventory() -> list[Namespace]:
 
 
 def findings(namespaces: list[Namespace]) -> list[Any]:
-    from ..analysis.findings import Finding
-
     out = []
     rows = [{"netns": f"net:[{ns.inode}]", "name": ",".join(ns.names) or "-", "bridge": b}
             for ns in namespaces for b in ns.details.get("bridges_without_address", [])]
@@ -228,8 +229,6 @@ def findings(namespaces: list[Namespace]) -> list[Any]:
 
 
 def _render(namespaces: list[Namespace]) -> str:
-    from ..analysis.report import format_table
-
     rows = []
     for ns in namespaces:
         d = ns.details
@@ -270,8 +269,6 @@ def _render(namespaces: list[Namespace]) -> str:
 def command(as_json: bool) -> int:
     """Every network namespace: its processes, links, addresses, IPv6 state,
     bridges without an address and IPv6 multicast routes."""
-    from ..analysis.report import print_findings
-
     require_root()
     try:
         import pyroute2  # noqa: F401
@@ -281,8 +278,6 @@ def command(as_json: bool) -> int:
     namespaces = inventory()
     found = findings(namespaces)
     if as_json:
-        from .engine.run import snapshot_envelope
-
         doc = snapshot_envelope("netns", started_ns, found, namespaces=[ns.as_dict() for ns in namespaces])
         sys.stdout.write(json.dumps(doc) + "\n")
         return 0

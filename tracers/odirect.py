@@ -24,6 +24,9 @@ from .engine.clock import Clock
 from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
+from ..analysis.odirect import findings as odirect_findings, per_file, per_process
+from ..analysis.report import format_table, print_findings, run_line
+from .engine.records import decode_events
 
 if TYPE_CHECKING:
     import numpy as np
@@ -457,7 +460,6 @@ class ODirectTool(Tool):
         import numpy as np
         import pandas as pd
 
-        from .engine.records import decode_events
 
         assert self.tracer is not None
         wall = _wall_offset_ns()
@@ -497,8 +499,6 @@ class ODirectTool(Tool):
 
     def tables(self) -> dict[str, Any]:
         """Per process (every figure) and per file, as the text report shows them."""
-        from ..analysis.odirect import per_file, per_process
-
         frames = self.frames()
         return {"processes": per_process(frames), "files": per_file(frames)}
 
@@ -513,8 +513,6 @@ class ODirectTool(Tool):
         }
 
     def findings(self, duration_s: float) -> list[Any]:
-        from ..analysis.odirect import findings as odirect_findings
-
         return odirect_findings(self.frames(), duration_s=duration_s)
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
@@ -545,8 +543,6 @@ MAX_FILE_ROWS = 12
 
 
 def print_report(summary: Mapping[str, Any], findings: "Sequence[Finding]", out: TextIO) -> None:
-    from ..analysis.report import format_table, print_findings, run_line
-
     out.write(f"\n{run_line(summary)}\n")
     out.write("\nPer process:\n")
     rows = [{

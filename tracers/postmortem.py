@@ -14,6 +14,9 @@ from typing import IO, Any
 import click
 
 from .engine.environment import UsageProblem
+from ..analysis.postmortem import findings, parse_stream
+from ..analysis.report import print_findings
+from .engine.run import snapshot_envelope
 
 __all__ = ["command", "open_log"]
 
@@ -56,9 +59,6 @@ def open_log(path: str) -> IO[bytes]:
 def command(file: str, as_json: bool) -> int:
     """Recognize the ip6mr_sk_done crash (and other oopses, panics, OOM
     kills, hung tasks) in a kernel log FILE."""
-    from ..analysis.postmortem import findings, parse_stream
-    from ..analysis.report import print_findings
-
     started_ns = time.time_ns()
     stream = open_log(file)
     try:
@@ -70,8 +70,6 @@ def command(file: str, as_json: bool) -> int:
         stream.close()
     found = findings(summary)
     if as_json:
-        from .engine.run import snapshot_envelope
-
         doc: dict[str, Any] = snapshot_envelope("postmortem", started_ns, found, file=file, **summary.as_dict())
         sys.stdout.write(json.dumps(doc) + "\n")
         return 0

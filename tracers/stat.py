@@ -22,8 +22,8 @@ import click
 
 from .counters import Interval, read_sample, resolve_disks, resolve_interfaces, whole_disk_dev
 from .engine.clock import Clock
-from .engine.environment import UsageProblem
-from .engine.sinks import Sink
+from .engine.environment import EnvironmentProblem, require_bpf_environment, UsageProblem
+from .engine.sinks import JsonSink, Sink, TextSink
 from .engine.tool import ObjectSpec, Tool
 from .engine.tracer import Hook
 from .statview import (
@@ -36,6 +36,10 @@ from .statview import (
     json_record,
     row_line,
 )
+from .engine import AttachError, Target
+from .engine.libbpf import LibbpfError
+from .engine.run import Run
+from .options import setup_logging
 
 if TYPE_CHECKING:
     from .engine import BpfTracer
@@ -144,7 +148,6 @@ def _bpf_unavailable_reason(no_bpf: bool) -> Optional[str]:
         return "--no-bpf"
     if os.geteuid() != 0:
         return "needs root"
-    from .engine.environment import EnvironmentProblem, require_bpf_environment
 
     try:
         require_bpf_environment()
@@ -310,8 +313,6 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
     the process that queued the most block-read bytes per second.  The first
     line covers the first INTERVAL, never the time since boot.
     """
-    from .options import setup_logging
-
     setup_logging(verbose)
     seconds = _parse_interval(interval)
     lines = _parse_count(count)
@@ -337,11 +338,6 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
 
 def _run(seconds: float, lines: Optional[int], disk_groups: dict[str, list[str]], net_groups: dict[str, list[str]],
          as_json: bool, csv_file: Optional[IO[str]], note: Optional[str]) -> int:
-    from .engine import AttachError, Target
-    from .engine.libbpf import LibbpfError
-    from .engine.run import Run
-    from .engine.sinks import JsonSink, TextSink
-
     def make_run(bpf: bool, why: Optional[str]) -> Run:
         tool = StatTool(seconds, lines, disk_groups, net_groups, bpf=bpf, note=why)
         sinks: list[Sink] = [JsonSink() if as_json else TextSink(report=False)]
