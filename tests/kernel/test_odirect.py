@@ -252,6 +252,26 @@ print(pid, flush=True)
 """
 
 
+ORPHANER = """
+import os, sys, time
+parent = os.getpid()
+if os.fork() == 0:
+    while os.getppid() == parent:   # reads only once its parent has exited
+        time.sleep(0.01)
+    os.execv(sys.executable, [sys.executable, sys.argv[1], sys.argv[2], "direct", sys.argv[3]])
+"""
+
+
+def test_command_run_lasts_until_its_orphans_exit(data_file):
+    """-c follows the command's children: a child still working when the
+    command exits is traced to its end, as strace -f does (the run used to
+    stop at the command's exit and lose such a child whole)."""
+    pid, trace, frames = trace_command([sys.executable, "-c", ORPHANER, READER, data_file, str(N)])
+    reads = frames["read"]
+    (child,) = set(reads[(reads["path"] == data_file)]["pid"]) - {pid}
+    assert_exact_reads(reads_of(frames, child, data_file), N, direct=True)
+
+
 @pytest.mark.parametrize("follow", [True, False])
 def test_pid_follows_children_only_with_f(data_file, follow):
     proc = subprocess.Popen([sys.executable, "-c", FORKER, READER, data_file], stdin=subprocess.PIPE,
