@@ -1,7 +1,9 @@
 """D-state time: per-task and per-process tables, and rule ``dstate-io``.
 
 Input frame ``dstate_totals`` (one row per thread, kernel stack and iowait
-flag): pid, tid, comm, iowait, count, total_ns, max_ns, wait_site, stack.
+flag): pid, tid, comm, iowait, count, total_ns, max_ns, wait_site, stack, and
+at_attach (optional): the sleep was under way when tracing started and is
+counted from then (its stack is the one /proc showed at the attach).
 """
 from __future__ import annotations
 
@@ -104,6 +106,12 @@ def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]
         f"pid {int(first.pid)} ({first.comm}) accounts for {100 * first.iowait_ms / io_ms:.0f} % of it, "
         f"mostly in {first.wait_site}."
     )
+    t = _totals(frames)
+    if "at_attach" in t.columns and t["at_attach"].astype(bool).any():
+        before = t[t["at_attach"].astype(bool)]
+        summary = summary[:-1] + (f"; {before['total_ns'].sum() / 1e9:.2f} s of the D time is of "
+                                  f"{before['tid'].nunique()} tasks already in D when tracing started, "
+                                  "counted from then.")
     return [Finding(
         id="dstate-io",
         severity="warning",

@@ -26,21 +26,15 @@ KT_RINGBUF(dstate_events, 4 * 1024 * 1024);
 KT_EXPORT(dstate_event);
 KT_EXPORT(dstate_key);
 KT_EXPORT(dstate_total);
+KT_EXPORT(dstate_sleep);
 KT_EXPORT_ENUM(dstate_end);
-
-struct sleep_start {
-	__u64 ts_ns;
-	__s32 stack_id;
-	__u32 state;
-	__u32 iowait;
-	__u32 pid;
-};
+KT_EXPORT_ENUM(dstate_stack_id);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MAX_SLEEPERS);
 	__type(key, __u32);  /* tid */
-	__type(value, struct sleep_start);
+	__type(value, struct dstate_sleep);
 } dstate_sleeping SEC(".maps");
 
 struct {
@@ -63,18 +57,23 @@ __u64 totals_full = 0;
 
 static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 how, __u32 waker)
 {
-	struct sleep_start *start = bpf_map_lookup_elem(&dstate_sleeping, &tid);
+	struct dstate_sleep *start = bpf_map_lookup_elem(&dstate_sleeping, &tid);
 	struct dstate_key key = {};
 	struct dstate_total *total;
 	__u64 now, delta;
+	__u32 iowait;
 
 	if (!start)
 		return;
 	now = bpf_ktime_get_ns();
 	delta = now - start->ts_ns;
+	/* A sleep under way at attach: whether it is an I/O wait is only known
+	 * now (in_iowait stays set until the sleeper runs again). */
+	iowait = start->at_attach ? BPF_CORE_READ_BITFIELD_PROBED(task, in_iowait) : start->iowait;
 	key.tid = tid;
 	key.stack_id = start->stack_id;
-	key.iowait = start->iowait;
+	key.iowait = iowait;
+	key.at_attach = start->at_attach;
 	__sync_fetch_and_add(&sleeps_seen, 1);
 
 	total = bpf_map_lookup_elem(&dstate_totals, &key);
@@ -107,9 +106,10 @@ static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 
 			e->stack_id = start->stack_id;
 			e->state = start->state;
 			e->waker_pid = waker;
-			e->iowait = start->iowait;
+			e->iowait = iowait;
 			e->end = how;
-			e->_pad[0] = e->_pad[1] = 0;
+			e->at_attach = start->at_attach;
+			e->_pad = 0;
 			bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
 			bpf_ringbuf_submit(e, 0);
 		}
@@ -131,7 +131,7 @@ int BPF_PROG(dstate_switch, bool preempt, struct task_struct *prev, struct task_
 			__u32 tgid = BPF_CORE_READ(prev, tgid);
 
 			if (kt_tgid_traced(tgid)) {
-				struct sleep_start start = {};
+				struct dstate_sleep start = {};
 
 				start.ts_ns = bpf_ktime_get_ns();
 				start.state = state;

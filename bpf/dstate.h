@@ -22,9 +22,12 @@ struct dstate_event {
 	__u32 state;        /* task state at switch-out */
 	__u32 waker_pid;    /* tgid of current at the wakeup (an interrupt runs
 	                     * on whoever was on the CPU; 0 is the idle task) */
-	__u8 iowait;        /* in_iowait at switch-out (io_schedule) */
+	__u8 iowait;        /* in_iowait at switch-out (io_schedule); at wake-up
+	                     * for a sleep under way at attach */
 	__u8 end;           /* enum dstate_end */
-	__u8 _pad[2];
+	__u8 at_attach;     /* under way when tracing started: counted from the
+	                     * attach, no stack (user space read /proc's) */
+	__u8 _pad;
 	char comm[DSTATE_COMM_LEN];
 };
 
@@ -32,6 +35,24 @@ struct dstate_key {
 	__u32 tid;
 	__s32 stack_id;
 	__u32 iowait;
+	__u32 at_attach;
+};
+
+/* A sleep in progress, per tid (dstate_sleeping).  User space adds the
+ * sleeps under way at attach (tasks in D in /proc): ts_ns is the attach,
+ * stack_id DSTATE_STACK_ID_NONE, at_attach 1. */
+struct dstate_sleep {
+	__u64 ts_ns;
+	__s32 stack_id;
+	__u32 state;
+	__u32 iowait;
+	__u32 pid;
+	__u32 at_attach;
+	__u32 _pad;
+};
+
+enum dstate_stack_id {
+	DSTATE_STACK_ID_NONE = -2,   /* -ENOENT: the sleep began before the programs saw it */
 };
 
 struct dstate_total {

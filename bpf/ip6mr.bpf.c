@@ -159,12 +159,13 @@ static __always_inline void remember_netns(__u32 inum)
 }
 
 /* With -p: keep what traced processes do, and what the kernel does later to
- * their namespaces (netns cleanup runs in a kworker). */
+ * their namespaces (netns cleanup runs in a kworker).  Without -p everything
+ * is traced but the tracer itself (kt_current_traced() is false only there). */
 static __always_inline bool netns_traced(__u32 inum)
 {
-	if (!kt_filter_pids || kt_current_traced())
+	if (kt_current_traced())
 		return true;
-	return inum && bpf_map_lookup_elem(&seen_netns, &inum);
+	return kt_filter_pids && inum && bpf_map_lookup_elem(&seen_netns, &inum);
 }
 
 /* -- attempts ------------------------------------------------------------ */

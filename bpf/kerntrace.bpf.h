@@ -16,6 +16,11 @@ __u64 kt_lost_events = 0;
 /* When true, only tasks whose tgid is in kt_traced are recorded. */
 const volatile bool kt_filter_pids = false;
 
+/* The tracer's own tgid (the engine sets it): never recorded, even without a
+ * pid filter, so its start-up reads and its threads' sleeps are no finding.
+ * The commands it starts are other processes and are traced.  0: none. */
+const volatile __u32 kt_self_tgid = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
@@ -59,8 +64,15 @@ static __always_inline void *kt_reserve(void *ring, __u64 size)
 	return rec;
 }
 
+static __always_inline bool kt_is_self(__u32 tgid)
+{
+	return kt_self_tgid && tgid == kt_self_tgid;
+}
+
 static __always_inline bool kt_tgid_traced(__u32 tgid)
 {
+	if (kt_is_self(tgid))
+		return false;
 	if (!kt_filter_pids)
 		return true;
 	return bpf_map_lookup_elem(&kt_traced, &tgid) != NULL;

@@ -13,6 +13,7 @@ enum zombie_kind {
 	ZOMBIE_KIND_EXIT = 2,   /* the last thread of pid exited: a zombie until reaped */
 	ZOMBIE_KIND_WAIT = 3,   /* pid (the waiter) returned from wait4/waitid with target */
 	ZOMBIE_KIND_FREE = 4,   /* pid was released and its task freed */
+	ZOMBIE_KIND_EXEC = 5,   /* pid executed a program: comm is its new name */
 };
 
 /* zombie_event.syscall of a wait ("wait4", "waitid") */
@@ -35,10 +36,32 @@ struct zombie_event {
 	__s32 wait_pid;       /* wait: pid/id argument (-1: any child) */
 	__u32 exit_code;      /* exit: task exit code (status << 8 | signal) */
 	__u8 syscall;         /* wait: enum zombie_syscall */
-	__u8 subreaper;       /* wait: the waiter is a child subreaper */
-	__u8 _pad[6];
+	__u8 subreaper;       /* wait: the waiter is a child subreaper;
+	                       * free: the real parent (who reaped it) is one */
+	__u8 ns_init;         /* exit: pid is a PID namespace's init (not the host's);
+	                       * wait: the waiter is; free: the real parent is */
+	__u8 autoreap;        /* free: the real parent ignores SIGCHLD (SIG_IGN or
+	                       * SA_NOCLDWAIT): the kernel releases its children as
+	                       * they exit or are passed to it, with no wait */
+	__u8 _pad[4];
 	char comm[ZOMBIES_COMM_LEN];
-	char parent_comm[ZOMBIES_COMM_LEN];
+	char parent_comm[ZOMBIES_COMM_LEN];   /* free: the real parent's, i.e. its reaper's */
+};
+
+/* Value of zombie_exited and zombie_children: which process holds the pid.
+ * The programs know its start in ns; a process user space put there from
+ * /proc (it existed before tracing) has it in clock ticks: coarse_ns is the
+ * tick, and a start in the same tick is the same process. */
+struct zombie_tracked {
+	__u64 start_ns;
+	__u64 coarse_ns;      /* 0: start_ns is exact */
+};
+
+/* Key of zombie_ns_pids: a process's pid in a PID namespace (by the
+ * namespace's inode number, as /proc/PID/ns/pid shows it). */
+struct zombie_ns_pid {
+	__u32 ns_inum;
+	__u32 nr;
 };
 
 #endif /* __ZOMBIES_H */

@@ -4,11 +4,13 @@
  * counted as iowait), and the parent's wait() sits after the fork loop, so it
  * reaps one child and leaves the others as zombies until it exits.
  *
- *   iowait_repro [--fixed] [--hold SECONDS] FILE CHILDREN READ_SIZE
+ *   iowait_repro [--fixed] [--hold SECONDS] [--go] FILE CHILDREN READ_SIZE
  *
  * --fixed: buffered reads (the page cache serves them) and one waitpid()
  * per child, inside the loop.  --hold: how long the parent keeps running
- * after its wait() (the zombies' lifetime).  Built by tests/iowait_repro.py;
+ * after its wait() (the zombies' lifetime).  --go: after the fork loop, the
+ * parent waits for a line on stdin before its wait() (a tracer attaches to an
+ * incident in progress meanwhile).  Built by tests/iowait_repro.py;
  * run by `make demo` (bench/demo.py) and tests/kernel/test_iowait.py. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,7 +49,7 @@ static int read_all(const char *path, int direct, size_t chunk)
 
 int main(int argc, char **argv)
 {
-	int fixed = 0, i, children;
+	int fixed = 0, go = 0, i, children;
 	double hold = 2.0;
 	size_t chunk;
 	const char *path;
@@ -55,6 +57,9 @@ int main(int argc, char **argv)
 	while (argc > 1 && argv[1][0] == '-') {
 		if (!strcmp(argv[1], "--fixed")) {
 			fixed = 1;
+			argv++, argc--;
+		} else if (!strcmp(argv[1], "--go")) {
+			go = 1;
 			argv++, argc--;
 		} else if (!strcmp(argv[1], "--hold") && argc > 2) {
 			hold = atof(argv[2]);
@@ -64,7 +69,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (argc != 4) {
-		fprintf(stderr, "usage: %s [--fixed] [--hold SECONDS] FILE CHILDREN READ_SIZE\n", argv[0]);
+		fprintf(stderr, "usage: %s [--fixed] [--hold SECONDS] [--go] FILE CHILDREN READ_SIZE\n", argv[0]);
 		return 2;
 	}
 	path = argv[1];
@@ -84,6 +89,12 @@ int main(int argc, char **argv)
 			_exit(read_all(path, !fixed, chunk));
 		if (fixed)
 			waitpid(pid, NULL, 0); /* the fix: reap each child */
+	}
+	if (go) {
+		char line[16];
+
+		if (!fgets(line, sizeof(line), stdin))
+			return 1;
 	}
 	if (!fixed)
 		wait(NULL); /* the bug: one wait() after the loop reaps one child */

@@ -36,5 +36,7 @@ def make_data_file(directory: str, mib: int) -> str:
 
 
 def repro_argv(binary: str, data: str, fixed: bool, children: int = CHILDREN, read_size: int = READ_SIZE,
-               hold_s: float = HOLD_S) -> list[str]:
-    return [binary, *(["--fixed"] if fixed else []), "--hold", str(hold_s), data, str(children), str(read_size)]
+               hold_s: float = HOLD_S, go: bool = False) -> list[str]:
+    """go: the parent waits for a line on stdin between its fork loop and its wait()."""
+    return [binary, *(["--fixed"] if fixed else []), *(["--go"] if go else []), "--hold", str(hold_s), data,
+            str(children), str(read_size)]

@@ -168,6 +168,8 @@ class DiagnoseTool(Tool):
             },
             "exits": parts["zombies"]["exits"],
             "stacks": parts["dstate"]["stacks"],
+            "d_at_attach": parts["dstate"]["d_at_attach"],
+            "d_at_end": parts["dstate"]["d_at_end"],
             "tracers": list(self.parts),
         }
 

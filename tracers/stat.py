@@ -82,6 +82,7 @@ class TaskSampler:
         self.previous: dict[int, tuple[int, int, int, int]] = {}
         self.previous_ns = 0
         self.map_full = 0  # D-state sleeps or processes the BPF maps had no room for
+        self.self_tgid = os.getpid()
 
     def _snapshot(self) -> tuple[int, dict[int, tuple[int, int, int, int]], dict[int, str]]:
         import numpy as np
@@ -94,9 +95,12 @@ class TaskSampler:
         for key, value in self.tasks.items():
             rec = np.frombuffer(value, dtype=self.task_dtype, count=1)[0]
             tgid = struct.unpack("<I", key)[0]
+            if tgid == self.self_tgid:
+                continue  # the tracer never ranks itself
             totals[tgid] = [int(rec["dstate_ns"]), int(rec["iowait_ns"]), int(rec["read_bytes"]), int(rec["write_bytes"])]
             comms[tgid] = rec["comm"].split(b"\0", 1)[0].decode("utf-8", "replace")
         sleeps = [np.frombuffer(v, dtype=self.sleep_dtype, count=1)[0] for _k, v in self.sleeping.items()]
+        sleeps = [s for s in sleeps if int(s["tgid"]) != self.self_tgid]
         now = time.monotonic_ns()  # the clock of bpf_ktime_get_ns()
         for s in sleeps:
             running = now - int(s["start_ns"])

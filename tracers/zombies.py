@@ -1,6 +1,11 @@
 """``iotrace zombies``: every exit of the traced processes (or their children)
 and its reaping: when, by whom (the parent, a subreaper or init after the
-parent died, or the kernel when SIGCHLD is ignored), or "still a zombie".
+parent died, the kernel when SIGCHLD is ignored or when a PID namespace's
+init exits), or "still a zombie".
+
+Zombies and children that already exist when tracing starts are read from
+/proc and put into the BPF maps, so their reaping is recorded too: `-p
+PARENT` on a parent that already left zombies tells whether it reaps them.
 
 With -c, iotrace makes itself a child subreaper (PR_SET_CHILD_SUBREAPER)
 before starting the command, so zombies the command orphans come to iotrace
@@ -12,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
 
@@ -22,6 +28,11 @@ from .engine.clock import Clock
 from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
+from . import procstate
+from ..analysis import zombies as rules
+from ..analysis.report import format_table, print_findings, run_line
+from ..analysis.zombies import lifecycles
+from .engine.records import decode_events
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,11 +41,13 @@ if TYPE_CHECKING:
 __all__ = ["ZombiesTool", "command", "print_lifecycles", "proc_state"]
 
 PR_SET_CHILD_SUBREAPER = 36
+_BPF_NOEXIST = 1   # bpf_map_update_elem flag: create only
 
 HOOKS = (
     Hook("process fork", ("zombie_fork",)),
     Hook("process exit", ("zombie_exit",)),
     Hook("process free", ("zombie_free",)),
+    Hook("process exec", ("zombie_exec",)),
     # wait4 and waitid, on the raw syscall tracepoints (see bpf/kerntrace.bpf.h)
     Hook("wait syscalls enter", ("zombie_sys_enter",)),
     Hook("wait syscalls exit", ("zombie_sys_exit",)),
@@ -83,7 +96,10 @@ class ZombiesTool(Tool):
         self._batches: list["np.ndarray[Any, Any]"] = []
         self._exited: dict[int, tuple[int, int]] = {}    # pid -> (start_ns, exit ts): not reaped yet
         self._unfreed: dict[int, int] = {}               # pid -> start_ns: exit seen, free not yet
+        self._coarse: dict[int, int] = {}                # pid -> tick: a start known from /proc only
         self._final: list[dict[str, Any]] = []
+        self._at_attach: list[dict[str, Any]] = []       # zombies when tracing started
+        self._children_at_attach: list[dict[str, Any]] = []
         self._frames: Optional[dict[str, "pd.DataFrame"]] = None
 
     def objects(self) -> Sequence[ObjectSpec]:
@@ -93,12 +109,95 @@ class ZombiesTool(Tool):
 
     def loaded(self, tracers: Mapping[str, BpfTracer]) -> None:
         self.tracer = tracers["zombies"]
-        # zombie_event.kind -> "fork", "exit", "wait", "free"; .syscall -> "wait4", "waitid" (bpf/zombies.h)
+        # zombie_event.kind -> "fork", "exec", "exit", "wait", "free"; .syscall -> "wait4", "waitid" (bpf/zombies.h)
         self.kinds = self.tracer.btf.enum_names("zombie_kind")
         self.wait_calls = self.tracer.btf.enum_names("zombie_syscall")
 
     def started(self, clock: Clock) -> None:
         self.clock = clock
+        self.read_attach_state(clock.start_ns)
+
+    # -- what exists before tracing ---------------------------------------------
+
+    def read_attach_state(self, attach_ns: int) -> None:
+        """Zombies that exist at attach go into zombie_exited, the traced
+        processes' living children into zombie_children: whoever reaps them
+        later (the parent, or init once the parent is gone) is recorded, and
+        so is the exit of a child that outlives its parent.  Neither the
+        tracer nor its children are the run's (it never reports itself)."""
+        import numpy as np
+
+
+        assert self.tracer is not None
+        traced = procstate.traced_tgids(self.tracer)
+        if traced is not None and not traced:
+            return   # a command not started yet: nothing of it exists
+        me = os.getpid()
+        every = list(procstate.processes())
+        comms = {t.pid: t.comm for t in every}
+        tasks = [t for t in every if me not in (t.pid, t.ppid)]
+        coarse = procstate.tick_ns()
+        value = np.zeros(1, dtype=self.tracer.btf.dtype("zombie_tracked"))
+        value["coarse_ns"] = coarse
+
+        def put(map_name: str, task: procstate.Task) -> None:
+            value["start_ns"] = task.start_ns
+            try:  # NOEXIST: an entry the programs made since the attach is exact
+                self.tracer.obj.map(map_name).update(struct.pack("<I", task.pid), value.tobytes(), _BPF_NOEXIST)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+
+        zombies = [t for t in tasks if t.state == "Z" and (traced is None or t.ppid in traced or t.pid in traced)]
+        for task in zombies:
+            put("zombie_exited", task)
+        for task in zombies:
+            # Reaped between the read and the map update: its wait was not
+            # seen, and it is not a zombie of this run.
+            now = procstate.read_task(task.pid)
+            if now is None or now.state != "Z" or now.start_ns != task.start_ns:
+                continue
+            self._remember_ns_pid(task)
+            self._at_attach.append({
+                "ts_ns": attach_ns, "pid": task.pid, "start_ns": task.start_ns, "coarse_ns": coarse,
+                "comm": task.comm, "ppid": task.ppid, "parent_comm": comms.get(task.ppid, ""),
+                "exit_code": task.exit_code})
+            self._exited[task.pid] = (task.start_ns, attach_ns)
+            self._unfreed[task.pid] = task.start_ns
+            self._coarse[task.pid] = coarse
+        if traced is None:
+            return   # every process is traced: every exit is recorded
+        for task in tasks:
+            if task.ppid in traced and task.pid not in traced and task.state != "Z":
+                put("zombie_children", task)
+                self._children_at_attach.append({
+                    "pid": task.pid, "start_ns": task.start_ns, "coarse_ns": coarse, "comm": task.comm,
+                    "ppid": task.ppid, "parent_comm": comms.get(task.ppid, "")})
+
+    def _remember_ns_pid(self, zombie: Any) -> None:
+        """A parent in a PID namespace (a container's) reaps its zombie by the
+        pid the namespace gave it: the programs learn that pid at an exit,
+        this zombie exited before tracing."""
+        import numpy as np
+
+
+        assert self.tracer is not None
+        mine, parents = procstate.ns_pids(zombie.pid), procstate.ns_pids(zombie.ppid)
+        level = len(parents) - 1
+        inode = procstate.pid_ns_inode(zombie.ppid)
+        if level < 1 or level >= len(mine) or inode is None:
+            return
+        key = np.zeros(1, dtype=self.tracer.btf.dtype("zombie_ns_pid"))
+        key["ns_inum"], key["nr"] = inode, mine[level]
+        self.tracer.obj.map("zombie_ns_pids").update(key.tobytes(), struct.pack("<I", zombie.pid))
+
+    def _same(self, pid: int, start_ns: int) -> bool:
+        """Whether (pid, start_ns) is the unfreed process of that pid."""
+        known = self._unfreed.get(pid)
+        if known is None:
+            return False
+        coarse = self._coarse.get(pid)
+        return start_ns // coarse == known // coarse if coarse else start_ns == known
 
     def before_spawn(self) -> None:
         if self.reap_orphans:
@@ -140,12 +239,14 @@ class ZombiesTool(Tool):
             if kind == "exit":
                 self._exited[pid] = (int(ev["start_ns"]), int(ev["ts_ns"]))
                 self._unfreed[pid] = int(ev["start_ns"])
+                self._coarse.pop(pid, None)
             elif kind == "wait" and int(ev["target"]) in self._exited:
                 if int(ev["target"]) != 0:
                     self._exited.pop(int(ev["target"]), None)
             elif kind == "free":
-                if self._unfreed.get(pid) == int(ev["start_ns"]):
+                if self._same(pid, int(ev["start_ns"])):
                     del self._unfreed[pid]
+                    self._coarse.pop(pid, None)
                     self._exited.pop(pid, None)
 
     def _describe(self, ev: Any) -> str:
@@ -165,9 +266,12 @@ class ZombiesTool(Tool):
             if not target:
                 return f"{call} = {ret} (nothing to reap)"
             exited = self._exited.get(target)
-            age = f", a zombie for {(int(ev['ts_ns']) - exited[1]) / 1e9:.3f} s" if exited else ""
+            least = " at least" if target in self._coarse else ""   # a zombie at attach
+            age = f", a zombie for{least} {(int(ev['ts_ns']) - exited[1]) / 1e9:.3f} s" if exited else ""
             sub = " as subreaper" if int(ev["subreaper"]) else ""
             return f"{call} reaped {target}{sub}{age}"
+        if kind == "exec":
+            return f"exec {_name(ev['comm'])}"
         return "freed"
 
     def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> Any:
@@ -218,20 +322,26 @@ class ZombiesTool(Tool):
             self.reap()
             if all(proc_state(pid, start) == "Z" for pid, start in self._unfreed.items()):
                 break
-        self._final = [
-            {"pid": pid, "start_ns": start, "proc_state": proc_state(pid, start)}
-            for pid, (start, _ts) in self._exited.items()
-        ]
+        self._final = [self._final_state(pid, start) for pid, (start, _ts) in self._exited.items()]
         if not self.end_ns:
             self.end_ns = time.monotonic_ns()
         return late
+
+    @staticmethod
+    def _final_state(pid: int, start_ns: int) -> dict[str, Any]:
+        """A zombie left at the end, and whose child it is then (the reaper
+        an orphan was passed to, which has not reaped it)."""
+        state = proc_state(pid, start_ns)
+        task = procstate.read_task(pid) if state == "Z" else None
+        parent = procstate.read_task(task.ppid) if task is not None else None
+        return {"pid": pid, "start_ns": start_ns, "proc_state": state, "ppid": task.ppid if task else 0,
+                "parent_comm": parent.comm if parent else ""}
 
     def frames(self) -> "dict[str, pd.DataFrame]":
         if self._frames is not None:
             return self._frames
         import pandas as pd
 
-        from .engine.records import decode_events
 
         assert self.tracer is not None
         events = decode_events(self._batches, self.tracer.btf.dtype("zombie_event"))
@@ -239,13 +349,22 @@ class ZombiesTool(Tool):
         # by name, as analysis/zombies.py reads them (syscall: only a wait's)
         events["kind"] = events["kind"].map(self.kinds)
         events["syscall"] = events["syscall"].map(self.wait_calls)
-        final = pd.DataFrame(self._final, columns=["pid", "start_ns", "proc_state"])
-        self._frames = {"zombie_events": events, "zombie_final": final}
+        # Typed even when empty: the -o file concatenates every frame.
+        ints, strs = "int64", str
+        final = pd.DataFrame(self._final, columns=["pid", "start_ns", "proc_state", "ppid", "parent_comm"]).astype(
+            {"pid": ints, "start_ns": ints, "proc_state": strs, "ppid": ints, "parent_comm": strs})
+        at_attach = pd.DataFrame(self._at_attach, columns=["ts_ns", "pid", "start_ns", "coarse_ns", "comm", "ppid",
+                                                           "parent_comm", "exit_code"]).astype(
+            {"ts_ns": ints, "pid": ints, "start_ns": ints, "coarse_ns": ints, "comm": strs, "ppid": ints,
+             "parent_comm": strs, "exit_code": ints})
+        children = pd.DataFrame(self._children_at_attach, columns=["pid", "start_ns", "coarse_ns", "comm", "ppid",
+                                                                   "parent_comm"]).astype(
+            {"pid": ints, "start_ns": ints, "coarse_ns": ints, "comm": strs, "ppid": ints, "parent_comm": strs})
+        self._frames = {"zombie_events": events, "zombie_final": final, "zombie_at_attach": at_attach,
+                        "children_at_attach": children}
         return self._frames
 
     def lifecycles(self) -> list[Any]:
-        from ..analysis.zombies import lifecycles
-
         return lifecycles(self.frames(), self.end_ns or None)
 
     def summary(self, duration_s: float) -> dict[str, Any]:
@@ -254,8 +373,10 @@ class ZombiesTool(Tool):
         for life in lives:
             p = processes.setdefault(life.parent_pid, {
                 "pid": life.parent_pid, "comm": life.parent_comm, "children_exited": 0,
-                "reaped_by_parent": 0, "reaped_by_others": 0, "still_zombies": 0, "max_zombie_s": 0.0})
+                "reaped_by_parent": 0, "reaped_by_others": 0, "still_zombies": 0, "max_zombie_s": 0.0,
+                "zombies_at_attach": 0})
             p["children_exited"] += 1
+            p["zombies_at_attach"] += int(life.predates_tracing)
             if life.reaped_by == "parent":
                 p["reaped_by_parent"] += 1
             elif life.reaped_by == "still a zombie":
@@ -269,13 +390,9 @@ class ZombiesTool(Tool):
         }
 
     def findings(self, duration_s: float) -> list[Any]:
-        from ..analysis import zombies as rules
-
         return rules.findings(self.frames(), end_ns=self.end_ns, min_zombie_s=self.min_zombie_s)
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
-        from ..analysis.report import print_findings, run_line
-
         out.write(f"\n{run_line(envelope)}\n")
         assert self.clock is not None
         print_lifecycles(self.lifecycles(), self.clock, out)
@@ -288,27 +405,34 @@ class ZombiesTool(Tool):
         return {
             "pid": life.pid, "comm": life.comm, "parent_pid": life.parent_pid, "parent_comm": life.parent_comm,
             "exit_time": when(life.exit_ns), "reaped_time": when(life.reaped_ns), "reaped_by": life.reaped_by,
-            "reaper_pid": life.reaper_pid, "reaper_comm": life.reaper_comm, "zombie_s": round(life.zombie_s, 6),
-            "exit_code": life.exit_code,
+            "reaper_pid": life.reaper_pid, "reaper_comm": life.reaper_comm, "reaped_how": life.reaped_how,
+            "held_by_pid": life.holder_pid,
+            "zombie_s": round(life.zombie_s, 6), "exit_code": life.exit_code,
+            # A zombie already at attach: exit_time is the attach, zombie_s a lower bound.
+            "predates_tracing": life.predates_tracing,
         }
 
 
 def print_lifecycles(lives: list[Any], clock: Clock, out: TextIO, top: int = 20) -> None:
-    from ..analysis.report import format_table
-
     out.write("\nExits and their reaping:\n")
     if not lives:
         out.write("(no process exited)\n")
         return
     rows = []
     for life in sorted(lives, key=lambda l: -l.zombie_s)[:top]:
-        reaper = f"{life.reaper_pid} ({life.reaper_comm})" if life.reaper_pid else "-"
+        reaper = f"{life.reaper_pid} ({life.reaper_comm})" if life.reaper_pid else (
+            f"held by {life.holder_pid} ({life.holder_comm})" if life.holder_pid else "-")
+        # A zombie at attach exited before tracing: its time is a lower bound.
         rows.append({
             "pid": life.pid, "comm": life.comm, "parent": f"{life.parent_pid} ({life.parent_comm})",
-            "exit_s": round(clock.seconds(life.exit_ns), 3), "zombie_s": round(life.zombie_s, 3),
+            "exit_s": "before" if life.predates_tracing else round(clock.seconds(life.exit_ns), 3),
+            "zombie_s": f">={life.zombie_s:.3f}" if life.predates_tracing else round(life.zombie_s, 3),
             "reaped_by": life.reaped_by, "reaper": reaper,
         })
     out.write(format_table(rows) + "\n")
+    predating = sum(1 for life in lives if life.predates_tracing)
+    if predating:
+        out.write(f"({predating} already zombies when tracing started: a zombie for at least ZOMBIE_S)\n")
     if len(lives) > top:
         out.write(f"({len(lives) - top} more exits, shorter zombies)\n")
 

@@ -108,7 +108,7 @@ def object_btf(name: str) -> Btf:
 @pytest.mark.parametrize(
     "obj, enum, names",
     [
-        ("zombies", "zombie_kind", {"fork", "exit", "wait", "free"}),
+        ("zombies", "zombie_kind", {"fork", "exit", "wait", "free", "exec"}),
         ("zombies", "zombie_syscall", {"wait4", "waitid"}),
         ("ip6mr", "ns_kind", {"attempt", "oom", "icmp6_open", "icmp6_close", "icmp6_exit", "copy_net_ns",
                               "copy_net_ns_ret", "setup_net", "ip6mr_net_init", "ip6mr_net_exit",

@@ -1,13 +1,15 @@
 """Rules dstate-io, unreaped-children and iowait-cause on synthetic frames,
 including the edge cases: the parent dies first, pid reuse, a zombie reaped
-by a subreaper, auto-reaped children, WNOWAIT, still a zombie at the end."""
+by a subreaper, auto-reaped children, WNOWAIT, still a zombie at the end;
+zombies and D sleeps that predate tracing, a parent renamed by exec, orphans
+the kernel reaps for init, and a PID namespace's end."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
 from kerntrace.analysis import diagnose, dstate, zombies
-from kerntrace.analysis.zombies import EXIT, FORK, FREE, WAIT, lifecycles
+from kerntrace.analysis.zombies import EXEC, EXIT, FORK, FREE, WAIT, lifecycles
 from kerntrace.tracers.engine.ksyms import wait_site
 
 S = 1_000_000_000
@@ -156,7 +158,10 @@ def test_pid_reuse_keeps_lifecycles_apart():
     assert [(l.start_ns, l.reaped_by, round(l.zombie_s, 4)) for l in lives] == [(1, "parent", 3.0),
                                                                              (2, "parent", 0.0001)]
     (f,) = zombies.findings(zframes(rows))
-    assert f.evidence[0]["unreaped"] == 1 and f.evidence[0]["children_exited"] == 2
+    # The first was reaped by its parent, but only after 3 s: late, not unreaped.
+    assert f.evidence[0]["unreaped"] == 0 and f.evidence[0]["reaped_late"] == 1
+    assert f.evidence[0]["children_exited"] == 2
+    assert f.summary == "pid 100 (c) reaped 1 child only after up to 3.0 s as zombies."
 
 
 def test_free_of_a_reused_pid_does_not_reap_the_old_zombie():
@@ -195,6 +200,190 @@ def test_wait_before_exit_does_not_reap():
 def test_empty_frames():
     assert zombies.findings({}) == []
     assert zombies.findings(zframes([])) == []
+
+
+# ---- zombies: attaching to an incident in progress (issue 17) --------------------
+
+TICK = 10_000_000
+ATTACH_COLS = ["ts_ns", "pid", "start_ns", "coarse_ns", "comm", "ppid", "parent_comm", "exit_code"]
+FULL_COLS = COLS + ["ns_init", "autoreap"]
+
+
+def full(kind, ts, pid, *, ns_init=0, autoreap=0, **kw):
+    """An event with the columns of this version's records (ns_init, autoreap)."""
+    return ev(kind, ts, pid, **kw) + [ns_init, autoreap]
+
+
+def attach_frames(rows, at_attach=(), final=(), children=()):
+    return {"zombie_events": pd.DataFrame(rows, columns=FULL_COLS),
+            "zombie_final": pd.DataFrame(list(final), columns=["pid", "start_ns", "proc_state"]),
+            "zombie_at_attach": pd.DataFrame(list(at_attach), columns=ATTACH_COLS),
+            "children_at_attach": pd.DataFrame(list(children), columns=["pid", "start_ns", "coarse_ns", "comm",
+                                                                        "ppid", "parent_comm"])}
+
+
+def zombie_at(ts, pid, start_ticks, ppid, comm="app", parent_comm="app"):
+    return [int(ts * S), pid, start_ticks * TICK, TICK, comm, ppid, parent_comm, 0]
+
+
+def test_zombies_at_attach_count_from_the_attach():
+    """The issue's -p mode: 6 zombies when tracing starts at t=10 s; the
+    parent's one wait() reaps one at 10.5 s, it exits at 12 s, and init
+    (ignoring SIGCHLD) has the kernel reap the 5 others as they pass to it."""
+    at = [zombie_at(10.0, 200 + i, 500 + i, 100) for i in range(6)]
+    rows = [full(WAIT, 10.5, 100, target=200, ret=200, enter=10.4, comm="app"),
+            full(EXIT, 12.0, 100, start=1, ppid=50, comm="app", parent_comm="sh")]
+    # The frees carry exact starts, in the tick /proc gave; ppid: the reaper.
+    rows += [full(FREE, 12.01, 200 + i, start=(500 + i) * TICK + 1234, ppid=1, parent_comm="systemd", autoreap=1)
+             for i in range(1, 6)]
+    frames = attach_frames(rows, at_attach=at)
+    lives = {l.pid: l for l in lifecycles(frames, end_ns=13 * S) if l.parent_pid == 100}
+    assert len(lives) == 6 and all(l.predates_tracing for l in lives.values())
+    assert lives[200].reaped_by == "parent" and lives[200].zombie_s == pytest.approx(0.5)
+    for pid in range(201, 206):
+        life = lives[pid]
+        assert (life.reaped_by, life.reaper_pid, life.reaper_comm, life.reaped_how) == ("init", 1, "systemd", "auto")
+        # Released in the parent's exit (the free follows an RCU grace period later).
+        assert life.parent_exit_ns == 12 * S and life.reaped_ns == 12 * S and life.freed_ns == int(12.01 * S)
+        assert life.zombie_s == pytest.approx(2.0)
+    (f,) = [f for f in zombies.findings(frames, end_ns=13 * S) if f.evidence[0]["parent_pid"] == 100]
+    row = f.evidence[0]
+    assert row["unreaped"] == 5 and row["reaped_late"] == 0 and row["zombies_at_attach"] == 6
+    assert row["reaped_by_parent"] == 1 and row["reaped_by_others"] == 5 and row["orphaned"] == 5
+    assert row["wait_calls"] == 1 and row["reapers"] == "init 1 (systemd)"
+    assert f.summary == (
+        "pid 100 (app) left 5 children unreaped for up to 2.0 s and its 1 wait() call meanwhile reaped only 1 of "
+        "6 exited children; 6 were already zombies when tracing started, 5 of them for at least 2.0 s more; "
+        "5 were still zombies when it exited and init 1 (systemd) reaped them (it ignores SIGCHLD: the kernel "
+        "reaped them as they were passed to it).")
+
+
+def test_zombie_at_attach_still_there_at_the_end():
+    at = [zombie_at(0.0, 300, 7, 100)]
+    frames = attach_frames([], at_attach=at, final=[(300, 7 * TICK, "Z")])
+    (life,) = lifecycles(frames, end_ns=4 * S)
+    assert life.reaped_by == "still a zombie" and life.zombie_s == 4.0 and life.predates_tracing
+    (f,) = zombies.findings(frames, end_ns=4 * S)
+    assert f.evidence[0]["still_zombies"] == 1
+    assert f.summary.endswith("; 1 was already a zombie when tracing started, for at least 4.0 s more; "
+                              "1 was still a zombie when tracing ended.")
+
+
+def test_zombie_seen_at_attach_and_exiting_after_it_counts_once():
+    """It exited between the attach and the read of /proc: the exit record
+    (exact) wins over the /proc row."""
+    at = [zombie_at(5.0, 400, 3, 100)]
+    rows = [full(EXIT, 5.001, 400, start=3 * TICK + 99, ppid=100), full(WAIT, 5.002, 100, target=400, ret=400)]
+    (life,) = lifecycles(attach_frames(rows, at_attach=at))
+    assert not life.predates_tracing and life.reaped_by == "parent" and life.exit_ns == int(5.001 * S)
+
+
+def test_orphans_still_zombies_at_the_end_name_who_holds_them():
+    """-p PARENT ends when the parent exits: its zombies, passed to init, may
+    not be reaped yet; /proc at the end says whose they are."""
+    at = [zombie_at(0.0, 200 + i, 10 + i, 100) for i in range(3)]
+    rows = [full(EXIT, 2.0, 100, start=1, ppid=50, comm="app")]
+    final = [(200 + i, (10 + i) * TICK, "Z", 1, "init") for i in range(3)]
+    frames = attach_frames(rows, at_attach=at)
+    frames["zombie_final"] = pd.DataFrame(final, columns=["pid", "start_ns", "proc_state", "ppid", "parent_comm"])
+    lives = [l for l in lifecycles(frames, end_ns=int(2.1 * S)) if l.parent_pid == 100]
+    assert {(l.reaped_by, l.holder_pid, l.reaper_pid) for l in lives} == {("still a zombie", 1, None)}
+    (f,) = [f for f in zombies.findings(frames, end_ns=int(2.1 * S)) if f.evidence[0]["parent_pid"] == 100]
+    assert f.evidence[0]["unreaped"] == 3 and f.evidence[0]["still_zombies"] == 3 and f.evidence[0]["orphaned"] == 3
+    assert f.summary.endswith("; 3 were still zombies when it exited, passed to 1 (init), and not reaped yet when "
+                              "tracing ended.")
+
+
+def test_exec_renames_the_parent():
+    """A shell forks `sleep`, then execs the program that forks the children."""
+    rows = [full(FORK, 0.0, 201, start=1, ppid=100, comm="sh", parent_comm="sh"),
+            full(EXIT, 0.1, 201, start=1, ppid=100, comm="sleep", parent_comm="sh"),
+            full(WAIT, 0.1001, 100, target=201, ret=201, comm="sh"),
+            full(EXEC, 0.2, 100, start=9, ppid=50, comm="app", parent_comm="bash"),
+            full(FORK, 0.3, 202, start=2, ppid=100, comm="app", parent_comm="app"),
+            full(EXIT, 0.4, 202, start=2, ppid=100, comm="app", parent_comm="app")]
+    lives = {l.pid: l for l in lifecycles(attach_frames(rows), end_ns=5 * S)}
+    assert lives[201].parent_comm == "app" and lives[202].parent_comm == "app"
+    assert lives[201].comm == "sleep"
+
+
+def test_namespace_end_reaps_what_its_init_left():
+    """The program is a PID namespace's init: it reaps one child, exits; the
+    kernel reaps the others (no wait) as the namespace ends; one that was
+    still running is killed then, exits after the parent and is no leak."""
+    rows = [full(EXIT, 1.0 + i * 0.01, 200 + i, start=i + 1, ppid=100, comm="app", parent_comm="app")
+            for i in range(4)]
+    rows.append(full(WAIT, 1.5, 100, target=200, ret=200, comm="app", ns_init=1))
+    rows.append(full(EXIT, 3.0, 100, start=99, ppid=50, comm="app", parent_comm="unshare", ns_init=1))
+    rows.append(full(EXIT, 3.001, 210, start=50, ppid=100, comm="app", parent_comm="app"))
+    rows += [full(FREE, 3.01, 200 + i, start=i + 1, ppid=100, parent_comm="app") for i in range(1, 4)]
+    rows.append(full(FREE, 3.011, 210, start=50, ppid=100, parent_comm="app"))
+    rows.append(full(WAIT, 3.02, 50, target=100, ret=100, comm="unshare"))
+    frames = attach_frames(rows)
+    lives = {l.pid: l for l in lifecycles(frames)}
+    assert lives[100].ns_init
+    for pid in (201, 202, 203):
+        assert (lives[pid].reaped_by, lives[pid].reaper_pid, lives[pid].reaped_how) == \
+            ("namespace end", 100, "namespace end")
+    assert lives[210].reaped_by == "kernel (auto)" and lives[210].parent_exit_ns is None
+    (f,) = [f for f in zombies.findings(frames) if f.evidence[0]["parent_pid"] == 100]
+    row = f.evidence[0]
+    assert row["parent_pid"] == 100 and row["unreaped"] == 3 and row["reaped_by_namespace_end"] == 3
+    assert row["orphaned"] == 3 and row["reaped_by_others"] == 0 and row["children_exited"] == 5
+    assert ("3 were still zombies when it exited, and the PID namespace's end reaped them (pid 100 was the "
+            "namespace's init: the kernel reaps what its init leaves).") in f.summary
+
+
+def test_orphan_reaped_by_no_wait_the_tracer_saw():
+    """Passed to init, which does not ignore SIGCHLD, and freed with no wait
+    seen (io_uring's waitid, say): init reaped it, the free bounds when."""
+    rows = [full(EXIT, 0.0, 200, start=1, ppid=100), full(EXIT, 1.0, 100, start=2, ppid=50),
+            full(FREE, 2.5, 200, start=1, ppid=1, parent_comm="init")]
+    (life,) = [l for l in lifecycles(attach_frames(rows)) if l.pid == 200]
+    assert (life.reaped_by, life.reaped_how, life.reaped_ns, life.reaper_pid) == ("init", "unseen", int(2.5 * S), 1)
+    (f,) = [f for f in zombies.findings(attach_frames(rows)) if f.evidence[0]["parent_pid"] == 100]
+    assert f.summary.endswith("; 1 was still a zombie when it exited and init 1 (init) reaped it (with no "
+                              "wait4/waitid call the tracer saw: their zombie time runs to their release).")
+
+
+def test_a_namespace_init_reaping_orphans_is_init():
+    rows = [full(EXIT, 0.0, 200, start=1, ppid=100), full(EXIT, 0.5, 100, start=2, ppid=40),
+            full(WAIT, 0.6, 40, target=200, ret=2, comm="tini", ns_init=1)]
+    (life,) = [l for l in lifecycles(attach_frames(rows)) if l.pid == 200]
+    assert life.reaped_by == "init" and life.reaper_comm == "tini" and life.reaped_how == "wait4"
+    (f,) = [f for f in zombies.findings(attach_frames(rows)) if f.evidence[0]["parent_pid"] == 100]
+    assert f.summary.endswith("; 1 was still a zombie when it exited and init 40 (tini) reaped it.")
+
+
+def test_a_child_alive_at_attach_keeps_its_parent():
+    """Alive at attach, it outlives its parent and exits under init: its
+    parent is the one /proc showed, and it is no leak of that parent."""
+    rows = [full(EXIT, 1.0, 100, start=1, ppid=50), full(EXIT, 2.0, 300, start=7 * TICK + 5, ppid=1),
+            full(WAIT, 2.1, 1, target=300, ret=300, comm="systemd")]
+    frames = attach_frames(rows, children=[(300, 7 * TICK, TICK, "worker", 100, "app")])
+    (life,) = [l for l in lifecycles(frames) if l.pid == 300]
+    assert life.parent_pid == 100 and life.ppid_at_exit == 1 and life.reaped_by == "init"
+    assert not zombies.never_reaped(life)
+    assert [f for f in zombies.findings(frames) if f.evidence[0]["parent_pid"] == 100] == []
+
+
+def test_older_traces_without_the_new_columns_still_read():
+    """A trace recorded before ns_init and the free's parent columns."""
+    rows = [ev(EXIT, 0.0, 600, start=1, ppid=100), ev(EXIT, 1.0, 100, start=2, ppid=50),
+            ev(FREE, 1.5, 600, start=1)]
+    (life,) = [l for l in lifecycles(zframes(rows)) if l.pid == 600]
+    assert life.reaped_by == "kernel (auto)" and life.parent_exit_ns == 1 * S
+
+
+def test_dstate_io_mentions_sleeps_under_way_at_attach():
+    frames = totals([trow(10, 10, "reader", True, 100, 800, 20)])
+    frames["dstate_totals"]["at_attach"] = False
+    frames["dstate_totals"].loc[len(frames["dstate_totals"])] = [10, 11, "reader", -2, True, 1, int(400e6),
+                                                                 int(400e6), "folio_wait_bit_common", "", True]
+    (f,) = dstate.findings(frames)
+    assert "1.20 s of 1.20 s" in f.summary
+    assert f.summary.endswith("; 0.40 s of the D time is of 1 tasks already in D when tracing started, "
+                              "counted from then.")
 
 
 # ---- diagnose ------------------------------------------------------------------

@@ -156,6 +156,9 @@ class Run:
         options = dict(spec.options)
         if spec.targeted:
             options["kt_filter_pids"] = self.target.filtered
+            # The tracer never records itself (its own reads and sleeps), unless
+            # it was asked to trace its own pid.
+            options["kt_self_tgid"] = 0 if os.getpid() in self.target.pids else os.getpid()
         return BpfTracer(spec.name, hooks=spec.hooks, rings=spec.rings, options=options,
                          ring_bytes=spec.ring_bytes, follow_children=spec.targeted and self.target.follow)
 
