@@ -209,13 +209,7 @@ def test_p_parent_whose_zombies_predate_tracing(repro):
         wait_for(lambda: sorted(children(parent).values()) == ["Z"] * 6)
         zombies = set(children(parent))
 
-        class ContinuesOnceAttached(DiagnoseTool):
-            def started(self, clock):
-                super().started(clock)
-                reaper.stdin.write("go\n")
-                reaper.stdin.flush()
-
-        tool = ContinuesOnceAttached()
+        tool = ContinuesOnceAttached(reaper)
         run = run_quiet(tool, Target(pids=[parent]), duration=30)
     finally:
         reaper.stdin.close()
@@ -392,6 +386,20 @@ def repro_parent(pid):
         (pid,) = kids
 
 
+class ContinuesOnceAttached(DiagnoseTool):
+    """diagnose that tells a waiting workload to go on (a line on its stdin)
+    once everything is attached."""
+
+    def __init__(self, proc):
+        super().__init__()
+        self.proc = proc
+
+    def started(self, clock):
+        super().started(clock)
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+
 class Drives(DiagnoseTool):
     """All processes traced: starts the workload once attached, tells the
     reproduction's parent to go on (its wait(), then its exit) once its
@@ -517,13 +525,7 @@ def test_p_namespace_init_whose_zombies_predate_tracing(repro):
         parent = repro_parent(unshare.pid)
         wait_for(lambda: sorted(children(parent).values()) == ["Z"] * 6)
 
-        class ContinuesOnceAttached(DiagnoseTool):
-            def started(self, clock):
-                super().started(clock)
-                unshare.stdin.write("go\n")
-                unshare.stdin.flush()
-
-        tool = ContinuesOnceAttached()
+        tool = ContinuesOnceAttached(unshare)
         run = run_quiet(tool, Target(pids=[parent]), duration=30)
     finally:
         unshare.stdin.close()
