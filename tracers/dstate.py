@@ -93,7 +93,6 @@ class DStateTool(Tool):
         attach: its wake-up (or switch-in) ends it as any other."""
         import numpy as np
 
-
         assert self.tracer is not None
         self._traced = procstate.traced_tgids(self.tracer)
         if self._traced is not None and not self._traced:
@@ -128,7 +127,6 @@ class DStateTool(Tool):
         """The traced threads still in D at the end, and since when (their
         sleep, unfinished, is in no total)."""
         import numpy as np
-
 
         assert self.tracer is not None
         if self._traced is not None and not self._traced:
@@ -199,7 +197,6 @@ class DStateTool(Tool):
         import numpy as np
         import pandas as pd
 
-
         assert self.tracer is not None
         key_t = self.tracer.btf.dtype("dstate_key")
         val_t = self.tracer.btf.dtype("dstate_total")
@@ -228,7 +225,6 @@ class DStateTool(Tool):
     def frames(self) -> "dict[str, pd.DataFrame]":
         if self._frames is None:
             import pandas as pd
-
 
             assert self.tracer is not None
             sleeps = decode_events(self._batches, self.tracer.btf.dtype("dstate_event"))

@@ -255,7 +255,6 @@ class Ip6mrTool(Tool):
     def _make_frames(self) -> dict[str, "pd.DataFrame"]:
         import pandas as pd
 
-
         assert self.tracer is not None
         dtype = self.tracer.btf.dtype("ns_event")
         raw = decode_events(self._ns_batches, dtype)

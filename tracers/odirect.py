@@ -460,7 +460,6 @@ class ODirectTool(Tool):
         import numpy as np
         import pandas as pd
 
-
         assert self.tracer is not None
         wall = _wall_offset_ns()
         reads = decode_events(self._reads, self.tracer.btf.dtype("odirect_read_event"))

@@ -127,7 +127,6 @@ class ZombiesTool(Tool):
         tracer nor its children are the run's (it never reports itself)."""
         import numpy as np
 
-
         assert self.tracer is not None
         traced = procstate.traced_tgids(self.tracer)
         if traced is not None and not traced:
@@ -179,7 +178,6 @@ class ZombiesTool(Tool):
         pid the namespace gave it: the programs learn that pid at an exit,
         this zombie exited before tracing."""
         import numpy as np
-
 
         assert self.tracer is not None
         mine, parents = procstate.ns_pids(zombie.pid), procstate.ns_pids(zombie.ppid)
@@ -341,7 +339,6 @@ class ZombiesTool(Tool):
         if self._frames is not None:
             return self._frames
         import pandas as pd
-
 
         assert self.tracer is not None
         events = decode_events(self._batches, self.tracer.btf.dtype("zombie_event"))
