@@ -99,6 +99,8 @@ def _selftest(burst: int, ring_bytes: int) -> Any:
 
 def bench_decode(events: int = 2_000_000) -> dict[str, Any]:
     """Fill the ring from this process, then time drain + DataFrame decode."""
+    import pandas  # noqa: F401  (its import is start-up cost, not decode throughput)
+
     from kerntrace.tracers.engine.records import decode_events
 
     burst = 512
