@@ -247,6 +247,7 @@ class ODirectTool(Tool):
     def __init__(self, ring_bytes: Optional[int] = None) -> None:
         self.ring_bytes = ring_bytes
         self.tracer: Optional[BpfTracer] = None
+        self.clock: Optional[Clock] = None
         self.syscalls: dict[int, str] = {}
         self.paths = PathNames()
         self._reads: list["np.ndarray[Any, Any]"] = []
@@ -269,6 +270,9 @@ class ODirectTool(Tool):
         self.tracer = tracers["odirect"]
         # odirect_read_event.syscall -> "read", "pread64", ... "io_uring_readv" (enum odirect_syscall)
         self.syscalls = self.tracer.btf.enum_names("odirect_syscall")
+
+    def started(self, clock: Clock) -> None:
+        self.clock = clock
 
     # -- while tracing -----------------------------------------------------------
 
@@ -461,7 +465,8 @@ class ODirectTool(Tool):
         import pandas as pd
 
         assert self.tracer is not None
-        wall = _wall_offset_ns()
+        # the run's own offset: the frames' times equal the live and JSON ones
+        wall = self.clock.offset_ns if self.clock is not None else time.time_ns() - time.monotonic_ns()
         reads = decode_events(self._reads, self.tracer.btf.dtype("odirect_read_event"))
         reads = reads.drop(columns=["pad"])
         reads.insert(0, "time_ns", reads["ts_ns"].astype(np.int64) + wall)
@@ -527,9 +532,6 @@ def _ms(ns: float, width: int = 0) -> str:
     """Nanoseconds as milliseconds, "-" when unknown (NaN)."""
     return f"{'-':>{width}}" if ns != ns else f"{ns / 1e6:{width}.3f}"
 
-
-def _wall_offset_ns() -> int:
-    return time.time_ns() - time.monotonic_ns()
 
 
 def _errno_name(err: int) -> str:

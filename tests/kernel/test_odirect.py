@@ -59,6 +59,7 @@ class StartsOnceAttached(ODirectTool):
         self.proc = proc
 
     def started(self, clock):
+        super().started(clock)
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
 

@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-__all__ = ["JsonLines", "decode_events", "json_line", "write_parquet"]
+__all__ = ["decode_events", "json_line", "write_parquet"]
 
 
 def json_line(obj: Mapping[str, Any]) -> str:
     """One JSON object and its newline (numpy scalars as numbers)."""
     return json.dumps(obj, default=_json_default, separators=(",", ":")) + "\n"
-
-
-class JsonLines:
-    """Writes one JSON object per line, flushing each so a pipe sees events live."""
-
-    def __init__(self, stream: Optional[TextIO] = None) -> None:
-        self.stream = stream
-
-    def emit(self, obj: Mapping[str, Any]) -> None:
-        stream = self.stream or sys.stdout  # the stdout of the moment (tests capture it)
-        stream.write(json.dumps(obj, default=_json_default, separators=(",", ":")) + "\n")
-        stream.flush()
 
 
 def _json_default(value: Any) -> Any:

@@ -165,10 +165,7 @@ class Run:
     def _apply_target(self, session: Session) -> None:
         if not self.target.pids:
             return
-        targeted = [t for name, t in self.tracers.items()
-                    if any(s.name == name and s.targeted for s in self.tool.objects())]
-        for tracer in targeted:
-            tracer.trace_pids(self.target.pids)
+        session.trace_pids(self.target.pids)  # the objects that carry the pid filter
         for pid in self.target.pids:
             session.watch_exit(pid)
 

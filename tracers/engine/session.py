@@ -53,10 +53,6 @@ class Session:
         # run goes on until no traced descendant is alive (as strace -f does).
         self._exit_reason: Optional[str] = None
 
-    # Wall-clock time of a bpf_ktime_get_ns() value.
-    @staticmethod
-    def wall_offset_ns() -> int:
-        return time.time_ns() - time.monotonic_ns()
 
     def load(self) -> None:
         for tracer in self.tracers:
