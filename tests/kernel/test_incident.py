@@ -462,8 +462,12 @@ def test_all_processes_orphans_passed_to_a_subreaper(repro, mode):
     assert len(passed) == 5 and {l.reaper_pid for l in passed} == {reaper}
     assert {l.reaped_how for l in passed} == ({"wait4"} if mode == "wait" else {"auto"})
     tail = " (it ignores SIGCHLD: the kernel reaped them as they were passed to it)" if mode == "ignore" else ""
+    # The parent's one wait() may come a second after that child's exit on a
+    # slow machine (the 6.1 guest): the finding then says it reaped it late.
+    (own,) = [l for l in lives if l.reaped_by == "parent"]
+    late = f"; 1 more it reaped only after up to {own.zombie_s:.1f} s" if own.zombie_s >= 1.0 else ""
     assert f.summary.endswith(f"5 were still zombies when it exited and subreaper {reaper} (python) reaped "
-                              f"them{tail}.")
+                              f"them{tail}{late}.")
     (proc,) = [p for p in run.envelope["processes"] if p["pid"] == tool.parent]
     assert proc["comm"] == "iowait_repro"
     readers = [p for p in run.envelope["processes"] if p["pid"] in {l.pid for l in lives}]
