@@ -1,116 +1,345 @@
-"""Reads around the page cache: summaries per process and per file, and the
-``odirect-bypass`` rule.
+"""Reads around the page cache: running totals per process, per file and
+per (process, file), the summaries, and the ``odirect-bypass`` rule.
 
-Input frames (as built by :class:`kerntrace.tracers.odirect.ODirectTrace`):
+Input: the records of ``iotrace odirect`` as tables (pyarrow, from the run
+or from a trace directory; pandas frames in tests), added batch by batch to
+an :class:`ODirectStats`, whose memory does not grow with the run's length.
 
 ``read``
-    one row per read-family syscall: ``pid``, ``comm``, ``syscall``, ``path``,
-    ``direct`` (O_DIRECT set on the file at the time of the read), ``asked``,
-    ``ret`` (bytes or -errno), ``bytes`` (ret clipped at 0), ``latency_ns``.
+    one row per read-family syscall: ``pid``, ``comm``, ``path``, ``direct``
+    (O_DIRECT set on the file at the time of the read), ``ret`` (bytes or
+    -errno), ``bytes`` (ret clipped at 0), ``latency_ns``, ``ts_ns``.
 ``block``
     one row per bio (or unattributed request): ``pid``, ``comm``,
-    ``attributed``, ``op`` ("R", "W", ...), ``bytes``, ``queue_ns``,
-    ``device_ns``, ``path`` (file of the read that submitted it, or "").
+    ``attributed``, ``op`` ("R", "W", ...), ``bytes``, ``disk``, ``path``
+    (file of the read that submitted it, or "").
 
-Everything here is a pure function of those frames.
+Everything here is pure: no kernel, no tracer.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from .findings import Finding
+from .histogram import Histogram, bucket_of
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
-__all__ = ["findings", "per_file", "per_process", "odirect_bypass"]
+__all__ = ["ODirectStats", "findings", "per_file", "per_process", "odirect_bypass"]
 
 RULE_ID = "odirect-bypass"
 
 # Binaries whose own cache makes O_DIRECT the intended design, not a mistake.
 _SELF_CACHING = ("mysqld", "mariadbd", "postgres", "oracle", "mongod", "scylla", "rocksdb", "qemu", "fio")
 
-
-def _pct_ms(latency_ns: "pd.Series", q: float) -> float:
-    if latency_ns.empty:
-        return float("nan")
-    return float(latency_ns.quantile(q, interpolation="nearest")) / 1e6
-
-
-def _pct_or_none(latency_ns: "pd.Series", q: float) -> Optional[float]:
-    """For summaries, which must stay valid JSON: None, not NaN, when no reads."""
-    return None if latency_ns.empty else _pct_ms(latency_ns, q)
+# Distinct files (and process-file pairs) kept apart; beyond, their figures
+# go to one row, so a reader of millions of small files stays bounded.
+MAX_KEYS = 4096
+OTHER_FILES = "(other files)"
 
 
-def _read_stats(reads: "pd.DataFrame") -> dict[str, Any]:
-    direct = reads[reads["direct"]]
-    read_bytes = int(reads["bytes"].sum())
-    odirect_bytes = int(direct["bytes"].sum())
-    return {
-        "reads": int(len(reads)),
-        "read_bytes": read_bytes,
-        "odirect_reads": int(len(direct)),
-        "odirect_bytes": odirect_bytes,
-        "odirect_share": odirect_bytes / read_bytes if read_bytes else (1.0 if len(direct) else 0.0),
-        "latency_p50_ms": _pct_or_none(reads["latency_ns"], 0.50),
-        "latency_p99_ms": _pct_or_none(reads["latency_ns"], 0.99),
-        "odirect_p50_ms": _pct_or_none(direct["latency_ns"], 0.50),
-        "odirect_p99_ms": _pct_or_none(direct["latency_ns"], 0.99),
-        "errors": int((reads["ret"] < 0).sum()),
-    }
+def _column(table: Any, name: str) -> "np.ndarray[Any, Any]":
+    """A column of a pyarrow Table or pandas DataFrame as a numpy array."""
+    import numpy as np
+
+    col = table[name]
+    if hasattr(col, "combine_chunks"):  # pyarrow ChunkedArray
+        col = col.combine_chunks()
+        if hasattr(col, "dictionary"):
+            col = col.dictionary_decode()
+        return np.asarray(col.to_numpy(zero_copy_only=False))
+    return np.asarray(col)
 
 
-def _empty_reads() -> "pd.DataFrame":
-    import pandas as pd
+def _labels(table: Any, name: str) -> tuple["np.ndarray[Any, Any]", list[str]]:
+    """(codes, labels) of a string column (Arrow dictionary, pandas
+    categorical or plain strings)."""
+    import numpy as np
 
-    return pd.DataFrame({"pid": [], "comm": [], "path": [], "direct": pd.Series([], dtype=bool),
-                         "bytes": [], "ret": [], "latency_ns": []})
+    col = table[name]
+    if hasattr(col, "combine_chunks"):
+        col = col.combine_chunks()
+        if not hasattr(col, "dictionary"):
+            col = col.dictionary_encode()
+        codes = np.asarray(col.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return codes, [str(v) for v in col.dictionary.to_pylist()]
+    values = np.asarray(col).astype(str)
+    labels, codes = np.unique(values, return_inverse=True)
+    return codes.reshape(-1).astype(np.int64), [str(v) for v in labels]
 
 
-def per_process(frames: dict[str, "pd.DataFrame"]) -> list[dict[str, Any]]:
+def _groups(keys: "np.ndarray[Any, Any]") -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
+    import numpy as np
+
+    uniques, inverse = np.unique(keys, return_inverse=True)
+    return uniques, inverse.reshape(-1)
+
+
+def _hists(inverse: "np.ndarray[Any, Any]", values: "np.ndarray[Any, Any]", groups: int) -> list[Optional[tuple]]:
+    """Per group: (buckets, counts, sum, min, max) of its values."""
+    import numpy as np
+
+    out: list[Optional[tuple]] = [None] * groups
+    if not len(values):
+        return out
+    values = values.astype(np.int64)
+    pairs = (inverse.astype(np.int64) << 20) | bucket_of(values)
+    uniques, counts = np.unique(pairs, return_counts=True)
+    sums = np.bincount(inverse, weights=values, minlength=groups)
+    lows = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
+    highs = np.full(groups, -1, dtype=np.int64)
+    np.minimum.at(lows, inverse, values)
+    np.maximum.at(highs, inverse, values)
+    group_of = (uniques >> 20).tolist()
+    bucket = (uniques & ((1 << 20) - 1)).tolist()
+    per: dict[int, tuple[list[int], list[int]]] = {}
+    for g, b, c in zip(group_of, bucket, counts.tolist()):
+        bs, cs = per.setdefault(g, ([], []))
+        bs.append(b)
+        cs.append(c)
+    for g, (bs, cs) in per.items():
+        out[g] = (bs, cs, int(sums[g]), int(lows[g]), int(highs[g]))
+    return out
+
+
+class _Reads:
+    """Running figures of a set of reads."""
+
+    __slots__ = ("reads", "read_bytes", "odirect_reads", "odirect_bytes", "errors", "ok_reads", "latency",
+                 "odirect_latency", "buffered_latency", "comm", "comm_ts", "pids", "block_ios", "block_bytes",
+                 "block_read_bytes", "block_comm")
+
+    def __init__(self) -> None:
+        self.reads = self.read_bytes = self.odirect_reads = self.odirect_bytes = self.errors = self.ok_reads = 0
+        self.latency = Histogram()
+        self.odirect_latency = Histogram()
+        self.buffered_latency = Histogram()  # buffered reads that returned data
+        self.comm = ""
+        self.comm_ts = -1
+        self.pids: set[int] = set()
+        self.block_ios = self.block_bytes = self.block_read_bytes = 0
+        self.block_comm = ""
+
+    def stats(self) -> dict[str, Any]:
+        def ms(h: Histogram, q: float) -> Optional[float]:
+            v = h.quantile(q)
+            return None if v is None else v / 1e6
+
+        return {
+            "reads": self.reads,
+            "read_bytes": self.read_bytes,
+            "odirect_reads": self.odirect_reads,
+            "odirect_bytes": self.odirect_bytes,
+            "odirect_share": (self.odirect_bytes / self.read_bytes if self.read_bytes
+                              else (1.0 if self.odirect_reads else 0.0)),
+            "latency_p50_ms": ms(self.latency, 0.50),
+            "latency_p99_ms": ms(self.latency, 0.99),
+            "odirect_p50_ms": ms(self.odirect_latency, 0.50),
+            "odirect_p99_ms": ms(self.odirect_latency, 0.99),
+            "errors": self.errors,
+        }
+
+
+class ODirectStats:
+    """Every figure of the summaries and of the rule, updated per batch."""
+
+    def __init__(self) -> None:
+        self.by_pid: dict[int, _Reads] = {}
+        self.by_file: dict[str, _Reads] = {}
+        self.by_pid_file: dict[tuple[int, str], _Reads] = {}
+        self.disk_reads: dict[tuple[int, str], int] = {}      # (pid, disk) -> bytes of block reads
+        self.odirect_latency = Histogram()
+
+    @classmethod
+    def from_frames(cls, frames: Mapping[str, "pd.DataFrame"]) -> "ODirectStats":
+        stats = cls()
+        if frames.get("read") is not None and len(frames["read"]):
+            stats.add_reads(frames["read"])
+        if frames.get("block") is not None and len(frames["block"]):
+            stats.add_blocks(frames["block"])
+        return stats
+
+    def _file_key(self, path: str) -> str:
+        if path in self.by_file or len(self.by_file) < MAX_KEYS:
+            return path
+        return OTHER_FILES
+
+    def _pair(self, pid: int, path: str) -> _Reads:
+        key = (pid, path)
+        row = self.by_pid_file.get(key)
+        if row is None:
+            if len(self.by_pid_file) >= MAX_KEYS:
+                key = (pid, OTHER_FILES)
+                row = self.by_pid_file.get(key)
+            if row is None:
+                row = self.by_pid_file[key] = _Reads()
+        return row
+
+    def add_reads(self, table: Any) -> None:
+        import numpy as np
+
+        if not len(table):
+            return
+        pid = _column(table, "pid").astype(np.int64)
+        direct = _column(table, "direct").astype(bool)
+        ret = _column(table, "ret").astype(np.int64)
+        nbytes = ret.clip(min=0)
+        latency = _column(table, "latency_ns").astype(np.int64)
+        # without times (hand-made frames), the row order is the time order
+        ts = (_column(table, "ts_ns").astype(np.int64) if "ts_ns" in _names(table)
+              else np.arange(len(pid), dtype=np.int64))
+        comm_codes, comm_labels = _labels(table, "comm")
+        path_codes, path_labels = _labels(table, "path")
+        self.odirect_latency.add(latency[direct])
+        # one pass per grouping: per process, per file, per (process, file)
+        for kind, keys in (("pid", pid), ("file", path_codes), ("pair", (pid << 24) | path_codes)):
+            uniques, inverse = _groups(keys)
+            n = len(uniques)
+            count = np.bincount(inverse, minlength=n)
+            total = np.bincount(inverse, weights=nbytes, minlength=n)
+            dmask = direct
+            dcount = np.bincount(inverse[dmask], minlength=n)
+            dtotal = np.bincount(inverse[dmask], weights=nbytes[dmask], minlength=n)
+            errors = np.bincount(inverse[ret < 0], minlength=n)
+            ok = np.bincount(inverse[ret > 0], minlength=n)
+            hist_all = _hists(inverse, latency, n)
+            hist_direct = _hists(inverse[dmask], latency[dmask], n)
+            bmask = ~direct & (nbytes > 0)
+            hist_buffered = _hists(inverse[bmask], latency[bmask], n) if kind == "pid" else [None] * n
+            # the last comm of each group, by time
+            order = np.lexsort((ts, inverse))
+            last = order[np.r_[np.flatnonzero(np.diff(inverse[order])), len(order) - 1]]
+            for g, key in enumerate(uniques.tolist()):
+                if kind == "pid":
+                    row = self.by_pid.get(key)
+                    if row is None:
+                        row = self.by_pid[key] = _Reads()
+                elif kind == "file":
+                    path = self._file_key(path_labels[key])
+                    row = self.by_file.get(path)
+                    if row is None:
+                        row = self.by_file[path] = _Reads()
+                else:
+                    row = self._pair(key >> 24, path_labels[key & ((1 << 24) - 1)])
+                row.reads += int(count[g])
+                row.read_bytes += int(total[g])
+                row.odirect_reads += int(dcount[g])
+                row.odirect_bytes += int(dtotal[g])
+                row.errors += int(errors[g])
+                row.ok_reads += int(ok[g])
+                for hist, got in ((row.latency, hist_all[g]), (row.odirect_latency, hist_direct[g]),
+                                  (row.buffered_latency, hist_buffered[g])):
+                    if got is not None:
+                        hist.add_buckets(*got)
+                i = int(last[g])
+                if int(ts[i]) >= row.comm_ts:
+                    row.comm, row.comm_ts = comm_labels[comm_codes[i]], int(ts[i])
+                if kind == "file":
+                    row.pids.update(np.unique(pid[inverse == g]).tolist())
+
+    def add_blocks(self, table: Any) -> None:
+        import numpy as np
+
+        if not len(table):
+            return
+        attributed = _column(table, "attributed").astype(bool)
+        pid = _column(table, "pid").astype(np.int64)
+        nbytes = _column(table, "bytes").astype(np.int64)
+        op_codes, op_labels = _labels(table, "op")
+        is_read = np.isin(op_codes, [i for i, label in enumerate(op_labels) if label == "R"])
+        path_codes, path_labels = _labels(table, "path")
+        disk_codes, disk_labels = _labels(table, "disk") if "disk" in _names(table) else (
+            np.zeros(len(pid), dtype=np.int64), [""])
+        comm_codes, comm_labels = _labels(table, "comm")
+        # per process: every attributed bio
+        sel = np.flatnonzero(attributed)
+        if len(sel):
+            uniques, inverse = _groups(pid[sel])
+            n = len(uniques)
+            ios = np.bincount(inverse, minlength=n)
+            total = np.bincount(inverse, weights=nbytes[sel], minlength=n)
+            rtotal = np.bincount(inverse, weights=np.where(is_read[sel], nbytes[sel], 0), minlength=n)
+            last = np.zeros(n, dtype=np.int64)
+            last[inverse] = sel  # the last row of each process
+            for g, key in enumerate(uniques.tolist()):
+                row = self.by_pid.get(key)
+                if row is None:
+                    row = self.by_pid[key] = _Reads()
+                row.block_ios += int(ios[g])
+                row.block_bytes += int(total[g])
+                row.block_read_bytes += int(rtotal[g])
+                row.block_comm = comm_labels[comm_codes[last[g]]]
+        # per file: every bio credited to a read of it
+        named = np.flatnonzero(np.array([bool(label) for label in path_labels], dtype=bool)[path_codes]) \
+            if path_labels else np.zeros(0, dtype=np.int64)
+        if len(named):
+            uniques, inverse = _groups(path_codes[named])
+            total = np.bincount(inverse, weights=nbytes[named], minlength=len(uniques))
+            for g, code in enumerate(uniques.tolist()):
+                path = self._file_key(path_labels[code])
+                row = self.by_file.get(path)
+                if row is None:
+                    row = self.by_file[path] = _Reads()
+                row.block_bytes += int(total[g])
+        # per (process, file) and (process, disk): block reads
+        reads = np.flatnonzero(attributed & is_read)
+        if len(reads):
+            keys = (pid[reads] << 24) | path_codes[reads]
+            uniques, inverse = _groups(keys)
+            total = np.bincount(inverse, weights=nbytes[reads], minlength=len(uniques))
+            for g, key in enumerate(uniques.tolist()):
+                path = path_labels[key & ((1 << 24) - 1)]
+                if path:
+                    self._pair(key >> 24, path).block_read_bytes += int(total[g])
+            keys = (pid[reads] << 24) | disk_codes[reads]
+            uniques, inverse = _groups(keys)
+            total = np.bincount(inverse, weights=nbytes[reads], minlength=len(uniques))
+            for g, key in enumerate(uniques.tolist()):
+                dk = (key >> 24, disk_labels[key & ((1 << 24) - 1)])
+                self.disk_reads[dk] = self.disk_reads.get(dk, 0) + int(total[g])
+
+
+def _names(table: Any) -> list[str]:
+    return list(getattr(table, "column_names", None) or table.columns)
+
+
+Source = Union[ODirectStats, Mapping[str, "pd.DataFrame"]]
+
+
+def _stats(source: Source) -> ODirectStats:
+    return source if isinstance(source, ODirectStats) else ODirectStats.from_frames(source)
+
+
+def per_process(source: Source) -> list[dict[str, Any]]:
     """One row per traced process: reads, bytes, O_DIRECT share, latency
     percentiles, and the block I/O it submitted.  Most bytes first."""
-    reads = frames.get("read", _empty_reads())
-    blocks = frames.get("block")
-    attributed = blocks[blocks["attributed"]] if blocks is not None and len(blocks) else None
-    pids = set(reads["pid"].tolist())
-    if attributed is not None:
-        pids |= set(attributed["pid"].tolist())
+    stats = _stats(source)
     rows = []
-    for pid in pids:
-        mine = reads[reads["pid"] == pid]
-        row: dict[str, Any] = {"pid": int(pid)}
-        comms = mine["comm"].astype(str) if len(mine) else None
-        bio = attributed[attributed["pid"] == pid] if attributed is not None else None
-        if comms is not None:
-            row["comm"] = comms.iloc[-1]
-        elif bio is not None and len(bio):
-            row["comm"] = str(bio["comm"].iloc[-1])
-        else:
-            row["comm"] = ""
-        row.update(_read_stats(mine))
-        row["block_ios"] = int(len(bio)) if bio is not None else 0
-        row["block_bytes"] = int(bio["bytes"].sum()) if bio is not None else 0
-        row["block_read_bytes"] = int(bio.loc[bio["op"] == "R", "bytes"].sum()) if bio is not None else 0
+    for pid, r in stats.by_pid.items():
+        row: dict[str, Any] = {"pid": int(pid), "comm": r.comm if r.reads else r.block_comm}
+        row.update(r.stats())
+        row["block_ios"] = r.block_ios
+        row["block_bytes"] = r.block_bytes
+        row["block_read_bytes"] = r.block_read_bytes
         rows.append(row)
     rows.sort(key=lambda r: (-r["read_bytes"], r["pid"]))
     return rows
 
 
-def per_file(frames: dict[str, "pd.DataFrame"]) -> list[dict[str, Any]]:
+def per_file(source: Source) -> list[dict[str, Any]]:
     """One row per file read: reads, bytes, O_DIRECT share, latency
     percentiles, and the block bytes submitted from its reads."""
-    reads = frames.get("read", _empty_reads())
-    blocks = frames.get("block")
+    stats = _stats(source)
     rows = []
-    for path, mine in reads.groupby(reads["path"].astype(str), sort=False):
+    for path, r in stats.by_file.items():
+        if not r.reads:
+            continue  # block I/O of a file none of whose reads was seen
         row: dict[str, Any] = {"path": path}
-        row.update(_read_stats(mine))
-        row["pids"] = sorted(int(p) for p in set(mine["pid"].tolist()))
-        if blocks is not None and len(blocks) and path:
-            row["block_bytes"] = int(blocks.loc[blocks["path"].astype(str) == path, "bytes"].sum())
-        else:
-            row["block_bytes"] = 0
+        row.update(r.stats())
+        row["pids"] = sorted(r.pids)
+        row["block_bytes"] = r.block_bytes if path else 0
         rows.append(row)
     rows.sort(key=lambda r: (-r["read_bytes"], r["path"]))
     return rows
@@ -120,48 +349,46 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def odirect_bypass(frames: dict[str, "pd.DataFrame"], duration_s: float = 0.0) -> list[Finding]:
+def odirect_bypass(source: Source, duration_s: float = 0.0) -> list[Finding]:
     """One finding when any traced read went around the page cache."""
-    reads = frames.get("read")
-    if reads is None or not len(reads) or not reads["direct"].any():
+    stats = _stats(source)
+    pairs = [(key, r) for key, r in stats.by_pid_file.items() if r.odirect_reads]
+    if not pairs:
         return []
-    direct = reads[reads["direct"]]
+    total = sum(r.odirect_bytes for _k, r in pairs)
+    count = sum(r.odirect_reads for _k, r in pairs)
+    p50 = (stats.odirect_latency.quantile(0.5) or 0.0) / 1e6
+    p99 = (stats.odirect_latency.quantile(0.99) or 0.0) / 1e6
+    direct_pids = sorted({pid for (pid, _path), _r in pairs})
     # the same processes' reads through the page cache, for comparison
-    buffered = reads[~reads["direct"] & (reads["bytes"] > 0) & reads["pid"].isin(set(direct["pid"].tolist()))]
-    total = int(direct["bytes"].sum())
-    count = int(len(direct))
-    p50, p99 = _pct_ms(direct["latency_ns"], 0.5), _pct_ms(direct["latency_ns"], 0.99)
+    buffered = Histogram()
+    for pid in direct_pids:
+        buffered.merge(stats.by_pid[pid].buffered_latency)
 
     evidence = []
-    blocks = frames.get("block")
-    disk_reads: dict[tuple[int, str], int] = {}
-    if blocks is not None and len(blocks):
-        mine = blocks[blocks["attributed"] & (blocks["op"] == "R")]
-        for (pid, path), nbytes in mine.groupby([mine["pid"], mine["path"].astype(str)])["bytes"].sum().items():
-            disk_reads[(int(pid), path)] = int(nbytes)
-    for (pid, path), mine in direct.groupby([direct["pid"], direct["path"].astype(str)], sort=False):
+    for (pid, path), r in pairs:
         evidence.append({
-            "pid": int(pid), "comm": str(mine["comm"].iloc[-1]), "file": path or "(unnamed)",
-            "odirect_reads": int(len(mine)), "bytes": int(mine["bytes"].sum()),
-            "avg_bytes": int(mine["bytes"].mean()) if len(mine) else 0,
-            "p50_ms": round(_pct_ms(mine["latency_ns"], 0.5), 3),
-            "p99_ms": round(_pct_ms(mine["latency_ns"], 0.99), 3),
-            "disk_read_bytes": disk_reads.get((int(pid), path), 0) if path else 0,
+            "pid": int(pid), "comm": r.comm, "file": path or "(unnamed)",
+            "odirect_reads": r.odirect_reads, "bytes": r.odirect_bytes,
+            "avg_bytes": int(r.odirect_bytes / r.odirect_reads),
+            "p50_ms": round((r.odirect_latency.quantile(0.5) or 0.0) / 1e6, 3),
+            "p99_ms": round((r.odirect_latency.quantile(0.99) or 0.0) / 1e6, 3),
+            "disk_read_bytes": r.block_read_bytes if path else 0,
         })
-    evidence.sort(key=lambda r: -r["bytes"])
+    evidence.sort(key=lambda r: (-r["bytes"], r["pid"], r["file"]))
     evidence = evidence[:10]
 
-    pids = sorted(set(int(p) for p in direct["pid"].tolist()))
-    comms = sorted(set(str(c) for c in direct["comm"].astype(str).tolist()))
+    pids = direct_pids
+    comms = sorted({r.comm for _k, r in pairs})
     who = ", ".join(f"{c}" for c in comms[:3]) + (" ..." if len(comms) > 3 else "")
     rate = f" ({_mib(total / duration_s)}/s)" if duration_s > 0 else ""
     summary = (
         f"{len(pids)} process{'es' if len(pids) != 1 else ''} ({who}) read {_mib(total)}{rate} in {count} "
         f"O_DIRECT reads around the page cache, median latency {p50:.3f} ms, p99 {p99:.3f} ms"
     )
-    if len(buffered):
-        summary += (f"; their buffered reads took {_pct_ms(buffered['latency_ns'], 0.5):.3f} ms median "
-                    f"({len(buffered)} read{'s' if len(buffered) != 1 else ''})")
+    if buffered.count:
+        summary += (f"; their buffered reads took {(buffered.quantile(0.5) or 0.0) / 1e6:.3f} ms median "
+                    f"({buffered.count} read{'s' if buffered.count != 1 else ''})")
     summary += "."
     severity = "warning" if total >= 1 << 20 or count >= 100 else "info"
     self_caching = [c for c in comms if any(c.startswith(s) for s in _SELF_CACHING)]
@@ -187,5 +414,5 @@ def odirect_bypass(frames: dict[str, "pd.DataFrame"], duration_s: float = 0.0) -
     )]
 
 
-def findings(frames: dict[str, "pd.DataFrame"], **context: Any) -> list[Finding]:
-    return odirect_bypass(frames, duration_s=float(context.get("duration_s", 0.0) or 0.0))
+def findings(source: Source, **context: Any) -> list[Finding]:
+    return odirect_bypass(source, duration_s=float(context.get("duration_s", 0.0) or 0.0))

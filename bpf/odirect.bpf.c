@@ -60,6 +60,7 @@ struct {
  * for a bio whose completion is never reported (see on_bio_queue). */
 struct bio_owner {
 	__u64 queued_ns;
+	__u64 read_enter_ns; /* the submitter's read in flight (reader_state.enter_ns) */
 	__u64 sector;
 	__u32 bytes;
 	__u32 credited;     /* bytes credited so far: its own and those of bios split off it */
@@ -625,6 +626,7 @@ static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 is
 	e->ts_ns = ts;
 	e->queued_ns = owner->queued_ns;
 	e->issue_ns = issue_ns;
+	e->read_enter_ns = owner->read_enter_ns;
 	e->sector = sector;
 	e->bytes = bytes;
 	e->dev = dev;
@@ -711,13 +713,18 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	struct block_device *bdev = bio->bi_bdev;
 	struct gendisk *disk = bdev ? bdev->bd_disk : NULL;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct reader_state *reader;
 	struct bio_owner owner;
 
 	owner.bytes = bio->bi_iter.bi_size;
 	if (!owner.bytes || !disk || !disk->queue || !disk->queue->mq_ops)
 		return 0; /* flushes; bio-based disks */
-	/* A reader's task storage says "traced" without the tgid lookup. */
-	if (bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, 0))
+	/* A reader's task storage says "traced" without the tgid lookup, and
+	 * which of its reads the bio serves: user space joins the two records
+	 * on (tid, entry time) as they stream, without keeping every read. */
+	reader = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, 0);
+	owner.read_enter_ns = reader ? reader->enter_ns : 0;
+	if (reader)
 		owner.traced = 1;
 	else
 		owner.traced = kt_current_traced();

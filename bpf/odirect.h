@@ -86,6 +86,9 @@ struct odirect_block_event {
 	__u64 ts_ns;        /* request completion, bpf_ktime_get_ns */
 	__u64 queued_ns;    /* bio submitted (block_bio_queue); 0 when unattributed */
 	__u64 issue_ns;     /* request issued to the driver; 0 when not seen */
+	__u64 read_enter_ns; /* entry of the read syscall its submitter was in when it
+	                      * queued the bio (its odirect_read_event has
+	                      * ts_ns - latency_ns equal to it); 0: none */
 	__u64 sector;       /* of this bio (of the request when unattributed) */
 	__u32 bytes;        /* of the bio (completed by this call when unattributed) */
 	__u32 dev;          /* whole-disk dev_t (kernel encoding) */

@@ -1,20 +1,48 @@
 """Running a tool the way a command does, without its output: the kernel
-tests drive the engine's one run path and read what the tool aggregated."""
+tests drive the engine's one run path with a trace directory (-o DIR), and
+read every record of the run back from it, as `report` and DuckDB do."""
 from __future__ import annotations
 
+import tempfile
 from typing import Any, Optional
 
 from kerntrace.tracers.engine.run import Run
+from kerntrace.tracers.engine.sinks import TraceDirSink
 from kerntrace.tracers.engine.target import Target
+from kerntrace.tracers.engine.tracedir import TraceReader
 
 
-def run_quiet(tool: Any, target: Target, duration: Optional[float] = None, sinks: Any = ()) -> Run:
-    """Runs tool on target to its end (the command's exit, or duration);
-    returns the finished Run: run.envelope, run.findings, run.session
-    (stop_reason, child_status), and the tool with its frames."""
-    run = Run("test", tool, target, list(sinks), duration=duration, quiet=True)
+def _trace_dir() -> str:
+    return tempfile.mkdtemp(prefix="kt-trace-")
+
+
+class TracedRun:
+    """A finished Run and the trace it wrote: .envelope, .findings,
+    .session, .tool, and .frames() (every record, one DataFrame per kind)."""
+
+    def __init__(self, run: Run, path: str) -> None:
+        self.run = run
+        self.path = path
+
+    @property
+    def trace(self) -> TraceReader:
+        return TraceReader(self.path)
+
+    def frames(self) -> Any:
+        return self.trace.frames()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.run, name)
+
+
+def run_quiet(tool: Any, target: Target, duration: Optional[float] = None, sinks: Any = (),
+              trace_dir: Optional[str] = None) -> TracedRun:
+    """Runs tool on target to its end (the command's exit, or duration),
+    writing a trace directory; returns the finished run with its trace."""
+    path = trace_dir or _trace_dir()
+    run = Run("test", tool, target, list(sinks) + [TraceDirSink(path)], duration=duration, quiet=True)
     run.execute()
-    return run
+    return TracedRun(run, path)
 
 
 class Attached:
@@ -23,15 +51,21 @@ class Attached:
 
     def __init__(self, tool: Any, target: Optional[Target] = None) -> None:
         self.tool = tool
-        self.run = Run("test", tool, target or Target(), [], quiet=True)
+        self.path = _trace_dir()
+        self.sink = TraceDirSink(self.path)
+        self.run = Run("test", tool, target or Target(), [self.sink], quiet=True)
         self.run.attach()
+        self.tool.started(self.run.clock)
+        self.sink.begin(tool, self.run.clock, self.run.meta())
+        for obj, ring, events in self.tool.attach_events():
+            self.run._show(obj, ring, events)
 
     def collect(self) -> Any:
-        """Drains every ring through the tool; returns its frames (built
-        afresh: the tool caches them once built)."""
+        """Drains every ring through the tool and the trace; returns every
+        record written so far, one DataFrame per kind."""
         self.run.drain()
-        self.tool._frames = None
-        return self.tool.frames()
+        self.sink.writer.flush()
+        return TraceReader(self.path).frames()
 
     def close(self) -> None:
         self.run.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
 
 import click
@@ -24,13 +23,14 @@ from .engine.clock import Clock
 from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
-from ..analysis.odirect import findings as odirect_findings, per_file, per_process
+from ..analysis.odirect import ODirectStats, findings as odirect_findings, per_file, per_process
 from ..analysis.report import format_table, print_findings, run_line
-from .engine.records import decode_events
+from .engine.records import arrow_table
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     from ..analysis.findings import Finding
 
@@ -222,21 +222,26 @@ def _cstr(raw: bytes) -> str:
 
 
 class _Reads:
-    """A batch of read records as update() hands it to the sinks: the files
-    are named only if a sink shows them (diagnose shows none)."""
+    """A batch of read records as update() hands it to the sinks: the ring
+    records (live lines, JSON) and their table (aggregates, the trace)."""
 
-    __slots__ = ("batch", "_tool", "_paths")
+    __slots__ = ("batch", "paths", "table")
 
-    def __init__(self, tool: "ODirectTool", batch: "np.ndarray[Any, Any]") -> None:
+    def __init__(self, batch: "np.ndarray[Any, Any]", paths: list[str], table: "pa.Table") -> None:
         self.batch = batch
-        self._tool = tool
-        self._paths: Optional[list[str]] = None
+        self.paths = paths
+        self.table = table
 
-    @property
-    def paths(self) -> list[str]:
-        if self._paths is None:
-            self._paths = self._tool._name_files(self.batch)
-        return self._paths
+
+class _Blocks(_Reads):
+    """A batch of bio records, each with the file of the read it served."""
+
+
+# Reads remembered per thread for the bios that complete after them
+# (readahead), and how long a bio waits for the record of its read.
+RECENT_READS_PER_TID = 16
+MAX_READS_PER_TID = 1 << 16
+PENDING_BIO_S = 60.0
 
 
 class ODirectTool(Tool):
@@ -248,17 +253,27 @@ class ODirectTool(Tool):
         self.ring_bytes = ring_bytes
         self.tracer: Optional[BpfTracer] = None
         self.clock: Optional[Clock] = None
+        self.offset_ns = 0
         self.syscalls: dict[int, str] = {}
         self.paths = PathNames()
-        self._reads: list["np.ndarray[Any, Any]"] = []
+        self.stats = ODirectStats()
         self._who_cache: dict[tuple[bytes, int, int], str] = {}
         self._call_cache: dict[tuple[int, int, int], str] = {}
         self._op_cache: dict[tuple[int, int], tuple[str, str]] = {}
-        self._bios: list["np.ndarray[Any, Any]"] = []
-        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
+        # the join of bios to reads, as they stream (see bpf/odirect.h: read_enter_ns)
+        self._recent: dict[int, dict[int, str]] = {}   # tid -> {entry time of a read: its file}
+        self._last_enter: dict[int, int] = {}           # tid -> entry time of its latest read seen
+        self._newest_ns = 0
+        self._pending: list[tuple["np.ndarray[Any, Any]", list[str]]] = []   # bios waiting for their read
+        self._ready: list[tuple["np.ndarray[Any, Any]", list[str]]] = []     # bios whose read came since
+        self._touched: set[int] = set()   # threads with reads since the last batch of bios
         self.unattributed_requests = 0
         self.unattributed_bytes = 0
         self.untracked_bios = 0
+
+    @classmethod
+    def from_trace(cls, options: Mapping[str, Any]) -> "ODirectTool":
+        return cls()
 
     def objects(self) -> Sequence[ObjectSpec]:
         # files first: a read's file is named before the read is drained
@@ -273,6 +288,7 @@ class ODirectTool(Tool):
 
     def started(self, clock: Clock) -> None:
         self.clock = clock
+        self.offset_ns = clock.offset_ns
 
     # -- while tracing -----------------------------------------------------------
 
@@ -281,10 +297,154 @@ class ODirectTool(Tool):
             self.paths.learn(batch)
             return None
         if ring == READ_RING:
-            self._reads.append(batch)
-            return _Reads(self, batch)
-        self._bios.append(batch)
-        return batch
+            paths = self._name_files(batch)
+            table = self.read_table(batch, paths)
+            self.stats.add_reads(table)
+            self._touched |= self._remember_reads(batch, paths)
+            if self._pending:
+                self._resolve_pending()
+            return _Reads(batch, paths, table)
+        return self._blocks(batch, final=False)
+
+    def _blocks(self, batch: "np.ndarray[Any, Any]", final: bool) -> Optional[_Blocks]:
+        """Bios to the sinks with their files: those of this batch whose read
+        has been seen (or that served none), and earlier ones whose read
+        has come since; the others wait for their read."""
+        import numpy as np
+
+        if final:
+            self._resolve_pending(final=True)
+        paths, wait = self._files_of_bios(batch, final)
+        # the reads drained before this batch have been looked at
+        self._forget_reads(self._touched)
+        self._touched = set()
+        if wait.any():
+            self._pending.append((batch[wait], [p for p, w in zip(paths, wait.tolist()) if w]))
+            keep = ~wait
+            batch = batch[keep]
+            paths = [p for p, k in zip(paths, keep.tolist()) if k]
+        if self._ready:
+            batch = np.concatenate([b for b, _p in self._ready] + [batch])
+            paths = [p for _b, ps in self._ready for p in ps] + paths
+            self._ready = []
+        if not len(batch):
+            return None
+        table = self.block_table(batch, paths)
+        self.stats.add_blocks(table)
+        return _Blocks(batch, paths, table)
+
+    def _resolve_pending(self, final: bool = False) -> None:
+        """After a batch of reads: the waiting bios whose read came, or that
+        can wait no more, are ready for the next batch of bios."""
+        still = []
+        for bios, _paths in self._pending:
+            paths, wait = self._files_of_bios(bios, final)
+            if wait.all():
+                still.append((bios, paths))
+                continue
+            if wait.any():
+                still.append((bios[wait], [p for p, w in zip(paths, wait.tolist()) if w]))
+                done = ~wait
+                self._ready.append((bios[done], [p for p, d in zip(paths, done.tolist()) if d]))
+            else:
+                self._ready.append((bios, paths))
+        self._pending = still
+
+    def _remember_reads(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> set[int]:
+        """Every read of the batch, by thread and entry time; returns the
+        threads (trimmed by _forget_reads once waiting bios had their look)."""
+        recent, last = self._recent, self._last_enter
+        touched = set()
+        for tid, ts, latency, path in zip(batch["tid"].tolist(), batch["ts_ns"].tolist(),
+                                          batch["latency_ns"].tolist(), paths):
+            enter = ts - latency
+            mine = recent.get(tid)
+            if mine is None:
+                mine = recent[tid] = {}
+            mine[enter] = path
+            if len(mine) > MAX_READS_PER_TID:  # reads and no block I/O for a long while
+                recent[tid] = mine = dict(list(mine.items())[-MAX_READS_PER_TID // 2:])
+            touched.add(tid)
+            if enter > last.get(tid, -1):
+                last[tid] = enter
+            if ts > self._newest_ns:
+                self._newest_ns = ts
+        return touched
+
+    def _forget_reads(self, tids: set[int]) -> None:
+        """After a batch of bios: keeps the latest reads per thread (for bios
+        of readahead that complete after their read), and forgets threads
+        long quiet."""
+        recent, last = self._recent, self._last_enter
+        for tid in tids:
+            mine = recent[tid]
+            if len(mine) > RECENT_READS_PER_TID:
+                recent[tid] = dict(list(mine.items())[-RECENT_READS_PER_TID:])
+        if len(last) > 4 * 4096:  # threads gone quiet for a minute: their bios are long done
+            horizon = self._newest_ns - int(PENDING_BIO_S * 1e9)
+            for tid in [t for t, e in last.items() if e < horizon]:
+                del last[tid]
+                recent.pop(tid, None)
+
+    def _files_of_bios(self, bios: "np.ndarray[Any, Any]", final: bool) -> tuple[list[str], "np.ndarray[Any, Any]"]:
+        """The file of each bio (the read its thread was in when it queued
+        it; "" for none), and which bios must wait for their read's record,
+        not drained yet (a bio completes before the read that waits on it)."""
+        import numpy as np
+
+        paths = [""] * len(bios)
+        wait = np.zeros(len(bios), dtype=bool)
+        horizon = self._newest_ns - int(PENDING_BIO_S * 1e9)
+        recent, last = self._recent, self._last_enter
+        for i, (tid, enter, queued) in enumerate(zip(bios["tid"].tolist(), bios["read_enter_ns"].tolist(),
+                                                     bios["queued_ns"].tolist())):
+            if not enter:
+                continue
+            path = recent.get(tid, {}).get(enter)
+            if path is not None:
+                paths[i] = path
+            elif not final and last.get(tid, -1) < enter and queued > horizon:
+                wait[i] = True
+        return paths, wait
+
+    def read_table(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> "pa.Table":
+        """Read records as the trace keeps them: the struct's fields, the
+        syscall by name, the file's path, bytes and errno."""
+        import numpy as np
+        import pyarrow as pa
+
+        table = arrow_table(batch, self.offset_ns, enums={"syscall": self.syscalls},
+                            bools=("direct", "has_file", "iov_truncated"))
+        ret = batch["ret"].astype(np.int64)
+        return (table.append_column("path", _dictionary(paths))
+                .append_column("bytes", pa.array(ret.clip(min=0)))
+                .append_column("errno", pa.array((-ret).clip(min=0).astype(np.int32))))
+
+    def block_table(self, bios: "np.ndarray[Any, Any]", paths: list[str]) -> "pa.Table":
+        """Bio records as the trace keeps them: the struct's fields, the op
+        by name, the disk, queue and device time, and the file."""
+        import numpy as np
+        import pyarrow as pa
+
+        table = arrow_table(bios, self.offset_ns, enums={"op": _BLOCK_OPS}, bools=("attributed", "completed"))
+        queue, device = block_latencies(bios["queued_ns"], bios["issue_ns"], bios["ts_ns"])
+        return (table.append_column("disk", _dictionary([disk_name(d) for d in bios["dev"].tolist()]))
+                .append_column("queue_ns", _nullable_int(queue))
+                .append_column("device_ns", _nullable_int(device))
+                .append_column("path", _dictionary(paths)))
+
+    def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[tuple[str, "pa.Table"]]:
+        if ring == READ_RING:
+            return [("read", events.table)]
+        if ring == BLOCK_RING:
+            return [("block", events.table)]
+        return ()
+
+    def replay(self, kind: str, table: "pa.Table") -> None:
+        if kind == "read":
+            self.stats.add_reads(table)
+        elif kind == "block":
+            self.stats.add_blocks(table)
 
     def live_header(self, clock: Clock) -> str:
         return f"{clock.live_title:<10} " + HEADER
@@ -293,30 +453,35 @@ class ODirectTool(Tool):
         if ring == READ_RING:
             return self._read_lines(events.batch, events.paths, clock)
         if ring == BLOCK_RING:
-            return self._block_lines(events, clock)
+            return self._block_lines(events.batch, clock)
         return ""
 
     def json_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[dict[str, Any]]:
         if ring == READ_RING:
             return self._json_reads(events.batch, events.paths, clock)
         if ring == BLOCK_RING:
-            return self._json_blocks(events, clock)
+            return self._json_blocks(events.batch, clock)
         return ()
 
     def _name_files(self, batch: "np.ndarray[Any, Any]") -> list[str]:
+        import numpy as np
+
         if not self.paths.knows_all(batch):
             # A file record committed after the file ring was drained and
             # before this read ring was: it is in the ring now.
-            reader = self.tracer.readers.get(FILE_RING)
+            reader = self.tracer.readers.get(FILE_RING) if self.tracer is not None else None
             if reader is not None:
                 self.paths.learn(reader.drain())
+        # one lookup per distinct (pid, fd, file): a batch reads few files
+        keys = np.empty(len(batch), dtype=[("pid", "<u4"), ("fd", "<i4"), ("dev", "<u4"), ("ino", "<u8"),
+                                           ("has_file", "u1")])
+        for name in keys.dtype.names:
+            keys[name] = batch[name]
+        uniques, inverse = np.unique(keys, return_inverse=True)
         name = self.paths.name
-        return [
-            name(pid, fd, dev, ino, has_file)
-            for pid, fd, dev, ino, has_file in zip(
-                batch["pid"].tolist(), batch["fd"].tolist(), batch["dev"].tolist(), batch["ino"].tolist(),
-                batch["has_file"].tolist())
-        ]
+        names = [name(int(u["pid"]), int(u["fd"]), int(u["dev"]), int(u["ino"]), bool(u["has_file"]))
+                 for u in uniques]
+        return [names[i] for i in inverse.reshape(-1).tolist()]
 
     def _read_lines(self, batch: "np.ndarray[Any, Any]", paths: list[str], clock: Clock) -> str:
         t0 = clock.start_ns
@@ -412,13 +577,17 @@ class ODirectTool(Tool):
 
     def finish(self) -> Sequence[tuple[str, str, Any]]:
         """After the last drain, before the object closes: bios still in the
-        kernel's table, and the counters of what could not be credited."""
+        kernel's table, bios still waiting for their read, and the counters
+        of what could not be credited."""
+        import numpy as np
+
         assert self.tracer is not None
         late: list[tuple[str, str, Any]] = []
         leftovers = self.unreported_bios()
-        if len(leftovers):
-            self._bios.append(leftovers)
-            late.append(("odirect", BLOCK_RING, leftovers))
+        if len(leftovers) or self._pending or self._ready:
+            blocks = self._blocks(leftovers if len(leftovers) else np.zeros(0, leftovers.dtype), final=True)
+            if blocks is not None:
+                late.append(("odirect", BLOCK_RING, blocks))
         self.unattributed_requests = self.tracer.read_global("unattributed_requests")
         self.unattributed_bytes = self.tracer.read_global("unattributed_bytes")
         self.untracked_bios = self.tracer.read_global("untracked_bios")
@@ -448,63 +617,25 @@ class ODirectTool(Tool):
         owners = slots["owner"][slots["bio"] != 0]
         owners = owners[(owners["traced"] != 0) & (owners["bytes"] > owners["credited"])]
         out = np.zeros(len(owners), dtype=block_dtype)
-        for name in ("queued_ns", "sector", "dev", "pid", "tid", "op", "comm"):
+        for name in ("queued_ns", "read_enter_ns", "sector", "dev", "pid", "tid", "op", "comm"):
             out[name] = owners[name]
         out["ts_ns"] = owners["queued_ns"]
         out["bytes"] = owners["bytes"] - owners["credited"]
         out["attributed"] = 1
         return np.sort(out, order="ts_ns")
 
-    def frames(self) -> dict[str, "pd.DataFrame"]:
-        if self._frames is None:
-            self._frames = self._make_frames()
-        return self._frames
+    def end_state(self) -> dict[str, Any]:
+        return {"unattributed_requests": self.unattributed_requests, "unattributed_bytes": self.unattributed_bytes,
+                "untracked_bios": self.untracked_bios}
 
-    def _make_frames(self) -> dict[str, "pd.DataFrame"]:
-        import numpy as np
-        import pandas as pd
-
-        assert self.tracer is not None
-        # the run's own offset: the frames' times equal the live and JSON ones
-        wall = self.clock.offset_ns if self.clock is not None else time.time_ns() - time.monotonic_ns()
-        reads = decode_events(self._reads, self.tracer.btf.dtype("odirect_read_event"))
-        reads = reads.drop(columns=["pad"])
-        reads.insert(0, "time_ns", reads["ts_ns"].astype(np.int64) + wall)
-        reads["syscall"] = reads["syscall"].map(self.syscalls).astype("string")
-        reads["direct"] = reads["direct"].astype(bool)
-        reads["has_file"] = reads["has_file"].astype(bool)
-        reads["iov_truncated"] = reads["iov_truncated"].astype(bool)
-        # Named again now that every file record is in: the live lines may
-        # have raced a file record still in its ring.
-        reads["path"] = [self.paths.name(p, f, d, i, h) for p, f, d, i, h in zip(
-            reads["pid"].tolist(), reads["fd"].tolist(), reads["dev"].tolist(), reads["ino"].tolist(),
-            reads["has_file"].tolist())]
-        reads["bytes"] = reads["ret"].clip(lower=0)
-        reads["errno"] = (-reads["ret"]).clip(lower=0)
-        block_dtype = self.tracer.btf.dtype("odirect_block_event")
-        blocks = decode_events(self._bios, block_dtype).drop(columns=["pad"])
-        blocks.insert(0, "time_ns", blocks["ts_ns"].astype(np.int64) + wall)
-        blocks["attributed"] = blocks["attributed"].astype(bool)
-        blocks["completed"] = blocks["completed"].astype(bool)
-        queue, device = block_latencies(blocks["queued_ns"].to_numpy(), blocks["issue_ns"].to_numpy(),
-                                        blocks["ts_ns"].to_numpy())
-        blocks["queue_ns"] = pd.array(np.round(queue), dtype="Float64").astype("Int64")
-        blocks["device_ns"] = pd.array(np.round(device), dtype="Float64").astype("Int64")
-        blocks["op"] = [block_op_name(o) for o in blocks["op"].tolist()]
-        blocks.insert(blocks.columns.get_loc("dev"), "disk", [disk_name(d) for d in blocks["dev"].tolist()])
-        blocks["dev"] = [dev_name(d) for d in blocks["dev"].tolist()]
-        # The file of each bio: the read its thread had in flight when it queued it.
-        files = files_of_bios(blocks, reads.rename(columns={"dev": "dev_raw"}))
-        blocks["file_dev"] = [dev_name(d) if d else "" for d in files["file_dev"].tolist()]
-        blocks["ino"] = files["ino"].astype(np.uint64)
-        blocks["path"] = files["path"].astype(str)
-        reads["dev"] = [dev_name(d) for d in reads["dev"].tolist()]
-        return {"read": reads, "block": blocks}
+    def restore_end(self, state: Mapping[str, Any]) -> None:
+        self.unattributed_requests = int(state.get("unattributed_requests", 0))
+        self.unattributed_bytes = int(state.get("unattributed_bytes", 0))
+        self.untracked_bios = int(state.get("untracked_bios", 0))
 
     def tables(self) -> dict[str, Any]:
         """Per process (every figure) and per file, as the text report shows them."""
-        frames = self.frames()
-        return {"processes": per_process(frames), "files": per_file(frames)}
+        return {"processes": per_process(self.stats), "files": per_file(self.stats)}
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         tables = self.tables()
@@ -517,10 +648,30 @@ class ODirectTool(Tool):
         }
 
     def findings(self, duration_s: float) -> list[Any]:
-        return odirect_findings(self.frames(), duration_s=duration_s)
+        return odirect_findings(self.stats, duration_s=duration_s)
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
         print_report({**envelope, **self.tables()}, findings, out)
+
+
+def _dictionary(values: list[str]) -> "pa.DictionaryArray":
+    """Strings as an Arrow dictionary column (few distinct in a batch)."""
+    import numpy as np
+    import pyarrow as pa
+
+    labels, codes = np.unique(np.array(values, dtype=object).astype(str), return_inverse=True) if values else (
+        np.array([], dtype=str), np.zeros(0, dtype=np.int64))
+    return pa.DictionaryArray.from_arrays(pa.array(codes.reshape(-1).astype(np.int32)),
+                                          pa.array(labels.tolist(), pa.string()))
+
+
+def _nullable_int(values: "np.ndarray[Any, Any]") -> "pa.Array":
+    """Float nanoseconds, NaN where unknown -> int64 with nulls."""
+    import numpy as np
+    import pyarrow as pa
+
+    unknown = np.isnan(values)
+    return pa.array(np.where(unknown, 0, np.round(values)).astype(np.int64), mask=unknown)
 
 
 # A process's figures in the summary envelope (the text report shows more).

@@ -9,6 +9,9 @@ from typing import Any, Callable, Optional
 
 import click
 
+from .engine.sinks import TraceOutput
+from .engine.tracedir import DEFAULT_FLUSH_S
+
 __all__ = ["PidList", "pid_options", "setup_logging"]
 
 
@@ -41,15 +44,16 @@ def _flatten(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[in
     return tuple(pid for group in value or () for pid in group)
 
 
-def pid_options(required: bool = False, output_dir: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """-p/-c/-f/-d/--json/-o/-T/-v, as bcc and libbpf-tools spell them."""
 
-    if output_dir:
-        output = click.option("-o", "--output", type=click.Path(file_okay=False), metavar="DIR",
-                              help="Write the trace to DIR (Parquet files and summary.json, mode 0600).")
-    else:
-        output = click.option("-o", "--output", type=click.Path(dir_okay=False), metavar="FILE",
-                              help="Write every event to FILE (Parquet, mode 0600).")
+    output = click.option("-o", "--output", type=click.Path(), metavar="DIR",
+                          help="Write the trace to DIR as it goes: meta.json, Parquet parts per record kind, "
+                               "summary.json at the end (mode 0600; `report DIR` reads it back).")
+    flush = click.option("--flush", "flush_s", type=click.FloatRange(min=0.01), default=DEFAULT_FLUSH_S,
+                         show_default=True, metavar="SECONDS",
+                         help="With -o: write and fsync the records at least this often (what a kill -9 "
+                              "or a panic can lose).")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = [
@@ -62,6 +66,7 @@ def pid_options(required: bool = False, output_dir: bool = False) -> Callable[[C
                          help="Stop after SECONDS (0: attach, print the ready line, exit)."),
             click.option("--json", "as_json", is_flag=True, help="JSON Lines: events, then a summary."),
             output,
+            flush,
             click.option("-T", "--utc", is_flag=True, help="Live lines show UTC wall-clock time, not seconds since the start."),
             click.option("-v", "--verbose", count=True, help="Show libbpf's messages (-vv: debug)."),
         ]
@@ -71,6 +76,9 @@ def pid_options(required: bool = False, output_dir: bool = False) -> Callable[[C
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             setup_logging(kwargs.get("verbose", 0))
+            flush_s = kwargs.pop("flush_s")
+            if kwargs.get("output"):
+                kwargs["output"] = TraceOutput(kwargs["output"], flush_s)
             return fn(*args, **kwargs)
 
         return wrapper

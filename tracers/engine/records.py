@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
-__all__ = ["decode_events", "json_line", "write_parquet"]
+__all__ = ["arrow_table", "decode_events", "json_line", "strings_of", "write_parquet"]
 
 
 def json_line(obj: Mapping[str, Any]) -> str:
@@ -57,18 +58,18 @@ def _factorize_fixed_bytes(arr: "np.ndarray[Any, Any]", name: str) -> tuple["np.
     words into one uint64, factorize those, decode only the first occurrence
     of each, and check that no two distinct values were merged."""
     import numpy as np
-    import pandas as pd
 
     col = arr[name]
     n = len(arr)
+    if not n:
+        return np.zeros(0, dtype=np.int64), []
     words = _fixed_bytes_words(arr, name)
     mixed = words[:, 0].copy()
     for i in range(1, words.shape[1]):
         mixed *= np.uint64(0x9E3779B97F4A7C15)
         mixed ^= words[:, i]
-    codes, _uniques = pd.factorize(mixed)
-    first = np.empty(codes.max() + 1 if n else 0, dtype=np.int64)
-    first[codes[::-1]] = np.arange(n - 1, -1, -1)
+    _uniques, first, codes = np.unique(mixed, return_index=True, return_inverse=True)
+    codes = codes.reshape(-1)
     if not (words[first][codes] == words).all():  # merged by the mix: take the exact path
         uniques, exact = np.unique(col, return_inverse=True)
         return exact.reshape(-1), [u.split(b"\0", 1)[0].decode("utf-8", "replace") for u in uniques]
@@ -125,3 +126,61 @@ def write_parquet(frames: Mapping[str, "pd.DataFrame"], path: str, metadata: Map
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "wb") as sink:
         pq.write_table(table, sink)
+
+
+def strings_of(arr: "np.ndarray[Any, Any]", name: str) -> "pa.DictionaryArray":
+    """A fixed char array field (comm) as Arrow dictionary strings."""
+    import numpy as np
+    import pyarrow as pa
+
+    codes, labels = _factorize_fixed_bytes(arr, name)
+    if len(set(labels)) != len(labels):  # distinct raw values decoding to one label
+        merged = sorted(set(labels))
+        remap = np.array([merged.index(label) for label in labels], dtype=np.int32)
+        codes, labels = remap[codes], merged
+    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), pa.array(labels, pa.string()))
+
+
+def enum_strings(values: "np.ndarray[Any, Any]", names: Mapping[int, str]) -> "pa.DictionaryArray":
+    """An enum-valued field as Arrow dictionary strings (a value the enum
+    does not name shows as its number)."""
+    import numpy as np
+    import pyarrow as pa
+
+    uniques, codes = np.unique(values, return_inverse=True)
+    labels = [names.get(int(v), str(int(v))) for v in uniques]
+    return pa.DictionaryArray.from_arrays(pa.array(codes.reshape(-1).astype(np.int32)), pa.array(labels, pa.string()))
+
+
+def arrow_table(arr: "np.ndarray[Any, Any]", offset_ns: int, *, enums: Optional[Mapping[str, Mapping[int, str]]] = None,
+                bools: Iterable[str] = (), drop: Iterable[str] = ()) -> "pa.Table":
+    """Ring records -> an Arrow table whose schema is the event struct's:
+    integers stay integers, char arrays and enums become dictionary strings,
+    flags named in bools become booleans; a UTC ``time`` column leads and
+    the raw ``ts_ns`` stays.  Fields named pad or starting with _ are left
+    out, as are nested arrays."""
+    import numpy as np
+    import pyarrow as pa
+
+    enums = enums or {}
+    bools = set(bools)
+    skip = set(drop)
+    columns: dict[str, Any] = {}
+    names = arr.dtype.names or ()
+    if "ts_ns" in names:
+        columns["time"] = pa.array(arr["ts_ns"].astype(np.int64) + offset_ns, pa.timestamp("ns", tz="UTC"))
+    for name in names:
+        if name in skip or name.startswith("_") or name == "pad":
+            continue
+        col = arr[name]
+        if col.dtype.kind == "S":
+            columns[name] = strings_of(arr, name)
+        elif col.ndim > 1 or col.dtype.subdtype is not None:
+            continue
+        elif name in enums:
+            columns[name] = enum_strings(col, enums[name])
+        elif name in bools:
+            columns[name] = pa.array(col != 0)
+        else:
+            columns[name] = pa.array(np.ascontiguousarray(col))
+    return pa.table(columns)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
 from .clock import Clock, rfc3339_ns
@@ -99,8 +100,11 @@ class Run:
             if self.duration == 0:  # -d 0: attach, the ready line, nothing more
                 self.envelope = {}
                 return self.envelope
+            meta = self.meta()
             for sink in self.sinks:
-                sink.begin(self.tool, self.clock)
+                sink.begin(self.tool, self.clock, meta)
+            for obj, ring, events in self.tool.attach_events():
+                self._show(obj, ring, events)
             if self.target.argv:
                 self.tool.before_spawn()
                 try:
@@ -109,9 +113,11 @@ class Run:
                     raise UsageProblem(f"cannot start {self.target.argv[0]!r}: {exc.strerror}") from None
                 self._launcher = (pid, LAUNCHER_COMM)
                 self.tool.spawned(pid)
-            tick = self._tick if self.tool.tick_interval else None
-            session.run(self.dispatch, duration=self.duration, tick=tick,
-                        tick_interval=self.tool.tick_interval or 1.0)
+            # the tool's tick exactly on its interval when no sink needs idle calls
+            intervals = [i for i in [self.tool.tick_interval] + [s.idle_s for s in self.sinks] if i]
+            self._next_tick = time.monotonic() + (self.tool.tick_interval or 0.0)
+            session.run(self.dispatch, duration=self.duration, tick=self._periodic if intervals else None,
+                        tick_interval=min(intervals) if intervals else 1.0)
             for obj, ring, events in self.tool.finish():
                 self._show(obj, ring, events)
             self._end(session)
@@ -196,20 +202,50 @@ class Run:
         ours = (batch["pid"] == pid) & (batch["comm"] == comm)
         return batch[~ours] if ours.any() else batch
 
+    def _periodic(self) -> None:
+        """A few times a second: the sinks' idle work (a trace's due flush),
+        and the tool's tick when its interval is up."""
+        for sink in self.sinks:
+            sink.idle()
+        if self.tool.tick_interval and time.monotonic() >= self._next_tick - 1e-3:
+            self._next_tick += self.tool.tick_interval
+            self._tick()
+
     def _tick(self) -> None:
         for stream, events in self.tool.tick():
             self._show("", stream, events)
         if self.tool.stop_reason and self.session is not None:
             self.session.request_stop(self.tool.stop_reason)
 
+    def meta(self) -> dict[str, Any]:
+        """The run's facts, known once attached (a trace's meta.json)."""
+        assert self.session is not None
+        head = _envelope_head(self.tool.name, self.started_epoch_ns)
+        del head["type"]
+        return {
+            **head,
+            "prog": self.prog,
+            "argv": sys.argv,
+            "options": self.tool.trace_options(),
+            "target": self.target.describe(),
+            "command": self.target.argv,
+            "pids": sorted(self.target.pids),
+            "hooks": [c.as_dict() for c in self.session.choices],
+            "backend": "libbpf" if self.tracers else None,
+            # ts_ns (CLOCK_MONOTONIC) + offset_ns = UTC nanoseconds
+            "clock": {"offset_ns": self.clock.offset_ns, "start_ns": self.clock.start_ns},
+        }
+
     # -- the end ------------------------------------------------------------
 
     def _end(self, session: Session) -> None:
-        duration_s = session.duration_s
+        # rounded once: the trace's end.json keeps this figure, and `report`
+        # recomputes duration-based findings from it
+        duration_s = round(session.duration_s, 3)
         self.findings = list(self.tool.findings(duration_s))
         out = _envelope_head(self.tool.name, self.started_epoch_ns)
         out.update(
-            duration_s=round(duration_s, 3),
+            duration_s=duration_s,
             lost_events=session.lost_events,
             hooks=[c.as_dict() for c in session.choices],
             stop_reason=session.stop_reason,
@@ -225,40 +261,30 @@ class Run:
             sink.end(self.tool, out, self.findings)
 
 
-def check_output_path(path: Optional[str], directory: bool = False) -> None:
-    """-o must be writable before anything is attached: one line, exit 2."""
-    if not path:
-        return
-    if directory:
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise UsageProblem(f"-o {path}: not a directory")
-        parent = path if os.path.isdir(path) else (os.path.dirname(os.path.abspath(path)) or ".")
-    else:
-        if os.path.isdir(path):
-            raise UsageProblem(f"-o {path}: is a directory")
-        parent = os.path.dirname(os.path.abspath(path)) or "."
-    if not os.path.isdir(parent):
-        raise UsageProblem(f"-o {path}: no such directory {parent}")
-    if not os.access(parent, os.W_OK):
-        raise UsageProblem(f"-o {path}: {parent} is not writable")
+def check_output_path(path: Optional[str]) -> None:
+    """-o DIR must be writable before anything is attached: one line, exit 2."""
+    if path:
+        from .tracedir import check_trace_dir
+
+        check_trace_dir(path)
 
 
 def build_sinks(as_json: bool, output: Optional[str], out: Optional[TextIO] = None,
-                live: bool = True) -> list["Sink"]:
-    """The sinks of a command's flags: JSON Lines or text, plus -o."""
-    from .sinks import JsonSink, TextSink, TraceFileSink
+                live: bool = True, flush_s: Optional[float] = None) -> list["Sink"]:
+    """The sinks of a command's flags: JSON Lines or text, plus -o DIR."""
+    from .sinks import JsonSink, TextSink, TraceDirSink
 
     sinks: list[Sink] = [JsonSink(out) if as_json else TextSink(out, live=live)]
     if output:
-        sinks.append(TraceFileSink(output))
+        sinks.append(TraceDirSink(output, flush_s if flush_s is not None else getattr(output, "flush_s", None)))
     return sinks
 
 
 def run_tool(prog: str, tool: "Tool", target: Target, *, duration: Optional[float], as_json: bool,
              output: Optional[str], utc: bool = False, out: Optional[TextIO] = None,
-             live: bool = True) -> "Run":
+             live: bool = True, flush_s: Optional[float] = None) -> "Run":
     """A command's whole run from its flags; returns the finished Run."""
-    run = Run(prog, tool, target, build_sinks(as_json, output, out, live), duration=duration, utc=utc)
+    run = Run(prog, tool, target, build_sinks(as_json, output, out, live, flush_s), duration=duration, utc=utc)
     run.execute()
     return run
 

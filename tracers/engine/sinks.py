@@ -14,19 +14,25 @@ if TYPE_CHECKING:
     from .clock import Clock
     from .tool import Tool
 
-__all__ = ["JsonSink", "Sink", "TextSink", "TraceFileSink"]
+__all__ = ["JsonSink", "Sink", "TextSink", "TraceDirSink", "TraceOutput"]
 
 
 class Sink:
     # Set when the reader of the sink's stream went away (`| head`): the run
     # ends as if the user had stopped it.
     closed = False
+    # Seconds between idle() calls; None: none wanted.
+    idle_s: Optional[float] = None
 
-    def begin(self, tool: "Tool", clock: "Clock") -> None:
-        """Tracing is attached; no record has been shown yet."""
+    def begin(self, tool: "Tool", clock: "Clock", meta: Mapping[str, Any]) -> None:
+        """Tracing is attached; no record has been shown yet.  meta: the
+        run's facts (host, kernel, hooks, clock, argv)."""
 
     def events(self, tool: "Tool", obj: str, ring: str, events: Any, clock: "Clock") -> None:
         """One batch, as the tool's update() returned it."""
+
+    def idle(self) -> None:
+        """Called a few times a second, events or not."""
 
     def end(self, tool: "Tool", envelope: Mapping[str, Any], findings: Sequence[Any]) -> None:
         """The run is over: the summary envelope and the findings."""
@@ -59,7 +65,7 @@ class TextSink(Sink):
     def out(self) -> TextIO:
         return self._out or sys.stdout  # the stdout of the moment (tests capture it)
 
-    def begin(self, tool: "Tool", clock: "Clock") -> None:
+    def begin(self, tool: "Tool", clock: "Clock", meta: Mapping[str, Any]) -> None:
         header = tool.live_header(clock) if self.live else ""
         if header:
             _write(self, self.out, header + "\n")
@@ -93,11 +99,39 @@ class JsonSink(Sink):
         _write(self, self._out or sys.stdout, json_line(envelope))
 
 
-class TraceFileSink(Sink):
-    """-o PATH: what the tool recorded, written at the end of the run."""
+class TraceOutput(str):
+    """-o DIR as the commands pass it on: the path, and how often to flush."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    flush_s: Optional[float]
+
+    def __new__(cls, path: str, flush_s: Optional[float] = None) -> "TraceOutput":
+        self = super().__new__(cls, path)
+        self.flush_s = flush_s
+        return self
+
+
+class TraceDirSink(Sink):
+    """-o DIR: the tool's records written as the run goes (see tracedir)."""
+
+    idle_s = 0.1
+
+    def __init__(self, path: str, flush_s: Optional[float] = None) -> None:
+        from .tracedir import DEFAULT_FLUSH_S, TraceWriter
+
+        self.writer = TraceWriter(path, flush_s if flush_s is not None else DEFAULT_FLUSH_S)
+
+    def begin(self, tool: "Tool", clock: "Clock", meta: Mapping[str, Any]) -> None:
+        self.writer.start(meta)
+
+    def events(self, tool: "Tool", obj: str, ring: str, events: Any, clock: "Clock") -> None:
+        for kind, table in tool.trace_records(obj, ring, events, clock):
+            self.writer.append(kind, table)
+        self.writer.flush_if_due()
+
+    def idle(self) -> None:
+        self.writer.flush_if_due()
 
     def end(self, tool: "Tool", envelope: Mapping[str, Any], findings: Sequence[Any]) -> None:
-        tool.write_output(self.path, envelope)
+        end = {k: envelope[k] for k in ("duration_s", "lost_events", "stop_reason", "command_exit") if k in envelope}
+        end["state"] = tool.end_state()
+        self.writer.finish(end, envelope)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Te
 from .tracer import Hook
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pyarrow as pa
 
     from .clock import Clock
     from .tracer import BpfTracer, HookChoice
@@ -106,13 +106,35 @@ class Tool:
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
         """The end-of-run text report (tables, findings)."""
 
-    def frames(self) -> "dict[str, pd.DataFrame]":
-        """Every record of the run, one table per kind (for -o)."""
+    # -- the trace directory (-o DIR) and `report` ----------------------------
+
+    def trace_options(self) -> dict[str, Any]:
+        """What rebuilds this tool for `report` (its options), in meta.json."""
         return {}
 
-    def write_output(self, path: str, envelope: Mapping[str, Any]) -> None:
-        """-o: the frames in one Parquet file, the envelope in its metadata."""
-        from .records import write_parquet
+    @classmethod
+    def from_trace(cls, options: Mapping[str, Any]) -> "Tool":
+        """The tool as `report` rebuilds it from meta.json's options."""
+        return cls(**options)
 
-        meta = {k: v for k, v in envelope.items() if k != "findings"}
-        write_parquet(self.frames(), path, meta)
+    def attach_events(self) -> Sequence[tuple[str, str, Any]]:
+        """Records of the state found at attach (from /proc), as
+        (obj, ring, events) for the sinks; after started()."""
+        return ()
+
+    def trace_records(self, obj: str, ring: str, events: Any, clock: "Clock") -> "Iterable[tuple[str, pa.Table]]":
+        """What the trace directory keeps of one batch: (kind, Arrow table)
+        pairs.  A tool's aggregates must be a function of these records (and
+        of end_state()), so that `report` recomputes what the run showed."""
+        return ()
+
+    def replay(self, kind: str, table: "pa.Table") -> None:
+        """`report`: one stored part, in the order the run wrote them."""
+
+    def end_state(self) -> dict[str, Any]:
+        """What finish() read from the kernel and /proc at the end (JSON),
+        for end.json."""
+        return {}
+
+    def restore_end(self, state: Mapping[str, Any]) -> None:
+        """`report`: end.json's state back in the tool."""

@@ -1,0 +1,250 @@
+"""The trace directory of ``-o DIR``: written while the run goes, readable
+at any moment, by kerntrace, pyarrow or DuckDB.
+
+    DIR/meta.json               first: host, kernel, version, argv, hooks,
+                                the clock, the tool and its options
+    DIR/<kind>/part-NNNNNN.parquet
+                                the records of one kind; NNNNNN counts the
+                                parts of the whole run, in write order
+    DIR/end.json                at a clean end: how the run ended and the
+                                state read from the kernel at the end
+    DIR/summary.json            last: the summary envelope and findings
+
+A part is written to a temporary name, fsync'd, renamed and its directory
+fsync'd, so a part that can be seen is whole: a run ended by kill -9, the
+OOM killer or a panic leaves every record up to its last flush.  Files are
+mode 0600 (a trace shows what processes read), directories 0700.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
+
+from .environment import UsageProblem
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = ["FORMAT", "TraceReader", "TraceWriter", "check_trace_dir", "is_trace_dir"]
+
+FORMAT = "kerntrace-trace/1"
+META = "meta.json"
+END = "end.json"
+SUMMARY = "summary.json"
+DEFAULT_FLUSH_S = 0.5
+# A part is also closed at this many buffered bytes (a burst between flushes).
+PART_BYTES = 32 << 20
+_PART = re.compile(r"^part-(\d{6,})\.parquet$")
+_KIND = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def is_trace_dir(path: str) -> bool:
+    try:
+        with open(os.path.join(path, META)) as f:
+            return json.load(f).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_trace_dir(path: str) -> None:
+    """-o DIR must be writable before anything is attached: a new directory
+    in an existing writable one, an empty directory, or an earlier trace
+    (replaced).  One line and exit 2 otherwise."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UsageProblem(f"-o {path}: exists and is not a directory")
+    if os.path.isdir(path):
+        if os.listdir(path) and not is_trace_dir(path):
+            raise UsageProblem(f"-o {path}: directory is not empty and holds no kerntrace trace")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageProblem(f"-o {path}: not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageProblem(f"-o {path}: no such directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageProblem(f"-o {path}: {parent} is not writable")
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(directory: str, name: str, obj: Mapping[str, Any]) -> None:
+    from .records import json_line
+
+    tmp = os.path.join(directory, f".{name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json_line(obj))
+        f.flush()
+        os.fsync(f.fileno())
+    os.rename(tmp, os.path.join(directory, name))
+    _fsync_dir(directory)
+
+
+class TraceWriter:
+    """Buffers each kind's record tables and writes them out as parts, at
+    least every flush_s seconds and at PART_BYTES."""
+
+    def __init__(self, path: str, flush_s: float = DEFAULT_FLUSH_S, part_bytes: int = PART_BYTES) -> None:
+        self.path = path
+        self.flush_s = flush_s
+        self.part_bytes = part_bytes
+        self._buffered: dict[str, list["pa.Table"]] = {}
+        self._buffered_bytes = 0
+        self._oldest: Optional[float] = None   # monotonic time of the oldest unwritten record
+        self._seq = 0
+        self._kinds: set[str] = set()
+        self.records: dict[str, int] = {}
+
+    def start(self, meta: Mapping[str, Any]) -> None:
+        """Creates (or empties an earlier trace in) the directory and writes
+        meta.json."""
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        if is_trace_dir(self.path):
+            self._remove_earlier_trace()
+        _write_json(self.path, META, {"format": FORMAT, **meta})
+
+    def _remove_earlier_trace(self) -> None:
+        for name in os.listdir(self.path):
+            full = os.path.join(self.path, name)
+            if os.path.isdir(full) and _KIND.match(name):
+                for part in os.listdir(full):
+                    if _PART.match(part) or part.endswith(".tmp"):
+                        os.unlink(os.path.join(full, part))
+                if not os.listdir(full):
+                    os.rmdir(full)
+            elif name in (META, END, SUMMARY):
+                os.unlink(full)
+
+    def append(self, kind: str, table: "pa.Table") -> None:
+        if not table.num_rows:
+            return
+        self._buffered.setdefault(kind, []).append(table)
+        self._buffered_bytes += table.nbytes
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        if self._buffered_bytes >= self.part_bytes:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        if self._oldest is not None and time.monotonic() - self._oldest >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        for kind, tables in self._buffered.items():
+            if not tables:
+                continue
+            directory = os.path.join(self.path, kind)
+            if kind not in self._kinds:
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                self._kinds.add(kind)
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+            self._seq += 1
+            name = f"part-{self._seq:06d}.parquet"
+            tmp = os.path.join(directory, f".{name}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                pq.write_table(table, f, compression="zstd")
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, os.path.join(directory, name))
+            _fsync_dir(directory)
+            self.records[kind] = self.records.get(kind, 0) + table.num_rows
+        self._buffered = {}
+        self._buffered_bytes = 0
+        self._oldest = None
+
+    def finish(self, end: Mapping[str, Any], summary: Mapping[str, Any]) -> None:
+        """A clean end: the last parts, end.json, then summary.json."""
+        self.flush()
+        _write_json(self.path, END, end)
+        _write_json(self.path, SUMMARY, summary)
+
+
+class TraceReader:
+    """A trace directory as written so far (a killed run's included)."""
+
+    def __init__(self, path: str) -> None:
+        if not os.path.isdir(path):
+            raise UsageProblem(f"{path}: no such trace directory")
+        if not is_trace_dir(path):
+            raise UsageProblem(f"{path}: not a kerntrace trace (no {META} of format {FORMAT})")
+        self.path = path
+        with open(os.path.join(path, META)) as f:
+            self.meta: dict[str, Any] = json.load(f)
+        self.end: Optional[dict[str, Any]] = self._json(END)
+        self.summary: Optional[dict[str, Any]] = self._json(SUMMARY)
+
+    def _json(self, name: str) -> Optional[dict[str, Any]]:
+        try:
+            with open(os.path.join(self.path, name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def complete(self) -> bool:
+        """Ended cleanly: end.json and summary.json were written."""
+        return self.end is not None and self.summary is not None
+
+    def parts(self) -> list[tuple[int, str, str]]:
+        """(sequence, kind, path) of every whole part, in write order."""
+        out = []
+        for kind in sorted(os.listdir(self.path)):
+            directory = os.path.join(self.path, kind)
+            if not (_KIND.match(kind) and os.path.isdir(directory)):
+                continue
+            for name in os.listdir(directory):
+                m = _PART.match(name)
+                if m:
+                    out.append((int(m.group(1)), kind, os.path.join(directory, name)))
+        out.sort()
+        return out
+
+    def kinds(self) -> list[str]:
+        return sorted({kind for _seq, kind, _path in self.parts()})
+
+    def tables(self) -> Iterator[tuple[str, "pa.Table"]]:
+        """(kind, table) of every part, in write order."""
+        import pyarrow.parquet as pq
+
+        for _seq, kind, path in self.parts():
+            yield kind, pq.read_table(path)
+
+    def table(self, kind: str) -> "pa.Table":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(path) for _seq, k, path in self.parts() if k == kind]
+        if not tables:
+            return pa.table({})
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    def frames(self) -> "dict[str, pd.DataFrame]":
+        """Every kind as one DataFrame (dictionary columns as categories)."""
+        return {kind: self.table(kind).to_pandas() for kind in self.kinds()}
+
+    def last_ts_ns(self) -> Optional[int]:
+        """The latest ts_ns of any record: where a killed run's trace ends."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        last = None
+        for _seq, _kind, path in self.parts():
+            table = pq.read_table(path, columns=None)
+            if "ts_ns" in table.column_names and table.num_rows:
+                value = pc.max(table["ts_ns"]).as_py()
+                last = value if last is None or value > last else last
+        return last

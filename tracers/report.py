@@ -1,0 +1,94 @@
+"""``iotrace report DIR`` and ``nstrace report DIR``: the summary and
+findings of a recorded run, recomputed from its trace directory by the
+tool that wrote it.  No root, no BPF: any machine with the package."""
+from __future__ import annotations
+
+import importlib
+import io
+import sys
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TextIO
+
+import click
+
+from .engine.environment import UsageProblem
+
+if TYPE_CHECKING:
+    from .engine.tool import Tool
+
+__all__ = ["TOOLS", "command", "report_trace", "tool_of"]
+
+# meta.json's "tool" -> the class that wrote the trace (imported when named)
+TOOLS = {
+    "odirect": ("kerntrace.tracers.odirect", "ODirectTool"),
+    "dstate": ("kerntrace.tracers.dstate", "DStateTool"),
+    "zombies": ("kerntrace.tracers.zombies", "ZombiesTool"),
+    "diagnose": ("kerntrace.tracers.diagnose", "DiagnoseTool"),
+    "stat": ("kerntrace.tracers.stat", "StatTool"),
+    "ip6mr": ("kerntrace.tracers.ip6mr", "Ip6mrTool"),
+}
+
+
+def tool_of(meta: Mapping[str, Any]) -> "Tool":
+    name = meta.get("tool")
+    if name not in TOOLS:
+        raise UsageProblem(f"this kerntrace cannot read traces of {name!r} (it knows {', '.join(sorted(TOOLS))})")
+    module, cls = TOOLS[name]
+    tool_class = getattr(importlib.import_module(module), cls)
+    try:
+        return tool_class.from_trace(meta.get("options") or {})
+    except TypeError as exc:
+        raise UsageProblem(f"trace options not understood by this kerntrace: {exc}") from None
+
+
+def report_trace(path: str) -> "tuple[Tool, dict[str, Any], list[Any]]":
+    """(the tool, the summary envelope, the findings) of the trace at path."""
+    from .engine.replay import replay_trace
+    from .engine.tracedir import TraceReader
+
+    reader = TraceReader(path)
+    tool = tool_of(reader.meta)
+    envelope, findings = replay_trace(reader, tool)
+    return tool, envelope, findings
+
+
+def _truncation_line(envelope: Mapping[str, Any]) -> str:
+    trace = envelope["trace"]
+    records = ", ".join(f"{n} {kind}" for kind, n in sorted(trace["records"].items())) or "no records"
+    if trace["complete"]:
+        return f"Trace {trace['path']}: complete ({records})."
+    return (f"Trace {trace['path']}: TRUNCATED, the run did not end cleanly; it holds {records} "
+            f"over {envelope['duration_s']:.1f} s, up to its last flush.")
+
+
+def write_markdown(envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
+    from ..analysis.report import findings_markdown, run_line
+
+    out.write(f"# {envelope['tool']} on {envelope.get('host')} ({envelope.get('kernel')})\n\n")
+    out.write(f"Started {envelope.get('started')}; target: {envelope.get('target')}.\n\n")
+    out.write(f"{run_line(envelope)}.\n\n{_truncation_line(envelope)}\n\n")
+    out.write(f"## Findings ({len(findings)})\n\n")
+    out.write(findings_markdown(findings) if findings else "None.\n")
+
+
+@click.command("report")
+@click.argument("trace_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="The summary envelope as one JSON object.")
+@click.option("--md", "as_md", is_flag=True, help="Markdown: the run and its findings with evidence tables.")
+def command(trace_dir: str, as_json: bool, as_md: bool) -> int:
+    """The summary and findings of a trace directory written with -o DIR,
+    recomputed from its records (a killed run's trace included: reported as
+    truncated, with what it holds).  Needs neither root nor BPF."""
+    if as_json and as_md:
+        raise UsageProblem("--json or --md, not both")
+    tool, envelope, findings = report_trace(trace_dir)
+    if as_json:
+        from .engine.records import json_line
+
+        sys.stdout.write(json_line(envelope))
+    elif as_md:
+        write_markdown(envelope, findings, sys.stdout)
+    else:
+        buffer = io.StringIO()
+        tool.print_report(envelope, findings, buffer)
+        sys.stdout.write(buffer.getvalue() + "\n" + _truncation_line(envelope) + "\n")
+    return 0
