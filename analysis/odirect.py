@@ -44,6 +44,8 @@ def _column(table: Any, name: str) -> "np.ndarray[Any, Any]":
     """A column of a pyarrow Table or pandas DataFrame as a numpy array."""
     import numpy as np
 
+    if hasattr(table, "labels"):  # kerntrace Records
+        return table.column(name)
     col = table[name]
     if hasattr(col, "combine_chunks"):  # pyarrow ChunkedArray
         col = col.combine_chunks()
@@ -58,6 +60,8 @@ def _labels(table: Any, name: str) -> tuple["np.ndarray[Any, Any]", list[str]]:
     categorical or plain strings)."""
     import numpy as np
 
+    if hasattr(table, "labels"):  # kerntrace Records
+        return table.labels(name)
     col = table[name]
     if hasattr(col, "combine_chunks"):
         col = col.combine_chunks()

@@ -9,6 +9,9 @@ timings are only reported, a lost event is a defect.
     (b) ring buffer -> DataFrame decode throughput (events/s).
     (c) sustained 200,000 events/s for 60 s: events lost must be 0.
     (d) bench_odirect.py: what ``iotrace odirect`` costs an O_DIRECT reader.
+    (e) bench_memory.py: iotrace odirect's peak RSS over a 20 s and an 80 s
+        fio run, without and with ``-o DIR``; lost events; fio's read rate
+        against untraced; records/s written to the trace directory.
 
 Development tooling, not installed: run as root from the source tree,
 ``.venv/bin/python bench/bench.py [--only STEP]``.
@@ -199,12 +202,14 @@ def _fmt(value: Any, unit: str = "") -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.splitlines()[0])
     parser.add_argument("--sustain-seconds", type=float, default=60.0)
-    parser.add_argument("--only", choices=["launch", "decode", "sustained", "odirect"], action="append")
+    parser.add_argument("--memory-seconds", type=float, nargs="+", default=[20.0, 80.0], metavar="SECONDS",
+                        help="fio run lengths of the memory step (the first short, the last long)")
+    parser.add_argument("--only", choices=["launch", "decode", "sustained", "odirect", "memory"], action="append")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("make bench needs root (it loads BPF programs)", file=sys.stderr)
         return 2
-    wanted = set(args.only or ["launch", "decode", "sustained", "odirect"])
+    wanted = set(args.only or ["launch", "decode", "sustained", "odirect", "memory"])
     failed = False
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     if "launch" in wanted:
@@ -220,6 +225,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             bench_odirect = None  # type: ignore[assignment]
         if bench_odirect is not None:
             steps.append(("odirect", bench_odirect.run))
+    if "memory" in wanted:
+        import bench_memory  # beside this file
+
+        steps.append(("memory", lambda: bench_memory.run(args.memory_seconds)))
     for name, step in steps:
         print(f"== {name}", flush=True)
         try:
@@ -246,6 +255,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"  {result['achieved_events_per_s']:,.0f} events/s for {result['seconds']:.0f} s: "
                   f"emitted {result['emitted']:,}, received {result['received']:,}, lost {result['lost']:,}")
             failed |= result["received"] != result["emitted"]
+        elif name == "memory":
+            # bench_memory printed its table and goals; a goal missed is a defect
+            failed |= not result["ok"]
     return 1 if failed else 0
 
 

@@ -93,15 +93,28 @@ def _iotrace_exe() -> str:
     return exe if os.path.exists(exe) else shutil.which("iotrace") or "iotrace"
 
 
-def _iotrace_counts(parquet: str, fio_file: str) -> dict[str, int]:
+def _iotrace_counts(trace_dir: str, fio_file: str) -> dict[str, int]:
+    """O_DIRECT reads and bytes, and block bytes, of fio's file in the
+    trace directory of ``iotrace odirect -o DIR`` (its read and block
+    records), read part by part, only the columns needed."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    t = pq.read_table(parquet).to_pandas()
-    reads = t[(t["type"] == "read") & (t["path"] == fio_file)]
-    direct = reads[reads["direct"].astype(bool)]
-    blocks = t[(t["type"] == "block") & (t["path"] == fio_file)]
-    return {"odirect_reads": int(len(direct)), "odirect_bytes": int(direct["bytes"].sum()),
-            "block_bytes": int(blocks["bytes"].sum())}
+    counts = {"odirect_reads": 0, "odirect_bytes": 0, "block_bytes": 0}
+    for kind, columns in (("read", ["path", "direct", "bytes"]), ("block", ["path", "bytes"])):
+        directory = os.path.join(trace_dir, kind)
+        for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+            if not (name.startswith("part-") and name.endswith(".parquet")):
+                continue
+            t = pq.read_table(os.path.join(directory, name), columns=columns)
+            mine = pc.equal(t["path"].cast("string"), fio_file)
+            if kind == "read":
+                mine = pc.and_(mine, t["direct"])
+                counts["odirect_reads"] += int(pc.sum(mine.cast("int64")).as_py() or 0)
+                counts["odirect_bytes"] += int(pc.sum(t.filter(mine)["bytes"]).as_py() or 0)
+            else:
+                counts["block_bytes"] += int(pc.sum(t.filter(mine)["bytes"]).as_py() or 0)
+    return counts
 
 
 PROGRAM_PREFIX = "odirect_"
@@ -399,7 +412,7 @@ def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out
     try:
         # Lay the file out once, outside any measurement.
         _run(_fio_argv(fio_file, 1, result_file))
-        parquet = os.path.join(work, "trace.parquet")
+        trace_dir = os.path.join(work, "trace")  # -o DIR, replaced by each run
 
         def fio_case(name: str, wrapper: Optional[list[str]] = None, command_string: bool = False) -> dict[str, Any]:
             argv = _fio_argv(fio_file, seconds, result_file)
@@ -419,14 +432,14 @@ def run(seconds: float = 4.0, rounds: int = 10, directory: str = "/var/tmp", out
 
         out.write(f"fio 4k O_DIRECT random reads (psync), {seconds:g} s per case, {rounds} rounds of untraced "
                   f"and iotrace in turn, file {fio_file}\n")
-        iotrace = [_iotrace_exe(), "odirect", "-o", parquet, "-c"]
+        iotrace = [_iotrace_exe(), "odirect", "-o", trace_dir, "-c"]
         for pair in _paired_rounds(rounds):
             for name in pair:
                 if name == "untraced":
                     runs["untraced"].append(fio_case("untraced"))
                 else:
                     r = fio_case("iotrace", iotrace, command_string=True)
-                    r["counts"] = _iotrace_counts(parquet, fio_file)
+                    r["counts"] = _iotrace_counts(trace_dir, fio_file)
                     runs["iotrace"].append(r)
         if shutil.which("bpftool"):
             argv = _fio_argv(fio_file, seconds, result_file)

@@ -17,16 +17,22 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, TextIO
 
 import click
 
+from .engine.clock import Clock
 from .engine.environment import UsageProblem, require_root
+from .engine.tool import Tool
+from .engine.tracedir import DEFAULT_FLUSH_S
 from ..analysis.findings import Finding
 from ..analysis.report import format_table, print_findings
-from .engine.run import snapshot_envelope
+from .engine.run import check_output_path, snapshot_envelope
 
-__all__ = ["Namespace", "command", "inventory", "inspect_netns", "list_namespaces"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["Namespace", "NetnsSnapshot", "command", "inventory", "inspect_netns", "list_namespaces"]
 
 CLONE_NEWNET = 0x40000000
 NETNS_DIRS = ("/run/netns", "/var/run/netns")
@@ -264,9 +270,128 @@ def _render(namespaces: list[Namespace]) -> str:
     return "\n".join(lines)
 
 
+# -- the trace directory (-o DIR) and `report` ---------------------------------
+
+NAMESPACE_KIND = "netns_namespace"
+LINK_KIND = "netns_link"
+
+
+def _namespace_schema() -> "pa.Schema":
+    import pyarrow as pa
+
+    return pa.schema([
+        ("time", pa.timestamp("ns", tz="UTC")), ("ts_ns", pa.int64()), ("inode", pa.int64()),
+        ("names", pa.list_(pa.string())), ("host", pa.bool_()),
+        ("pids", pa.list_(pa.struct([("pid", pa.int64()), ("comm", pa.string())]))),
+        ("error", pa.string()), ("ipv6", pa.bool_()), ("disable_ipv6_all", pa.int64()),
+        ("disable_ipv6_default", pa.int64()), ("mc_forwarding", pa.int64()),
+        ("bridges_without_address", pa.list_(pa.string())), ("ip6_mroutes", pa.list_(pa.string())),
+    ])
+
+
+def _link_schema() -> "pa.Schema":
+    import pyarrow as pa
+
+    return pa.schema([
+        ("time", pa.timestamp("ns", tz="UTC")), ("ts_ns", pa.int64()), ("netns", pa.int64()),
+        ("index", pa.int64()), ("ifname", pa.string()), ("kind", pa.string()), ("state", pa.string()),
+        ("master", pa.int64()),
+        ("addresses", pa.list_(pa.struct([("family", pa.string()), ("address", pa.string()), ("scope", pa.string())]))),
+    ])
+
+
+def snapshot_tables(namespaces: Sequence[Namespace], ts_ns: int, offset_ns: int) -> list[tuple[str, "pa.Table"]]:
+    """The inventory as records: one netns_namespace row per namespace (its
+    IPv6 state, bridges without an address, mroutes; or the error that kept
+    it from being read), one netns_link row per link, addresses inside."""
+    import pyarrow as pa
+
+    spaces, links = [], []
+    stamp = {"time": ts_ns + offset_ns, "ts_ns": ts_ns}
+    for ns in namespaces:
+        d = ns.details
+        dis = d.get("disable_ipv6") or {}
+        spaces.append({
+            **stamp, "inode": ns.inode, "names": ns.names, "host": ns.host, "pids": ns.pids, "error": d.get("error"),
+            "ipv6": d.get("ipv6"), "disable_ipv6_all": dis.get("all"), "disable_ipv6_default": dis.get("default"),
+            "mc_forwarding": d.get("mc_forwarding"), "bridges_without_address": d.get("bridges_without_address"),
+            "ip6_mroutes": d.get("ip6_mroutes"),
+        })
+        for link in d.get("links", []):
+            links.append({**stamp, "netns": ns.inode, **link})
+    return [(NAMESPACE_KIND, pa.Table.from_pylist(spaces, schema=_namespace_schema())),
+            (LINK_KIND, pa.Table.from_pylist(links, schema=_link_schema()))]
+
+
+def _details(row: Mapping[str, Any], links: list[dict[str, Any]]) -> dict[str, Any]:
+    """A netns_namespace row back as inspect_netns() gave it."""
+    if row["error"] is not None:
+        return {"error": row["error"]}
+    ipv6 = row["ipv6"]
+    return {
+        "links": links,
+        "ipv6": ipv6,
+        "disable_ipv6": {"all": row["disable_ipv6_all"], "default": row["disable_ipv6_default"]} if ipv6 else None,
+        "mc_forwarding": row["mc_forwarding"],
+        "bridges_without_address": list(row["bridges_without_address"] or []),
+        "ip6_mroutes": list(row["ip6_mroutes"] or []),
+    }
+
+
+class NetnsSnapshot(Tool):
+    """`nstrace netns` as a tool `report` can rebuild: the namespaces, live
+    from inventory() or replayed from a trace's netns_namespace and
+    netns_link rows; the findings and the JSON come from them alike."""
+
+    name = "netns"
+
+    def __init__(self, namespaces: Optional[Sequence[Namespace]] = None) -> None:
+        self.namespaces: list[Namespace] = list(namespaces or [])
+        self._rows: list[dict[str, Any]] = []                    # replay: namespace rows, in order
+        self._links: dict[int, list[dict[str, Any]]] = {}        # replay: netns inode -> its links
+
+    @classmethod
+    def from_trace(cls, options: Mapping[str, Any]) -> "NetnsSnapshot":
+        return cls()
+
+    def replay(self, kind: str, table: "pa.Table") -> None:
+        if kind == NAMESPACE_KIND:
+            self._rows += table.drop(["time", "ts_ns"]).to_pylist()
+        elif kind == LINK_KIND:
+            for link in table.drop(["time", "ts_ns"]).to_pylist():
+                self._links.setdefault(link.pop("netns"), []).append(link)
+        self.namespaces = [
+            Namespace(r["inode"], names=list(r["names"] or []), pids=list(r["pids"] or []), host=bool(r["host"]),
+                      details=_details(r, self._links.get(r["inode"], [])))
+            for r in self._rows]
+
+    def findings(self, duration_s: float = 0.0) -> list[Any]:
+        return findings(self.namespaces)
+
+    def summary(self, duration_s: float = 0.0) -> dict[str, Any]:
+        return {"namespaces": [ns.as_dict() for ns in self.namespaces]}
+
+    def print_report(self, envelope: Mapping[str, Any], found: Sequence[Any], out: TextIO) -> None:
+        out.write(_render(self.namespaces) + "\n")
+        print_findings(found, out)
+
+
+def _write_trace(output: str, flush_s: float, tool: NetnsSnapshot, clock: Clock, started_ns: int,
+                 envelope: Mapping[str, Any]) -> None:
+    from .engine.snapshot import snapshot_meta, write_snapshot
+
+    meta = snapshot_meta("netns", "nstrace", started_ns, clock, {}, "all network namespaces")
+    write_snapshot(output, meta, snapshot_tables(tool.namespaces, clock.start_ns, clock.offset_ns), envelope,
+                   flush_s=flush_s)
+
+
 @click.command("netns")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: namespaces and findings.")
-def command(as_json: bool) -> int:
+@click.option("-o", "--output", type=click.Path(), metavar="DIR",
+              help="Also write the snapshot to the trace directory DIR (netns_namespace and netns_link records, "
+                   "mode 0600; `report DIR` reads it back).")
+@click.option("--flush", "flush_s", type=click.FloatRange(min=0.01), default=DEFAULT_FLUSH_S, hidden=True)
+def command(as_json: bool, output: Optional[str], flush_s: float) -> int:
     """Every network namespace: its processes, links, addresses, IPv6 state,
     bridges without an address and IPv6 multicast routes."""
     require_root()
@@ -274,13 +399,16 @@ def command(as_json: bool) -> int:
         import pyroute2  # noqa: F401
     except ImportError:
         raise UsageProblem("nstrace netns needs pyroute2 (pip install pyroute2)") from None
+    check_output_path(output)
     started_ns = time.time_ns()
-    namespaces = inventory()
-    found = findings(namespaces)
+    clock = Clock()
+    tool = NetnsSnapshot(inventory())
+    found = tool.findings()
+    doc = snapshot_envelope("netns", started_ns, found, **tool.summary())
+    if output:
+        _write_trace(output, flush_s, tool, clock, started_ns, doc)
     if as_json:
-        doc = snapshot_envelope("netns", started_ns, found, namespaces=[ns.as_dict() for ns in namespaces])
         sys.stdout.write(json.dumps(doc) + "\n")
         return 0
-    sys.stdout.write(_render(namespaces) + "\n")
-    print_findings(found, sys.stdout)
+    tool.print_report(doc, found, sys.stdout)
     return 0

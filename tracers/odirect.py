@@ -25,7 +25,7 @@ from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
 from ..analysis.odirect import ODirectStats, findings as odirect_findings, per_file, per_process
 from ..analysis.report import format_table, print_findings, run_line
-from .engine.records import arrow_table
+from .engine.records import Records, records_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -407,31 +407,28 @@ class ODirectTool(Tool):
                 wait[i] = True
         return paths, wait
 
-    def read_table(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> "pa.Table":
+    def read_table(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> Records:
         """Read records as the trace keeps them: the struct's fields, the
         syscall by name, the file's path, bytes and errno."""
         import numpy as np
-        import pyarrow as pa
 
-        table = arrow_table(batch, self.offset_ns, enums={"syscall": self.syscalls},
-                            bools=("direct", "has_file", "iov_truncated"))
+        records = records_of(batch, self.offset_ns, enums={"syscall": self.syscalls},
+                             bools=("direct", "has_file", "iov_truncated"))
         ret = batch["ret"].astype(np.int64)
-        return (table.append_column("path", _dictionary(paths))
-                .append_column("bytes", pa.array(ret.clip(min=0)))
-                .append_column("errno", pa.array((-ret).clip(min=0).astype(np.int32))))
+        return (records.add_string_list("path", paths)
+                .add("bytes", ret.clip(min=0))
+                .add("errno", (-ret).clip(min=0).astype(np.int32)))
 
-    def block_table(self, bios: "np.ndarray[Any, Any]", paths: list[str]) -> "pa.Table":
+    def block_table(self, bios: "np.ndarray[Any, Any]", paths: list[str]) -> Records:
         """Bio records as the trace keeps them: the struct's fields, the op
-        by name, the disk, queue and device time, and the file."""
-        import numpy as np
-        import pyarrow as pa
-
-        table = arrow_table(bios, self.offset_ns, enums={"op": _BLOCK_OPS}, bools=("attributed", "completed"))
+        by name, the disk, queue and device time (null: not known), and the
+        file."""
+        records = records_of(bios, self.offset_ns, enums={"op": _BLOCK_OPS}, bools=("attributed", "completed"))
         queue, device = block_latencies(bios["queued_ns"], bios["issue_ns"], bios["ts_ns"])
-        return (table.append_column("disk", _dictionary([disk_name(d) for d in bios["dev"].tolist()]))
-                .append_column("queue_ns", _nullable_int(queue))
-                .append_column("device_ns", _nullable_int(device))
-                .append_column("path", _dictionary(paths)))
+        return (records.add_string_list("disk", [disk_name(d) for d in bios["dev"].tolist()])
+                .add("queue_ns", queue, nullable=True)
+                .add("device_ns", device, nullable=True)
+                .add_string_list("path", paths))
 
     def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[tuple[str, "pa.Table"]]:
         if ring == READ_RING:
@@ -652,26 +649,6 @@ class ODirectTool(Tool):
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
         print_report({**envelope, **self.tables()}, findings, out)
-
-
-def _dictionary(values: list[str]) -> "pa.DictionaryArray":
-    """Strings as an Arrow dictionary column (few distinct in a batch)."""
-    import numpy as np
-    import pyarrow as pa
-
-    labels, codes = np.unique(np.array(values, dtype=object).astype(str), return_inverse=True) if values else (
-        np.array([], dtype=str), np.zeros(0, dtype=np.int64))
-    return pa.DictionaryArray.from_arrays(pa.array(codes.reshape(-1).astype(np.int32)),
-                                          pa.array(labels.tolist(), pa.string()))
-
-
-def _nullable_int(values: "np.ndarray[Any, Any]") -> "pa.Array":
-    """Float nanoseconds, NaN where unknown -> int64 with nulls."""
-    import numpy as np
-    import pyarrow as pa
-
-    unknown = np.isnan(values)
-    return pa.array(np.where(unknown, 0, np.round(values)).astype(np.int64), mask=unknown)
 
 
 # A process's figures in the summary envelope (the text report shows more).

@@ -25,6 +25,8 @@ TOOLS = {
     "diagnose": ("kerntrace.tracers.diagnose", "DiagnoseTool"),
     "stat": ("kerntrace.tracers.stat", "StatTool"),
     "ip6mr": ("kerntrace.tracers.ip6mr", "Ip6mrTool"),
+    "netns": ("kerntrace.tracers.netns", "NetnsSnapshot"),
+    "postmortem": ("kerntrace.tracers.postmortem", "PostmortemLog"),
 }
 
 

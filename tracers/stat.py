@@ -16,35 +16,41 @@ import shutil
 import struct
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
 
 import click
 
 from .counters import Interval, read_sample, resolve_disks, resolve_interfaces, whole_disk_dev
 from .engine.clock import Clock
 from .engine.environment import EnvironmentProblem, require_bpf_environment, UsageProblem
-from .engine.sinks import JsonSink, Sink, TextSink
+from .engine.sinks import JsonSink, Sink, TextSink, TraceDirSink
 from .engine.tool import ObjectSpec, Tool
 from .engine.tracer import Hook
 from .statview import (
+    INTERVAL_KIND,
     Row,
     TaskFigure,
     TopTasks,
     csv_fields,
     csv_record,
     header_lines,
+    interval_record,
+    interval_table,
     json_record,
     row_line,
 )
 from .engine import AttachError, Target
 from .engine.libbpf import LibbpfError
-from .engine.run import Run
+from .engine.run import Run, check_output_path
+from .engine.tracedir import DEFAULT_FLUSH_S
 from .options import setup_logging
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .engine import BpfTracer
 
-__all__ = ["CsvSink", "StatTool", "TaskSampler", "command", "fill_disks", "stat_object"]
+__all__ = ["CsvSink", "StatTool", "StatTotals", "TaskSampler", "command", "fill_disks", "stat_object"]
 
 HOOK_NAMES = (("dstate-start", "stat_switch"), ("dstate-end", "stat_wakeup"), ("block-bytes", "stat_bio_queue"))
 
@@ -160,6 +166,55 @@ def _bpf_unavailable_reason(no_bpf: bool) -> Optional[str]:
     return None
 
 
+class StatTotals:
+    """What `report` says of a whole stat run, summed interval by interval
+    from the trace's stat_interval rows (live and in replay alike): bytes
+    per disk and interface group, iowait, and the processes that spent the
+    most time in D state or read the most.  Per-process sums are bounded."""
+
+    KEEP = 256  # processes kept per ranking (the smallest are dropped beyond 2x)
+
+    def __init__(self) -> None:
+        self.intervals = 0
+        self.seconds = 0.0
+        self.bytes: dict[str, float] = {}          # "dsk/sda read" -> bytes
+        self.wai_weighted = 0.0
+        self.wai_max = 0.0
+        self.dstate: dict[int, list[Any]] = {}     # pid -> [comm, dstate ms, iowait ms]
+        self.readers: dict[int, list[Any]] = {}    # pid -> [comm, bytes]
+
+    def add(self, rec: Mapping[str, Any]) -> None:
+        seconds = float(rec["interval_s"])
+        self.intervals += 1
+        self.seconds += seconds
+        for key, value in rec.items():
+            group, sep, rest = key.partition("_")
+            if group in ("dsk", "net") and sep and value is not None:
+                name, _sep, what = rest.rpartition("_")
+                label = f"{group}/{name} {what}"
+                self.bytes[label] = self.bytes.get(label, 0.0) + float(value) * seconds
+        wai = float(rec.get("cpu_wai") or 0.0)
+        self.wai_weighted += wai * seconds
+        self.wai_max = max(self.wai_max, wai)
+        for t in rec.get("dstate_ranked") or ():
+            entry = self.dstate.setdefault(int(t["pid"]), [t["comm"], 0.0, 0.0])
+            entry[0], entry[1], entry[2] = t["comm"], entry[1] + t["dstate_ms"], entry[2] + t["iowait_ms"]
+        for t in rec.get("readers_ranked") or ():
+            entry = self.readers.setdefault(int(t["pid"]), [t["comm"], 0])
+            entry[0], entry[1] = t["comm"], entry[1] + int(t["read_bytes"])
+        self._bound(self.dstate, 1)
+        self._bound(self.readers, 1)
+
+    def _bound(self, table: dict[int, list[Any]], index: int) -> None:
+        if len(table) > 2 * self.KEEP:
+            keep = sorted(table.items(), key=lambda kv: -kv[1][index])[:self.KEEP]
+            table.clear()
+            table.update(keep)
+
+    def rows(self, table: dict[int, list[Any]], index: int, top: int = 5) -> list[tuple[int, list[Any]]]:
+        return sorted(table.items(), key=lambda kv: (-kv[1][index], kv[0]))[:top]
+
+
 class StatTool(Tool):
     """One row per interval: the system counters, and with the BPF object
     the process with the most D-state time and the top reader."""
@@ -177,7 +232,8 @@ class StatTool(Tool):
         self.note = note
         self.status = status
         self.sampler: Optional[TaskSampler] = None
-        self.before = read_sample()
+        self.before: Any = None   # the counters at the start of the interval (read once started)
+        self.totals = StatTotals()
         self.emitted = 0
         self.stop_reason: Optional[str] = None
         self.header = header_lines(self.disks, self.nets)
@@ -202,11 +258,15 @@ class StatTool(Tool):
     def tick(self) -> Sequence[tuple[str, Any]]:
         if self.lines is not None and self.emitted >= self.lines:
             return ()
+        if self.before is None:
+            self.before = read_sample()
+            return ()
         after = read_sample()
         top = self.sampler.sample() if self.sampler is not None else None
         row = Row(after.mono_ns, Interval.between(self.before, after, self.disk_groups, self.net_groups), top)
         self.before = after
         self.emitted += 1
+        self.totals.add(interval_record(row, self.note))
         if self.lines is not None and self.emitted >= self.lines:
             self.stop_reason = f"{self.lines} intervals"
         return [("interval", row)]
@@ -239,6 +299,47 @@ class StatTool(Tool):
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         return {"intervals": self.emitted, "interval_s": self.tick_interval, "bpf_unavailable": self.note}
+
+    # -- the trace directory (-o DIR) and `report` ----------------------------
+
+    def trace_options(self) -> dict[str, Any]:
+        return {"seconds": self.tick_interval, "lines": self.lines, "disk_groups": self.disk_groups,
+                "net_groups": self.net_groups, "bpf": self.bpf, "note": self.note}
+
+    def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> "Iterable[tuple[str, pa.Table]]":
+        if ring != "interval":
+            return ()
+        record = interval_record(events, self.note)
+        return [(INTERVAL_KIND, interval_table([record], clock.offset_ns, self.disks, self.nets))]
+
+    def replay(self, kind: str, table: "pa.Table") -> None:
+        if kind != INTERVAL_KIND:
+            return
+        for record in table.drop(["time"]).to_pylist():
+            self.emitted += 1
+            self.totals.add(record)
+
+    def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
+        """`report`: the run's totals (the live view printed each interval)."""
+        from ..analysis.report import format_table
+
+        t = self.totals
+        out.write(f"\n{t.intervals} intervals of {self.tick_interval:g} s ({t.seconds:.1f} s)")
+        if t.seconds:
+            out.write(f"; iowait {t.wai_weighted / t.seconds:.1f} % on average, {t.wai_max:.1f} % at most")
+        out.write(".\n")
+        if t.bytes:
+            out.write("\nBytes over the run:\n")
+            out.write(format_table([{"group": k, "bytes": round(v)} for k, v in t.bytes.items()]) + "\n")
+        if self.note is not None:
+            out.write(f"\nMost-D-state and top-reader columns unavailable ({self.note}).\n")
+            return
+        out.write("\nMost time in D state:\n")
+        out.write(format_table([{"pid": pid, "comm": v[0], "dstate_ms": round(v[1], 1), "iowait_ms": round(v[2], 1)}
+                                for pid, v in t.rows(t.dstate, 1)]) + "\n")
+        out.write("\nMost block-read bytes:\n")
+        out.write(format_table([{"pid": pid, "comm": v[0], "read_bytes": v[1]}
+                                for pid, v in t.rows(t.readers, 1)]) + "\n")
 
 
 class CsvSink(Sink):
@@ -303,10 +404,16 @@ class _StatCommand(click.Command):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per interval (JSON Lines) instead of the table.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write a header row and one row per interval to FILE (CSV).")
+@click.option("-o", "--output", type=click.Path(), metavar="DIR",
+              help="Also write one stat_interval record per interval to the trace directory DIR as it goes "
+                   "(meta.json, Parquet parts, summary.json at the end; mode 0600; `report DIR` reads it back).")
+@click.option("--flush", "flush_s", type=click.FloatRange(min=0.01), default=DEFAULT_FLUSH_S, show_default=True,
+              metavar="SECONDS", help="With -o: write and fsync the records at least this often.")
 @click.option("--no-bpf", is_flag=True, help="Leave out the BPF columns (most D-state task, top reader).")
 @click.option("-v", "--verbose", count=True, help="Show libbpf's messages (-vv: debug).")
 def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[str], net_spec: Optional[str],
-            as_json: bool, csv_path: Optional[str], no_bpf: bool, verbose: int) -> int:
+            as_json: bool, csv_path: Optional[str], output: Optional[str], flush_s: float, no_bpf: bool,
+            verbose: int) -> int:
     """dstat's columns every INTERVAL seconds (default 1), COUNT lines (default: until Ctrl-C).
 
     CPU in percent (usr includes nice and irq time, wai is iowait); disk, net
@@ -324,6 +431,7 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
         raise UsageProblem("give either --json or --csv FILE, not both")
     disk_groups = resolve_disks(disk_spec)
     net_groups = resolve_interfaces(net_spec)
+    check_output_path(output)
 
     csv_file: Optional[IO[str]] = None
     if csv_path:
@@ -334,19 +442,22 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
 
     note = _bpf_unavailable_reason(no_bpf)
     try:
-        return _run(seconds, lines, disk_groups, net_groups, as_json, csv_file, note)
+        return _run(seconds, lines, disk_groups, net_groups, as_json, csv_file, note, output, flush_s)
     finally:
         if csv_file is not None:
             csv_file.close()
 
 
 def _run(seconds: float, lines: Optional[int], disk_groups: dict[str, list[str]], net_groups: dict[str, list[str]],
-         as_json: bool, csv_file: Optional[IO[str]], note: Optional[str]) -> int:
+         as_json: bool, csv_file: Optional[IO[str]], note: Optional[str], output: Optional[str] = None,
+         flush_s: float = DEFAULT_FLUSH_S) -> int:
     def make_run(bpf: bool, why: Optional[str]) -> Run:
         tool = StatTool(seconds, lines, disk_groups, net_groups, bpf=bpf, note=why)
         sinks: list[Sink] = [JsonSink() if as_json else TextSink(report=False)]
         if csv_file is not None:
             sinks.append(CsvSink(csv_file, list(disk_groups), list(net_groups)))
+        if output:
+            sinks.append(TraceDirSink(output, flush_s))
         return Run("iotrace", tool, Target(), sinks, quiet=True)
 
     if note is None:

@@ -7,11 +7,15 @@ defaults to bits, its most reported confusion ("10x too high").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 from .counters import Interval
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = [
+    "INTERVAL_KIND",
     "Row",
     "TaskFigure",
     "TopTasks",
@@ -20,9 +24,15 @@ __all__ = [
     "format_bytes",
     "format_count",
     "header_lines",
+    "interval_record",
+    "interval_schema",
+    "interval_table",
     "json_record",
     "row_line",
 ]
+
+# The record kind of `iotrace stat -o DIR`: one row per interval.
+INTERVAL_KIND = "stat_interval"
 
 UNAVAILABLE = "-"
 TASK_WIDTH = 18
@@ -233,3 +243,73 @@ def csv_record(row: Row, disk_names: Sequence[str], net_names: Sequence[str]) ->
         rec.update(reader_pid=top.reader.pid, reader_comm=top.reader.comm,
                    reader_read_bytes_s=round(top.reader.read_rate, 1))
     return rec
+
+
+# -- the trace directory (-o DIR) -----------------------------------------------
+
+_DSTATE_FIELDS = (("pid", "int64"), ("comm", "string"), ("dstate_ms", "float64"), ("iowait_ms", "float64"),
+                  ("iowait_share_pct", "float64"))
+_READER_FIELDS = (("pid", "int64"), ("comm", "string"), ("read_bytes", "int64"), ("read_bytes_s", "float64"),
+                  ("write_bytes_s", "float64"))
+_FIGURES = ("iowait_ms_all_tasks", "not_counted_map_full")
+
+
+def interval_record(row: Row, bpf_note: Optional[str]) -> dict[str, Any]:
+    """One interval as a flat row of the trace: the --json line's figures
+    (the same rounding), nested groups spelled ``cpu_usr``, ``dsk_sda_read``,
+    ``most_dstate_pid``; the rankings stay lists of records.  ``ts_ns`` is
+    the interval's end (CLOCK_MONOTONIC)."""
+    doc = json_record(row, bpf_note)
+    rec: dict[str, Any] = {"ts_ns": int(row.time), "interval_s": doc["interval_s"]}
+    for group in ("cpu", "paging", "system", "procs"):
+        for key, value in doc[group].items():
+            rec[f"{group}_{key}"] = value
+    for group in ("dsk", "net"):
+        for name, pair in doc[group].items():
+            for key, value in pair.items():
+                rec[f"{group}_{name}_{key}"] = value
+    bpf = doc["bpf"] or {}
+    rec["bpf_unavailable"] = doc.get("bpf_unavailable")
+    for prefix, key, fields in (("most_dstate", "most_dstate", _DSTATE_FIELDS),
+                                ("top_reader", "top_reader", _READER_FIELDS)):
+        task = bpf.get(key) or {}
+        for name, _type in fields:
+            rec[f"{prefix}_{name}"] = task.get(name)
+    for name in _FIGURES:
+        rec[name] = bpf.get(name)
+    rec["dstate_ranked"] = bpf.get("dstate_ranked") if bpf else None
+    rec["readers_ranked"] = bpf.get("readers_ranked") if bpf else None
+    return rec
+
+
+def interval_schema(disk_names: Sequence[str], net_names: Sequence[str]) -> "pa.Schema":
+    """The stat_interval schema: fixed by the column groups, so that a part
+    whose BPF columns are all empty has the same types as any other."""
+    import pyarrow as pa
+
+    types = {"int64": pa.int64(), "float64": pa.float64(), "string": pa.string()}
+    f64 = pa.float64()
+    fields = [pa.field("time", pa.timestamp("ns", tz="UTC")), pa.field("ts_ns", pa.int64()),
+              pa.field("interval_s", f64)]
+    fields += [pa.field(f"cpu_{k}", f64) for k in ("usr", "sys", "idl", "wai", "stl")]
+    fields += [pa.field(f"dsk_{d}_{k}", f64) for d in disk_names for k in ("read", "writ")]
+    fields += [pa.field(f"net_{n}_{k}", f64) for n in net_names for k in ("recv", "send")]
+    fields += [pa.field("paging_in", f64), pa.field("paging_out", f64), pa.field("system_int", f64),
+               pa.field("system_csw", f64), pa.field("procs_run", pa.int64()), pa.field("procs_blk", pa.int64()),
+               pa.field("procs_new", f64), pa.field("bpf_unavailable", pa.string())]
+    fields += [pa.field(f"most_dstate_{n}", types[t]) for n, t in _DSTATE_FIELDS]
+    fields += [pa.field(f"top_reader_{n}", types[t]) for n, t in _READER_FIELDS]
+    fields += [pa.field("iowait_ms_all_tasks", f64), pa.field("not_counted_map_full", pa.int64())]
+    fields += [pa.field("dstate_ranked", pa.list_(pa.struct([(n, types[t]) for n, t in _DSTATE_FIELDS]))),
+               pa.field("readers_ranked", pa.list_(pa.struct([(n, types[t]) for n, t in _READER_FIELDS])))]
+    return pa.schema(fields)
+
+
+def interval_table(records: Iterable[Mapping[str, Any]], offset_ns: int, disk_names: Sequence[str],
+                   net_names: Sequence[str]) -> "pa.Table":
+    """interval_record()s as an Arrow table with a UTC ``time`` column
+    (ts_ns + the run's boot-to-wall-clock offset)."""
+    import pyarrow as pa
+
+    rows = [{"time": int(r["ts_ns"]) + offset_ns, **r} for r in records]
+    return pa.Table.from_pylist(rows, schema=interval_schema(disk_names, net_names))

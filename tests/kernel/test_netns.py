@@ -97,3 +97,75 @@ def test_cli_json_and_text(named_netns_with_empty_bridge, capsys):
     text = capsys.readouterr().out
     assert f"net:[{named_ino}] {name}:" in text
     assert "br-empty" in text and "<- bridge without address" in text
+
+
+def _modes(root):
+    dirs, files = {os.stat(root).st_mode & 0o777}, set()
+    for base, subdirs, names in os.walk(root):
+        dirs |= {os.stat(os.path.join(base, d)).st_mode & 0o777 for d in subdirs}
+        files |= {os.stat(os.path.join(base, n)).st_mode & 0o777 for n in names}
+    return dirs, files
+
+
+def _replayed(path):
+    from kerntrace.tracers.engine.replay import replay_trace
+    from kerntrace.tracers.engine.tracedir import TraceReader
+
+    reader = TraceReader(path)
+    tool = netns.NetnsSnapshot.from_trace(reader.meta["options"])
+    envelope, found = replay_trace(reader, tool)
+    return reader, tool, envelope, found
+
+
+def test_snapshot_trace_dir_replays_to_the_live_json(named_netns_with_empty_bridge, held_netns, tmp_path, capsys):
+    """-o DIR: the snapshot as netns_namespace and netns_link records, and
+    the report rebuilt from them is the live --json document."""
+    name, named_ino = named_netns_with_empty_bridge
+    held_pid, held_ino = held_netns
+    path = str(tmp_path / "snap")
+    assert nstrace_main(["netns", "--json", "-o", path]) == 0
+    live = json.loads(capsys.readouterr().out)
+    assert _modes(path) == ({0o700}, {0o600})
+
+    reader, tool, envelope, found = _replayed(path)
+    assert reader.complete and reader.kinds() == ["netns_link", "netns_namespace"]
+    assert reader.summary == live
+    assert {k: envelope[k] for k in live} == live
+    assert [f.as_dict() for f in found] == live["findings"]
+    for key in ("format", "tool", "version", "host", "kernel", "started", "prog", "argv", "options", "target",
+                "command", "pids", "hooks", "backend", "clock"):
+        assert key in reader.meta, key
+    assert reader.meta["tool"] == "netns" and reader.meta["hooks"] == []
+
+    spaces = {r["inode"]: r for r in reader.table("netns_namespace").to_pylist()}
+    assert set(spaces) == {ns["inode"] for ns in live["namespaces"]}
+    named = spaces[named_ino]
+    assert named["names"] == [name] and named["pids"] == [] and named["host"] is False
+    assert named["bridges_without_address"] == ["br-empty"] and named["disable_ipv6_all"] == 1
+    assert named["time"].value == named["ts_ns"] + reader.meta["clock"]["offset_ns"]
+    assert spaces[held_ino]["pids"] == [{"pid": held_pid, "comm": "sleep"}]
+    links = {l["ifname"]: l for l in reader.table("netns_link").to_pylist() if l["netns"] == named_ino}
+    assert set(links) == {"lo", "br-empty", "br-used"}
+    assert links["br-empty"]["kind"] == "bridge" and links["br-empty"]["addresses"] == []
+    assert {"family": "inet", "address": "10.77.0.1/24", "scope": "global"} in links["br-used"]["addresses"]
+    assert [l["ifname"] for l in reader.table("netns_link").to_pylist() if l["netns"] == held_ino] == ["lo"]
+
+
+def test_snapshot_report_text_is_the_live_text(named_netns_with_empty_bridge, tmp_path, capsys):
+    import io
+
+    path = str(tmp_path / "snap")
+    assert nstrace_main(["netns", "-o", path]) == 0
+    text = capsys.readouterr().out
+    _reader, tool, envelope, found = _replayed(path)
+    out = io.StringIO()
+    tool.print_report(envelope, found, out)
+    assert out.getvalue() == text and "<- bridge without address" in text
+
+
+def test_bad_output_fails_before_the_snapshot(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for bad in (str(tmp_path / "missing" / "snap"), str(tmp_path / "file")):
+        assert nstrace_main(["netns", "-o", bad]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and len(captured.err.strip().splitlines()) == 1

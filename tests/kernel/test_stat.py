@@ -311,3 +311,69 @@ def test_reads_on_other_disks_are_not_counted(data_dir):
     for r in records:
         assert set(r["dsk"]) == {others[0]}
         assert all(t["comm"] != "dd" for t in r["bpf"]["readers_ranked"]), r["bpf"]["readers_ranked"]
+
+
+def _modes(root: str) -> tuple[set[int], set[int]]:
+    """The permission bits of every directory (root included) and file."""
+    dirs, files = {os.stat(root).st_mode & 0o777}, set()
+    for base, subdirs, names in os.walk(root):
+        dirs |= {os.stat(os.path.join(base, d)).st_mode & 0o777 for d in subdirs}
+        files |= {os.stat(os.path.join(base, n)).st_mode & 0o777 for n in names}
+    return dirs, files
+
+
+def test_trace_dir_holds_every_interval_and_reports_as_live(data_dir, tmp_path):
+    """-o DIR: one stat_interval row per --json line, with the same figures
+    (typed), and the report's summary is the live one."""
+    from kerntrace.tracers.engine.clock import rfc3339_ns
+    from kerntrace.tracers.engine.replay import replay_trace
+    from kerntrace.tracers.engine.tracedir import TraceReader
+    from kerntrace.tracers.stat import StatTool
+
+    path = make_file(data_dir, 32)
+    trace = str(tmp_path / "trace")
+    proc = subprocess.Popen([sys.executable, "-c", STAT, "stat", "0.5", "5", "--json", "-o", trace],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # attached and sampling
+    subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M", "iflag=direct", "status=none"], check=True)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in [first, *out.splitlines()]]
+    live = records.pop()
+    assert live["type"] == "summary" and len(records) == 5
+
+    assert _modes(trace) == ({0o700}, {0o600})
+    reader = TraceReader(trace)
+    assert reader.complete and reader.kinds() == ["stat_interval"]
+    rows = reader.table("stat_interval").to_pylist()
+    assert len(rows) == len(records)
+    for row, rec in zip(rows, records):
+        assert rfc3339_ns(row["time"].value) == rec["time"]
+        assert row["time"].value == row["ts_ns"] + reader.meta["clock"]["offset_ns"]
+        assert row["interval_s"] == rec["interval_s"]
+        assert {k: row[f"cpu_{k}"] for k in rec["cpu"]} == rec["cpu"]
+        assert (row["dsk_total_read"], row["dsk_total_writ"]) == (rec["dsk"]["total"]["read"], rec["dsk"]["total"]["writ"])
+        assert (row["net_total_recv"], row["net_total_send"]) == (rec["net"]["total"]["recv"], rec["net"]["total"]["send"])
+        assert (row["paging_in"], row["paging_out"]) == (rec["paging"]["in"], rec["paging"]["out"])
+        assert (row["system_int"], row["system_csw"]) == (rec["system"]["int"], rec["system"]["csw"])
+        assert (row["procs_run"], row["procs_blk"], row["procs_new"]) == tuple(rec["procs"].values())
+        assert type(row["procs_run"]) is int and type(row["not_counted_map_full"]) is int
+        bpf = rec["bpf"]
+        assert row["bpf_unavailable"] is None and bpf is not None
+        assert row["dstate_ranked"] == bpf["dstate_ranked"] and row["readers_ranked"] == bpf["readers_ranked"]
+        for prefix, key in (("most_dstate", "most_dstate"), ("top_reader", "top_reader")):
+            mine = {k[len(prefix) + 1:]: v for k, v in row.items() if k.startswith(prefix + "_")}
+            assert mine == (bpf[key] or dict.fromkeys(mine))
+        assert (row["iowait_ms_all_tasks"], row["not_counted_map_full"]) == (bpf["iowait_ms_all_tasks"],
+                                                                           bpf["not_counted_map_full"])
+    # dd's block reads, exact per interval, and all 32 MiB of them
+    dd = [t for r in rows for t in r["readers_ranked"] if t["comm"] == "dd"]
+    assert sum(t["read_bytes"] for t in dd) >= 32 * MIB
+
+    tool = StatTool.from_trace(reader.meta["options"])
+    envelope, findings = replay_trace(reader, tool)
+    assert {k: envelope[k] for k in live} == live
+    assert reader.summary == live and findings == []
+    assert live["intervals"] == 5 and live["stop_reason"] == "5 intervals"
+    # the report's totals come from the same rows
+    assert sum(v[1] for v in tool.totals.readers.values() if v[0] == "dd") == sum(t["read_bytes"] for t in dd)

@@ -284,3 +284,68 @@ def test_cli_bad_files(tmp_path, capsys):
     assert nstrace_main(["postmortem", str(binary)]) == 0
     out = capsys.readouterr().out
     assert "binary lines skipped" in out
+
+
+# -- -o DIR and report -----------------------------------------------------------
+
+def _modes(root):
+    dirs, files = {os.stat(root).st_mode & 0o777}, set()
+    for base, subdirs, names in os.walk(root):
+        dirs |= {os.stat(os.path.join(base, d)).st_mode & 0o777 for d in subdirs}
+        files |= {os.stat(os.path.join(base, n)).st_mode & 0o777 for n in names}
+    return dirs, files
+
+
+@pytest.mark.parametrize("text", [CENTOS_CRASH + OTHER_OOPS, SYZKALLER, "[    1.0] eth0: link up\n"])
+def test_trace_dir_replays_to_the_live_json_and_text(tmp_path, capsys, text):
+    from kerntrace.tracers.engine.replay import replay_trace
+    from kerntrace.tracers.engine.tracedir import TraceReader
+    from kerntrace.tracers.postmortem import PostmortemLog
+
+    log = tmp_path / "dmesg.txt"
+    log.write_text(text)
+    trace = str(tmp_path / "trace")
+    assert nstrace_main(["postmortem", "--json", "-o", trace, str(log)]) == 0
+    live = json.loads(capsys.readouterr().out)
+    assert _modes(trace) == ({0o700}, {0o600})
+    reader = TraceReader(trace)
+    assert reader.complete and reader.summary == live and reader.meta["tool"] == "postmortem"
+    logs = reader.table("postmortem_log").to_pylist()
+    assert len(logs) == 1 and logs[0]["lines"] == live["lines"] and logs[0]["file"] == str(log)
+    assert reader.table("postmortem_oops").num_rows == len(live["oopses"])
+    tool = PostmortemLog.from_trace(reader.meta["options"])
+    envelope, found = replay_trace(reader, tool)
+    assert {k: envelope[k] for k in live} == live
+
+    assert nstrace_main(["postmortem", "-o", trace, str(log)]) == 0
+    text_out = capsys.readouterr().out
+    tool = PostmortemLog.from_trace(TraceReader(trace).meta["options"])
+    envelope, found = replay_trace(TraceReader(trace), tool)
+    out = io.StringIO()
+    tool.print_report(envelope, found, out)
+    assert out.getvalue() == text_out
+
+
+def test_samples_are_typed_records(tmp_path, capsys):
+    from kerntrace.tracers.engine.tracedir import TraceReader
+
+    log = tmp_path / "dmesg.txt"
+    log.write_text(CENTOS_CRASH + OTHER_OOPS)
+    trace = str(tmp_path / "trace")
+    assert nstrace_main(["postmortem", "-o", trace, str(log)]) == 0
+    capsys.readouterr()
+    reader = TraceReader(trace)
+    assert reader.table("postmortem_oom").to_pylist() == [
+        {"pid": 5151, "comm": "java", "scope": "memcg"}, {"pid": 6161, "comm": "stress", "scope": "system"}]
+    hung = reader.table("postmortem_hung").to_pylist()
+    assert hung == [{"comm": "jbd2/vda1-8", "pid": 321, "blocked_s": 120}]
+    oops = reader.table("postmortem_oops").to_pylist()[0]
+    assert oops["rip"] == "ip6mr_sk_done" and oops["pid"] == 31337 and oops["frames"][0] == "rawv6_close"
+
+
+def test_bad_output_fails_before_reading(tmp_path, capsys):
+    log = tmp_path / "dmesg.txt"
+    log.write_text(CENTOS_CRASH)
+    assert nstrace_main(["postmortem", "-o", str(tmp_path / "no" / "trace"), str(log)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1

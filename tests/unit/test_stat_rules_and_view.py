@@ -188,7 +188,7 @@ def test_header_repeats_every_screenful(monkeypatch):
     buf = io.StringIO()
     tool = StatTool(1.0, None, {"total": []}, {"total": []}, bpf=False, note="--no-bpf")
     sink, clock = TextSink(buf, report=False), Clock()
-    sink.begin(tool, clock)
+    sink.begin(tool, clock, {})
     for _ in range(9):
         sink.events(tool, "", "interval", make_row(), clock)
     lines = buf.getvalue().splitlines()
@@ -241,7 +241,8 @@ def test_csv_parses_back(capsys, tmp_path):
 @pytest.mark.parametrize("args", [
     ["0"], ["-1"], ["-0.5"], ["1", "-2"], ["abc"], ["nan"], ["1", "0"], ["1", "x"], ["1", "-3"], ["1", "2.5"],
     ["-D", "nosuchdisk0"], ["-N", "nosuchif0"], ["-D", ","], ["--json", "--csv", "/tmp/x.csv"],
-    ["1", "2", "3"], ["--bogus"], ["--csv", "/nonexistent-dir/x.csv"],
+    ["1", "2", "3"], ["--bogus"], ["--csv", "/nonexistent-dir/x.csv"], ["-o", "/nonexistent-dir/trace"],
+    ["-o", "/etc/hostname"],
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, args):
     rc, out, err = run_cli(capsys, *args)
@@ -344,3 +345,35 @@ def test_closed_pipe_is_a_normal_end():
     err = proc.stderr.read()
     assert proc.wait(timeout=10) == 0, err
     assert err.decode().strip() == "note: most-D-state and top-reader columns unavailable (--no-bpf); they show '-'"
+
+
+def test_trace_dir_without_bpf_replays_to_the_live_summary(capsys, tmp_path):
+    """stat --no-bpf -o DIR: the rows say why the BPF columns are empty, and
+    the summary replayed from the trace is the live one."""
+    from kerntrace.tracers.engine.replay import replay_trace
+    from kerntrace.tracers.engine.tracedir import TraceReader
+
+    trace = str(tmp_path / "t")
+    csv_path = tmp_path / "t.csv"
+    rc, out, err = run_cli(capsys, "0.2", "3", "--no-bpf", "--json", "-o", trace, "--flush", "0.1")
+    assert rc == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    live = lines.pop()
+    reader = TraceReader(trace)
+    rows = reader.table("stat_interval").to_pylist()
+    assert [r["interval_s"] for r in rows] == [r["interval_s"] for r in lines]
+    assert [r["procs_run"] for r in rows] == [r["procs"]["run"] for r in lines]
+    assert {r["bpf_unavailable"] for r in rows} == {"--no-bpf"}
+    assert all(r["dstate_ranked"] is None and r["most_dstate_pid"] is None for r in rows)
+    tool = StatTool.from_trace(reader.meta["options"])
+    envelope, findings = replay_trace(reader, tool)
+    assert {k: envelope[k] for k in live} == live and findings == []
+    report = io.StringIO()
+    tool.print_report(envelope, findings, report)
+    assert report.getvalue().startswith("\n3 intervals of 0.2 s")
+    assert "columns unavailable (--no-bpf)" in report.getvalue()
+    # --csv still works beside -o, and -o replaces an earlier trace
+    rc, out, err = run_cli(capsys, "0.2", "2", "--no-bpf", "--csv", str(csv_path), "-o", trace)
+    assert rc == 0, err
+    assert len(list(csv.DictReader(open(csv_path, newline="")))) == 2
+    assert TraceReader(trace).table("stat_interval").num_rows == 2

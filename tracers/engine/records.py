@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["arrow_table", "decode_events", "json_line", "strings_of", "write_parquet"]
+    from .parquet import Column
+
+__all__ = ["Records", "arrow_table", "decode_events", "enum_strings", "fixed_strings", "json_line", "records_of",
+           "strings_of", "write_parquet"]
 
 
 def json_line(obj: Mapping[str, Any]) -> str:
@@ -128,59 +131,196 @@ def write_parquet(frames: Mapping[str, "pd.DataFrame"], path: str, metadata: Map
         pq.write_table(table, sink)
 
 
-def strings_of(arr: "np.ndarray[Any, Any]", name: str) -> "pa.DictionaryArray":
-    """A fixed char array field (comm) as Arrow dictionary strings."""
+class Records:
+    """One batch of records as columns: numpy arrays, and strings as
+    (codes, labels).  What a tool aggregates and what the trace keeps; the
+    Arrow table is built only when a trace is written (pyarrow's import
+    and allocator cost tens of MB a run without -o need not pay)."""
+
+    def __init__(self, length: int, offset_ns: int = 0) -> None:
+        self.length = length
+        self.offset_ns = offset_ns
+        self.numbers: dict[str, "np.ndarray[Any, Any]"] = {}
+        self.strings: dict[str, tuple["np.ndarray[Any, Any]", list[str]]] = {}
+        self.nullable: set[str] = set()   # float columns whose NaN means "unknown" (int64 with nulls)
+        self.order: list[str] = []
+        self._arrow: Optional["pa.Table"] = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self.order)
+
+    def add(self, name: str, values: "np.ndarray[Any, Any]", nullable: bool = False) -> "Records":
+        self.numbers[name] = values
+        if nullable:
+            self.nullable.add(name)
+        self.order.append(name)
+        self._arrow = None
+        return self
+
+    def add_strings(self, name: str, codes: "np.ndarray[Any, Any]", labels: list[str]) -> "Records":
+        self.strings[name] = (codes, labels)
+        self.order.append(name)
+        return self
+
+    def add_string_list(self, name: str, values: list[str]) -> "Records":
+        import numpy as np
+
+        if not values:
+            return self.add_strings(name, np.zeros(0, dtype=np.int64), [])
+        labels, codes = np.unique(np.array(values, dtype=object).astype(str), return_inverse=True)
+        return self.add_strings(name, codes.reshape(-1), [str(v) for v in labels])
+
+    def column(self, name: str) -> "np.ndarray[Any, Any]":
+        if name in self.numbers:
+            return self.numbers[name]
+        import numpy as np
+
+        codes, labels = self.strings[name]
+        return np.array(labels, dtype=object)[codes] if len(codes) else np.zeros(0, dtype=object)
+
+    def labels(self, name: str) -> tuple["np.ndarray[Any, Any]", list[str]]:
+        return self.strings[name]
+
+    def columns(self) -> "list[Column]":
+        """The columns as the Parquet writer types them."""
+        from .parquet import Column
+
+        out = []
+        for name in self.order:
+            if name in self.strings:
+                codes, labels = self.strings[name]
+                out.append(Column(name, "string", codes, labels))
+                continue
+            values = self.numbers[name]
+            if name == "time":
+                kind = "timestamp"
+            elif name in self.nullable:
+                kind = "nullable"
+            elif values.dtype.kind == "b":
+                kind = "bool"
+            elif values.dtype.kind == "f":
+                kind = "double"
+            else:
+                kind = "int"
+            out.append(Column(name, kind, values))
+        return out
+
+    @classmethod
+    def concat(cls, parts: "Sequence[Records]") -> "Records":
+        """Batches of one kind as one (string codes remapped to the union
+        of their labels)."""
+        import numpy as np
+
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        out = cls(sum(len(p) for p in parts), first.offset_ns)
+        out.nullable = set(first.nullable)
+        for name in first.order:
+            if name in first.strings:
+                labels: dict[str, int] = {}
+                chunks = []
+                for p in parts:
+                    codes, mine = p.strings[name]
+                    remap = np.array([labels.setdefault(label, len(labels)) for label in mine], dtype=np.int64)
+                    chunks.append(remap[codes] if len(mine) else np.zeros(len(codes), dtype=np.int64))
+                out.add_strings(name, np.concatenate(chunks), list(labels))
+            else:
+                out.add(name, np.concatenate([p.numbers[name] for p in parts]))
+        return out
+
+    def to_arrow(self) -> "pa.Table":
+        import numpy as np
+        import pyarrow as pa
+
+        if self._arrow is not None:
+            return self._arrow
+        columns: dict[str, Any] = {}
+        for name in self.order:
+            if name in self.strings:
+                codes, labels = self.strings[name]
+                columns[name] = pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)),
+                                                               pa.array(labels, pa.string()))
+            elif name == "time":
+                columns[name] = pa.array(self.numbers[name], pa.timestamp("ns", tz="UTC"))
+            elif name in self.nullable:
+                values = self.numbers[name]
+                unknown = np.isnan(values)
+                columns[name] = pa.array(np.where(unknown, 0, np.round(values)).astype(np.int64), mask=unknown)
+            else:
+                columns[name] = pa.array(np.ascontiguousarray(self.numbers[name]))
+        self._arrow = pa.table(columns)
+        return self._arrow
+
+
+def fixed_strings(arr: "np.ndarray[Any, Any]", name: str) -> tuple["np.ndarray[Any, Any]", list[str]]:
+    """A fixed char array field (comm) as (codes, labels)."""
     import numpy as np
-    import pyarrow as pa
 
     codes, labels = _factorize_fixed_bytes(arr, name)
     if len(set(labels)) != len(labels):  # distinct raw values decoding to one label
         merged = sorted(set(labels))
-        remap = np.array([merged.index(label) for label in labels], dtype=np.int32)
+        remap = np.array([merged.index(label) for label in labels], dtype=np.int64)
         codes, labels = remap[codes], merged
-    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), pa.array(labels, pa.string()))
+    return np.asarray(codes, dtype=np.int64), labels
 
 
-def enum_strings(values: "np.ndarray[Any, Any]", names: Mapping[int, str]) -> "pa.DictionaryArray":
-    """An enum-valued field as Arrow dictionary strings (a value the enum
-    does not name shows as its number)."""
+def enum_strings(values: "np.ndarray[Any, Any]", names: Mapping[int, str]) -> tuple["np.ndarray[Any, Any]", list[str]]:
+    """An enum-valued field as (codes, labels) (a value the enum does not
+    name shows as its number)."""
     import numpy as np
-    import pyarrow as pa
 
     uniques, codes = np.unique(values, return_inverse=True)
-    labels = [names.get(int(v), str(int(v))) for v in uniques]
-    return pa.DictionaryArray.from_arrays(pa.array(codes.reshape(-1).astype(np.int32)), pa.array(labels, pa.string()))
+    return codes.reshape(-1).astype(np.int64), [names.get(int(v), str(int(v))) for v in uniques]
 
 
-def arrow_table(arr: "np.ndarray[Any, Any]", offset_ns: int, *, enums: Optional[Mapping[str, Mapping[int, str]]] = None,
-                bools: Iterable[str] = (), drop: Iterable[str] = ()) -> "pa.Table":
-    """Ring records -> an Arrow table whose schema is the event struct's:
-    integers stay integers, char arrays and enums become dictionary strings,
-    flags named in bools become booleans; a UTC ``time`` column leads and
-    the raw ``ts_ns`` stays.  Fields named pad or starting with _ are left
-    out, as are nested arrays."""
+def records_of(arr: "np.ndarray[Any, Any]", offset_ns: int, *, enums: Optional[Mapping[str, Mapping[int, str]]] = None,
+               bools: Iterable[str] = (), drop: Iterable[str] = ()) -> Records:
+    """Ring records -> Records whose schema is the event struct's: integers
+    stay integers, char arrays and enums become strings, flags named in
+    bools become booleans; a UTC ``time`` column leads and the raw ``ts_ns``
+    stays.  Fields named pad or starting with _ are left out, as are nested
+    arrays."""
     import numpy as np
-    import pyarrow as pa
 
     enums = enums or {}
     bools = set(bools)
     skip = set(drop)
-    columns: dict[str, Any] = {}
+    out = Records(len(arr), offset_ns)
     names = arr.dtype.names or ()
     if "ts_ns" in names:
-        columns["time"] = pa.array(arr["ts_ns"].astype(np.int64) + offset_ns, pa.timestamp("ns", tz="UTC"))
+        out.add("time", arr["ts_ns"].astype(np.int64) + offset_ns)
     for name in names:
         if name in skip or name.startswith("_") or name == "pad":
             continue
         col = arr[name]
         if col.dtype.kind == "S":
-            columns[name] = strings_of(arr, name)
+            out.add_strings(name, *fixed_strings(arr, name))
         elif col.ndim > 1 or col.dtype.subdtype is not None:
             continue
         elif name in enums:
-            columns[name] = enum_strings(col, enums[name])
+            out.add_strings(name, *enum_strings(col, enums[name]))
         elif name in bools:
-            columns[name] = pa.array(col != 0)
+            out.add(name, col != 0)
         else:
-            columns[name] = pa.array(np.ascontiguousarray(col))
-    return pa.table(columns)
+            out.add(name, np.ascontiguousarray(col))
+    return out
+
+
+def arrow_table(arr: "np.ndarray[Any, Any]", offset_ns: int, *, enums: Optional[Mapping[str, Mapping[int, str]]] = None,
+                bools: Iterable[str] = (), drop: Iterable[str] = ()) -> "pa.Table":
+    """records_of(...) as an Arrow table."""
+    return records_of(arr, offset_ns, enums=enums, bools=bools, drop=drop).to_arrow()
+
+
+def strings_of(arr: "np.ndarray[Any, Any]", name: str) -> "pa.DictionaryArray":
+    """A fixed char array field (comm) as Arrow dictionary strings."""
+    import numpy as np
+    import pyarrow as pa
+
+    codes, labels = fixed_strings(arr, name)
+    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), pa.array(labels, pa.string()))

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from .records import Records
+
 __all__ = ["FORMAT", "TraceReader", "TraceWriter", "check_trace_dir", "is_trace_dir"]
 
 FORMAT = "kerntrace-trace/1"
@@ -125,11 +127,13 @@ class TraceWriter:
             elif name in (META, END, SUMMARY):
                 os.unlink(full)
 
-    def append(self, kind: str, table: "pa.Table") -> None:
-        if not table.num_rows:
+    def append(self, kind: str, table: "Records | pa.Table") -> None:
+        """One batch of a kind: kerntrace Records (written without pyarrow)
+        or a pyarrow Table."""
+        if not len(table):
             return
         self._buffered.setdefault(kind, []).append(table)
-        self._buffered_bytes += table.nbytes
+        self._buffered_bytes += _nbytes(table)
         if self._oldest is None:
             self._oldest = time.monotonic()
         if self._buffered_bytes >= self.part_bytes:
@@ -140,9 +144,6 @@ class TraceWriter:
             self.flush()
 
     def flush(self) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         for kind, tables in self._buffered.items():
             if not tables:
                 continue
@@ -150,18 +151,17 @@ class TraceWriter:
             if kind not in self._kinds:
                 os.makedirs(directory, mode=0o700, exist_ok=True)
                 self._kinds.add(kind)
-            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
             self._seq += 1
             name = f"part-{self._seq:06d}.parquet"
             tmp = os.path.join(directory, f".{name}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                pq.write_table(table, f, compression="zstd")
+                rows = _write_part(f, tables)
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, os.path.join(directory, name))
             _fsync_dir(directory)
-            self.records[kind] = self.records.get(kind, 0) + table.num_rows
+            self.records[kind] = self.records.get(kind, 0) + rows
         self._buffered = {}
         self._buffered_bytes = 0
         self._oldest = None
@@ -171,6 +171,31 @@ class TraceWriter:
         self.flush()
         _write_json(self.path, END, end)
         _write_json(self.path, SUMMARY, summary)
+
+
+def _nbytes(table: Any) -> int:
+    if hasattr(table, "nbytes"):
+        return int(table.nbytes)
+    return sum(v.nbytes for v in table.numbers.values()) + sum(c.nbytes for c, _l in table.strings.values())
+
+
+def _write_part(f: Any, tables: list[Any]) -> int:
+    """One part file of a kind's buffered batches; returns its rows."""
+    from .records import Records
+
+    if all(isinstance(t, Records) for t in tables):
+        from .parquet import write_parquet_file
+
+        records = Records.concat(tables)
+        write_parquet_file(f, records.columns(), len(records))
+        return len(records)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables([t.to_arrow() if isinstance(t, Records) else t for t in tables],
+                             promote_options="default")
+    pq.write_table(table, f, compression="zstd")
+    return int(table.num_rows)
 
 
 class TraceReader:
