@@ -8,7 +8,7 @@ second: usr, sys, idl, wai, read_bytes, write_bytes).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from . import dstate
 from .findings import Finding
@@ -16,7 +16,9 @@ from .findings import Finding
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["findings", "odirect_frames"]
+    from .odirect import ODirectStats
+
+__all__ = ["counter_totals", "findings", "odirect_frames"]
 
 MIN_IOWAIT_S = 0.25
 
@@ -46,7 +48,47 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
-def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]:
+def _odirect_stats(frames: "dict[str, pd.DataFrame]") -> "Optional[ODirectStats]":
+    reads, blocks = odirect_frames(frames)
+    if reads is None and blocks is None:
+        return None
+    from .odirect import ODirectStats
+
+    given = {}
+    # hand-made frames may leave out what the rule does not read
+    if reads is not None and not reads.empty:
+        defaults = {"latency_ns": 0, "comm": "", "direct": False}
+        given["read"] = reads.assign(path=_path_column(reads),
+                                     **{k: v for k, v in defaults.items() if k not in reads.columns})
+    if blocks is not None and not blocks.empty:
+        defaults = {"comm": "", "attributed": True, "op": "R", "path": ""}
+        given["block"] = blocks.assign(**{k: v for k, v in defaults.items() if k not in blocks.columns})
+    return ODirectStats.from_frames(given)
+
+
+def counter_totals(rows: "Sequence[Mapping[str, Any]]") -> dict[str, Any]:
+    """The counters' figures the rule and the summary use, from per-second
+    rows (usr, sys, idl, wai, read_bytes, write_bytes)."""
+    wai = [float(r["wai"]) for r in rows]
+    return {
+        "intervals": len(rows),
+        "iowait_avg_pct": sum(wai) / len(wai) if wai else 0.0,
+        "iowait_max_pct": max(wai) if wai else 0.0,
+        "disk_read_bytes": int(sum(r["read_bytes"] for r in rows)),
+        "disk_write_bytes": int(sum(r.get("write_bytes", 0) for r in rows)),
+    }
+
+
+def _counter_totals(frame: "Optional[pd.DataFrame]") -> Optional[dict[str, Any]]:
+    if frame is None or frame.empty:
+        return None
+    return counter_totals(frame.to_dict("records"))
+
+
+def findings(frames: "dict[str, pd.DataFrame]", odirect: "Optional[ODirectStats]" = None,
+             counters: Optional[Mapping[str, Any]] = None, **context: Any) -> list[Finding]:
+    """frames: dstate_totals (and, in tests, odirect's read/block frames and
+    counters rows); odirect: the run's ODirectStats; counters: counter_totals()."""
     procs = dstate.per_process(frames)
     if procs.empty:
         return []
@@ -67,41 +109,37 @@ def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]
     parts = [f"{who} caused {100 * share:.0f} % of the traced tasks' iowait time "
              f"({io_ms / 1e3:.2f} s asleep in D waiting for I/O)"]
 
-    reads, blocks = odirect_frames(frames)
+    stats = odirect if odirect is not None else _odirect_stats(frames)
     file_of: dict[int, tuple[str, int, int]] = {}      # pid -> (top file, bytes, O_DIRECT bytes)
     disk_of: dict[int, str] = {}
-    if reads is not None and not reads.empty:
-        mine = reads[reads["pid"].isin(pids) & (reads["ret"] > 0)]
-        if not mine.empty:
-            mine = mine.assign(path=_path_column(mine), direct=mine["direct"].astype(bool),
-                               nbytes=mine["ret"].astype("int64"))
-            mine = mine.assign(dbytes=mine["nbytes"].where(mine["direct"], 0))
-            by_file = mine.groupby("path", sort=False).agg(
-                reads=("nbytes", "size"), nbytes=("nbytes", "sum"), dbytes=("dbytes", "sum"))
-            by_file = by_file.sort_values("nbytes", ascending=False)
-            path, top = str(by_file.index[0]), by_file.iloc[0]
-            how = "with O_DIRECT" if top["dbytes"] >= top["nbytes"] / 2 else "through the page cache"
-            parts.append(f"reading {path} {how} ({_mib(float(top['nbytes']))} in {int(top['reads'])} reads)")
-            per = mine.groupby(["pid", "path"], sort=False).agg(nbytes=("nbytes", "sum"), dbytes=("dbytes", "sum"))
-            for (pid, p), r in per.sort_values("nbytes").iterrows():
-                file_of[int(pid)] = (str(p), int(r["nbytes"]), int(r["dbytes"]))
-    if blocks is not None and not blocks.empty:
-        mine = blocks[blocks["pid"].isin(pids)]
-        if "op" in mine.columns and mine["op"].dtype == object:
-            mine = mine[mine["op"].astype(str) == "R"]
-        disk_col = "disk" if "disk" in mine.columns else "dev"
-        if not mine.empty and disk_col in mine.columns:
-            by_disk = mine.groupby(mine[disk_col].astype(str), sort=False)["bytes"].sum().sort_values(ascending=False)
-            disk, nbytes = str(by_disk.index[0]), int(by_disk.iloc[0])
+    if stats is not None:
+        mine = [(pid, path, r) for (pid, path), r in stats.by_pid_file.items() if pid in pids and r.ok_reads]
+        if mine:
+            by_file: dict[str, list[int]] = {}
+            for _pid, path, r in mine:
+                row = by_file.setdefault(path, [0, 0, 0])
+                row[0] += r.ok_reads
+                row[1] += r.read_bytes
+                row[2] += r.odirect_bytes
+            path, (nreads, nbytes, dbytes) = max(by_file.items(), key=lambda kv: (kv[1][1], kv[0]))
+            how = "with O_DIRECT" if dbytes >= nbytes / 2 else "through the page cache"
+            parts.append(f"reading {path} {how} ({_mib(float(nbytes))} in {nreads} reads)")
+            for pid, path, r in sorted(mine, key=lambda m: (m[2].read_bytes, m[1])):
+                file_of[int(pid)] = (path, r.read_bytes, r.odirect_bytes)
+        disks = [(pid, disk, n) for (pid, disk), n in stats.disk_reads.items() if pid in pids and disk]
+        if disks:
+            by_disk: dict[str, int] = {}
+            for _pid, disk, n in disks:
+                by_disk[disk] = by_disk.get(disk, 0) + n
+            disk, nbytes = max(by_disk.items(), key=lambda kv: (kv[1], kv[0]))
             parts.append(f"from {disk} ({_mib(nbytes)} of block reads)")
-            per_disk = mine.groupby(["pid", mine[disk_col].astype(str)], sort=False)["bytes"].sum()
-            for (pid, d), _n in per_disk.sort_values().items():
-                disk_of[int(pid)] = str(d)
-    counters = frames.get("counters")
-    if counters is not None and not counters.empty:
-        wai = counters["wai"]
-        parts.append(f"the CPUs were {wai.mean():.0f} % iowait on average (peak {wai.max():.0f} %) "
-                     f"and the disks read {_mib(float(counters['read_bytes'].sum()))}")
+            for pid, disk, _n in sorted(disks, key=lambda d: (d[2], d[1])):
+                disk_of[int(pid)] = disk
+    totals = counters if counters is not None else _counter_totals(frames.get("counters"))
+    if totals is not None and totals.get("intervals"):
+        parts.append(f"the CPUs were {totals['iowait_avg_pct']:.0f} % iowait on average "
+                     f"(peak {totals['iowait_max_pct']:.0f} %) "
+                     f"and the disks read {_mib(float(totals['disk_read_bytes']))}")
     summary = "; ".join(parts) + "."
 
     evidence: list[dict[str, Any]] = []

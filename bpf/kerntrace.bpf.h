@@ -101,6 +101,7 @@ static __always_inline bool kt_current_traced(void)
 #define KT_NR_WAITID 247
 #define KT_NR_UNSHARE 272
 #define KT_NR_PREADV 295
+#define KT_NR_IO_URING_ENTER 426
 #define KT_NR_SETNS 308
 #define KT_NR_PREADV2 327
 #define KT_NR_CLONE3 435

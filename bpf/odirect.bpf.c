@@ -47,6 +47,9 @@ struct reader_state {
 	__u64 named_ino;
 	__u32 named_dev;
 	__u32 pad;
+	/* the io_uring read this thread submitted last, until its
+	 * io_uring_enter returns (an SQPOLL thread keeps it: it only submits) */
+	__u64 uring_submit_ns;
 };
 
 struct {
@@ -69,7 +72,8 @@ struct bio_owner {
 	__u32 tid;
 	__u8 op;
 	__u8 traced;        /* the submitter was traced when it queued the bio */
-	__u8 pad[2];
+	__u8 uring;         /* read_enter_ns is an io_uring read's submission */
+	__u8 pad;
 	char comm[ODIRECT_COMM_LEN];
 };
 
@@ -445,11 +449,18 @@ int BPF_PROG(odirect_sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(odirect_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u16 kind = read_syscall(regs->orig_ax);
+	long id = regs->orig_ax;
+	__u16 kind = read_syscall(id);
 	struct reader_state *s;
 
-	if (!kind)
+	if (!kind) {
+		if (id == KT_NR_IO_URING_ENTER) {
+			s = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, 0);
+			if (s)
+				s->uring_submit_ns = 0;
+		}
 		return 0;
+	}
 	s = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, 0);
 	if (!s || !s->enter_ns)
 		return 0;
@@ -527,6 +538,7 @@ static __always_inline int on_uring_submit(struct io_kiocb *req)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u16 kind = uring_read_kind(req->opcode);
+	struct reader_state *s;
 	struct uring_read r;
 	struct io_rw *rw;
 	__u8 flags = 0;
@@ -555,6 +567,10 @@ static __always_inline int on_uring_submit(struct io_kiocb *req)
 	}
 	kt_current_comm_btf(r.comm);
 	bpf_map_update_elem(&uring_reads, &key, &r, BPF_ANY);
+	/* the bios queued while this request is issued are its own */
+	s = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (s)
+		s->uring_submit_ns = r.submit_ns;
 	return 0;
 }
 
@@ -636,7 +652,8 @@ static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 is
 	e->error = error;
 	e->attributed = 1;
 	e->completed = completed;
-	e->pad[0] = e->pad[1] = 0;
+	e->uring_read = owner->uring;
+	e->pad = 0;
 	__builtin_memcpy(e->comm, owner->comm, sizeof(e->comm));
 	submit(&odirect_blocks, e);
 }
@@ -723,7 +740,14 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	 * which of its reads the bio serves: user space joins the two records
 	 * on (tid, entry time) as they stream, without keeping every read. */
 	reader = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, 0);
-	owner.read_enter_ns = reader ? reader->enter_ns : 0;
+	owner.read_enter_ns = 0;
+	owner.uring = 0;
+	if (reader && reader->enter_ns) {
+		owner.read_enter_ns = reader->enter_ns;
+	} else if (reader && reader->uring_submit_ns) {
+		owner.read_enter_ns = reader->uring_submit_ns;
+		owner.uring = 1;
+	}
 	if (reader)
 		owner.traced = 1;
 	else
@@ -735,7 +759,7 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	owner.pid = pid_tgid >> 32;
 	owner.tid = (__u32)pid_tgid;
 	owner.op = bio->bi_opf & 0xff;
-	owner.pad[0] = owner.pad[1] = 0;
+	owner.pad = 0;
 	kt_current_comm_btf(owner.comm);
 	store_bio(typed_key(bio), &owner);
 	return 0;

@@ -87,8 +87,10 @@ struct odirect_block_event {
 	__u64 queued_ns;    /* bio submitted (block_bio_queue); 0 when unattributed */
 	__u64 issue_ns;     /* request issued to the driver; 0 when not seen */
 	__u64 read_enter_ns; /* entry of the read syscall its submitter was in when it
-	                      * queued the bio (its odirect_read_event has
-	                      * ts_ns - latency_ns equal to it); 0: none */
+	                      * queued the bio, or the submission of the io_uring
+	                      * read it last submitted in this io_uring_enter (that
+	                      * odirect_read_event has ts_ns - latency_ns equal to
+	                      * it); 0: none */
 	__u64 sector;       /* of this bio (of the request when unattributed) */
 	__u32 bytes;        /* of the bio (completed by this call when unattributed) */
 	__u32 dev;          /* whole-disk dev_t (kernel encoding) */
@@ -98,7 +100,8 @@ struct odirect_block_event {
 	__s32 error;        /* blk_status_t of the completion */
 	__u8 attributed;    /* the bio was seen at submission */
 	__u8 completed;     /* 0: the kernel never reported its completion (ts_ns is then when it was queued) */
-	__u8 pad[2];
+	__u8 uring_read;    /* read_enter_ns is the submission of an io_uring read (they complete in any order) */
+	__u8 pad;
 	char comm[ODIRECT_COMM_LEN];
 };
 

@@ -239,9 +239,9 @@ def resolve_interfaces(spec: Optional[str]) -> dict[str, list[str]]:
 
 
 class CounterSampler:
-    """The counters `iotrace diagnose` keeps: sample() once a second; rows()
-    gives one row per interval (cpu percent, whole-disk bytes read and
-    written in the interval)."""
+    """The counters `iotrace diagnose` samples once a second: sample() gives
+    one row per interval (cpu percent, whole-disk bytes read and written in
+    the interval); the caller keeps what it needs of them."""
 
     def __init__(self) -> None:
         self._disk_groups = resolve_disks(None)
@@ -251,7 +251,6 @@ class CounterSampler:
         """Start counting from now (once the probes are attached)."""
         self._first = read_sample()
         self._last = self._first
-        self._rows: list[dict[str, Any]] = []
 
     def sample(self) -> Optional[dict[str, Any]]:
         now = read_sample()
@@ -267,12 +266,8 @@ class CounterSampler:
             "read_bytes": int(round(read_rate * interval.seconds)),
             "write_bytes": int(round(write_rate * interval.seconds)),
         }
-        self._rows.append(row)
         self._last = now
         return row
 
     def since_last(self) -> float:
         return (time.monotonic_ns() - self._last.mono_ns) / 1e9
-
-    def rows(self) -> list[dict[str, Any]]:
-        return list(self._rows)

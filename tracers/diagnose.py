@@ -23,8 +23,7 @@ from ..analysis import diagnose as cause_rules
 from ..analysis.report import format_table, print_findings, run_line
 from .counters import CounterSampler
 from .dstate import DStateTool
-from .engine.records import write_parquet
-from .engine.sinks import JsonSink, Sink, TextSink, TraceFileSink
+from .engine.sinks import JsonSink, Sink, TextSink, TraceDirSink
 from .odirect import ODirectTool
 from .zombies import ZombiesTool
 
@@ -86,9 +85,11 @@ class DiagnoseTool(Tool):
         self.dstate = DStateTool(min_event_ms=1.0)
         self.zombies = ZombiesTool(reap_orphans=reap_orphans)
         self.parts: dict[str, Tool] = {"odirect": self.odirect, "dstate": self.dstate, "zombies": self.zombies}
+        self.zombies_reap_orphans = reap_orphans
         self.sampler = CounterSampler()
         self._counter_rows_shown = 0
-        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
+        self._counter_rows: list[dict[str, Any]] = []
+        self._counter_totals: dict[str, Any] = cause_rules.counter_totals([])
 
     def objects(self) -> Sequence[ObjectSpec]:
         return [spec for part in self.parts.values() for spec in part.objects()]
@@ -111,10 +112,25 @@ class DiagnoseTool(Tool):
     def update(self, obj: str, ring: str, batch: Any) -> Any:
         return self.parts[obj].update(obj, ring, batch)
 
+    def attach_events(self) -> Sequence[tuple[str, str, Any]]:
+        return [item for part in self.parts.values() for item in part.attach_events()]
+
     def tick(self) -> Sequence[tuple[str, Any]]:
         self.zombies.tick()
         row = self.sampler.sample()
-        return [("counters", row)] if row is not None else []
+        if row is None:
+            return []
+        self._count(row)
+        return [("counters", row)]
+
+    def _count(self, row: Mapping[str, Any]) -> None:
+        self._counter_rows.append({k: row[k] for k in ("wai", "read_bytes", "write_bytes")})
+        if len(self._counter_rows) > 1:  # kept as running totals: one row per second would grow
+            self._counter_totals = _merge_counters(self._counter_totals, self._counter_rows)
+            self._counter_rows = []
+
+    def counter_totals(self) -> dict[str, Any]:
+        return _merge_counters(self._counter_totals, self._counter_rows)
 
     def live_lines(self, obj: str, ring: str, events: Any, clock: Clock) -> str:
         if ring != "counters":
@@ -131,40 +147,51 @@ class DiagnoseTool(Tool):
         row = {k: round(v, 2) if isinstance(v, float) else v for k, v in events.items() if k != "mono_ns"}
         return [{"type": "counters", "time": clock.rfc3339(events["mono_ns"]), **row}]
 
+    def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[tuple[str, Any]]:
+        if ring == "counters":
+            return [("counters", _counter_records(events, clock.offset_ns))]
+        if obj in self.parts:
+            return self.parts[obj].trace_records(obj, ring, events, clock)
+        return ()
+
+    def replay(self, kind: str, table: Any) -> None:
+        if kind == "counters":
+            for row in table.to_pylist():
+                self._count(row)
+            return
+        for part in self.parts.values():
+            part.replay(kind, table)
+
     def finish(self) -> Sequence[tuple[str, str, Any]]:
         late = [item for part in self.parts.values() for item in part.finish()]
         if self.sampler.since_last() >= 0.3:  # the last partial second, unless too short to mean anything
             row = self.sampler.sample()
             if row is not None:
+                self._count(row)
                 late.append(("", "counters", row))
         return late
 
-    def frames(self) -> "dict[str, pd.DataFrame]":
-        if self._frames is None:
-            import pandas as pd
+    def end_state(self) -> dict[str, Any]:
+        return {name: part.end_state() for name, part in self.parts.items()}
 
-            frames: dict[str, pd.DataFrame] = {"counters": self.counters()}
-            for part in self.parts.values():
-                frames.update(part.frames())
-            self._frames = frames
-        return self._frames
+    def restore_end(self, state: Mapping[str, Any]) -> None:
+        for name, part in self.parts.items():
+            part.restore_end(state.get(name, {}))
 
-    def counters(self) -> "pd.DataFrame":
-        import pandas as pd
-
-        return pd.DataFrame([{k: v for k, v in r.items() if k != "mono_ns"} for r in self.sampler.rows()])
+    def trace_options(self) -> dict[str, Any]:
+        return {"reap_orphans": self.zombies_reap_orphans}
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         parts = {name: part.summary(duration_s) for name, part in self.parts.items()}
-        counters = self.counters()
+        c = self.counter_totals()
         return {
             "processes": merge_processes(parts),
             "counters": {
-                "intervals": len(counters),
-                "iowait_avg_pct": round(float(counters["wai"].mean()), 1) if len(counters) else 0.0,
-                "iowait_max_pct": round(float(counters["wai"].max()), 1) if len(counters) else 0.0,
-                "disk_read_bytes": int(counters["read_bytes"].sum()) if len(counters) else 0,
-                "disk_write_bytes": int(counters["write_bytes"].sum()) if len(counters) else 0,
+                "intervals": c["intervals"],
+                "iowait_avg_pct": round(c["iowait_avg_pct"], 1),
+                "iowait_max_pct": round(c["iowait_max_pct"], 1),
+                "disk_read_bytes": c["disk_read_bytes"],
+                "disk_write_bytes": c["disk_write_bytes"],
             },
             "exits": parts["zombies"]["exits"],
             "stacks": parts["dstate"]["stacks"],
@@ -176,7 +203,8 @@ class DiagnoseTool(Tool):
     def findings(self, duration_s: float) -> list[Any]:
         found: list[Finding] = []
         found += self.odirect.findings(duration_s)
-        found += cause_rules.findings(self.frames())
+        found += cause_rules.findings(self.dstate.frames(), odirect=self.odirect.stats,
+                                      counters=self.counter_totals())
         found += self.dstate.findings(duration_s)
         found += self.zombies.findings(duration_s)
         return found
@@ -199,17 +227,36 @@ class DiagnoseTool(Tool):
             out.write(f"({len(shown) - 15} more)\n")
         print_findings(findings, out)
 
-    def write_output(self, path: str, envelope: Mapping[str, Any]) -> None:
-        """-o DIR: one Parquet file per part, the counters, summary.json."""
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        meta = {k: v for k, v in envelope.items() if k != "findings"}
-        for name, part in self.parts.items():
-            write_parquet(part.frames(), os.path.join(path, f"{name}.parquet"), {**meta, "part": name})
-        write_parquet({"counters": self.counters()}, os.path.join(path, "counters.parquet"),
-                      {**meta, "part": "counters"})
-        fd = os.open(os.path.join(path, "summary.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(envelope, f, default=str, indent=1)
+
+
+def _merge_counters(totals: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Running counter totals plus some rows (the mean weighs every interval once)."""
+    more = cause_rules.counter_totals(rows)
+    n = totals["intervals"] + more["intervals"]
+    return {
+        "intervals": n,
+        "iowait_avg_pct": ((totals["iowait_avg_pct"] * totals["intervals"] + more["iowait_avg_pct"] * more["intervals"])
+                           / n if n else 0.0),
+        "iowait_max_pct": max(totals["iowait_max_pct"], more["iowait_max_pct"]),
+        "disk_read_bytes": totals["disk_read_bytes"] + more["disk_read_bytes"],
+        "disk_write_bytes": totals["disk_write_bytes"] + more["disk_write_bytes"],
+    }
+
+
+def _counter_records(row: Mapping[str, Any], offset_ns: int) -> Any:
+    """One counters row as the trace keeps it."""
+    import numpy as np
+
+    from .engine.records import Records
+
+    out = Records(1, offset_ns)
+    out.add("time", np.array([row["mono_ns"] + offset_ns], dtype=np.int64))
+    out.add("ts_ns", np.array([row["mono_ns"]], dtype=np.uint64))
+    for key, value in row.items():
+        if key == "mono_ns":
+            continue
+        out.add(key, np.array([value], dtype=np.int64 if isinstance(value, int) else np.float64))
+    return out
 
 
 def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[TextIO] = None, quiet: bool = False,
@@ -222,21 +269,21 @@ def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[Tex
     elif not quiet:
         sinks.append(TextSink(out))
     if output_dir:
-        sinks.append(TraceFileSink(output_dir))
+        sinks.append(TraceDirSink(output_dir, getattr(output_dir, "flush_s", None)))
     run = Run("iotrace", DiagnoseTool(reap_orphans=bool(target.argv)), target, sinks, duration=duration,
               utc=utc, quiet=quiet)
     return run.execute()
 
 
 @click.command("diagnose")
-@pid_options(required=False, output_dir=True)
+@pid_options(required=False)
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
             as_json: bool, output: Optional[str], utc: bool, verbose: int) -> int:
     """odirect + dstate + zombies at once, with CPU and disk counters each
     second, and findings: who causes the iowait, O_DIRECT around the page
     cache, parents that leave zombies.  Without -p/-c: every process."""
     target = target_from_options(pids, command, follow, required=False)
-    check_output_path(output, directory=True)
+    check_output_path(output)
     require_bpf_environment()
     run_diagnose(target, duration, as_json=as_json, output_dir=output, utc=utc)
     return 0

@@ -261,7 +261,7 @@ class ODirectTool(Tool):
         self._call_cache: dict[tuple[int, int, int], str] = {}
         self._op_cache: dict[tuple[int, int], tuple[str, str]] = {}
         # the join of bios to reads, as they stream (see bpf/odirect.h: read_enter_ns)
-        self._recent: dict[int, dict[int, str]] = {}   # tid -> {entry time of a read: its file}
+        self._recent: dict[int, dict[int, tuple[str, int]]] = {}   # tid -> {read's entry time: (file, exit time)}
         self._last_enter: dict[int, int] = {}           # tid -> entry time of its latest read seen
         self._newest_ns = 0
         self._pending: list[tuple["np.ndarray[Any, Any]", list[str]]] = []   # bios waiting for their read
@@ -361,7 +361,7 @@ class ODirectTool(Tool):
             mine = recent.get(tid)
             if mine is None:
                 mine = recent[tid] = {}
-            mine[enter] = path
+            mine[enter] = (path, ts)
             if len(mine) > MAX_READS_PER_TID:  # reads and no block I/O for a long while
                 recent[tid] = mine = dict(list(mine.items())[-MAX_READS_PER_TID // 2:])
             touched.add(tid)
@@ -396,14 +396,20 @@ class ODirectTool(Tool):
         wait = np.zeros(len(bios), dtype=bool)
         horizon = self._newest_ns - int(PENDING_BIO_S * 1e9)
         recent, last = self._recent, self._last_enter
-        for i, (tid, enter, queued) in enumerate(zip(bios["tid"].tolist(), bios["read_enter_ns"].tolist(),
-                                                     bios["queued_ns"].tolist())):
+        for i, (tid, enter, queued, uring) in enumerate(zip(
+                bios["tid"].tolist(), bios["read_enter_ns"].tolist(), bios["queued_ns"].tolist(),
+                bios["uring_read"].tolist())):
             if not enter:
                 continue
-            path = recent.get(tid, {}).get(enter)
-            if path is not None:
-                paths[i] = path
-            elif not final and last.get(tid, -1) < enter and queued > horizon:
+            read = recent.get(tid, {}).get(enter)
+            if read is not None:
+                # an SQPOLL thread keeps its last submission: a bio queued
+                # after that read completed is not the read's
+                if queued <= read[1]:
+                    paths[i] = read[0]
+            elif not final and queued > horizon and (uring or last.get(tid, -1) < enter):
+                # a thread's syscall reads end in order of entry, io_uring
+                # reads in any order: those wait until their read is seen
                 wait[i] = True
         return paths, wait
 
@@ -616,6 +622,7 @@ class ODirectTool(Tool):
         out = np.zeros(len(owners), dtype=block_dtype)
         for name in ("queued_ns", "read_enter_ns", "sector", "dev", "pid", "tid", "op", "comm"):
             out[name] = owners[name]
+        out["uring_read"] = owners["uring"]
         out["ts_ns"] = owners["queued_ns"]
         out["bytes"] = owners["bytes"] - owners["credited"]
         out["attributed"] = 1

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from kerntrace.tracers.engine.target import Target
@@ -47,7 +48,7 @@ def trace_command(argv, timeout=60.0):
     assert run.session.stop_reason == f"process {pid} exited"
     assert run.session.child_status == 0
     assert run.envelope["lost_events"] == 0
-    return pid, trace, trace.frames()
+    return pid, trace, run.frames()
 
 
 class StartsOnceAttached(ODirectTool):
@@ -65,6 +66,8 @@ class StartsOnceAttached(ODirectTool):
 
 
 def reads_of(frames, pid, path):
+    if "read" not in frames:  # the trace holds no read at all
+        return pd.DataFrame({"pid": [], "path": [], "direct": [], "bytes": []})
     reads = frames["read"]
     return reads[(reads["pid"] == pid) & (reads["path"] == path)]
 
@@ -157,7 +160,7 @@ def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir, monkeypatc
     pid = run.session.child_pid
     assert run.session.stop_reason == f"process {pid} exited" and run.session.child_status == 0
     assert run.envelope["lost_events"] == 0
-    mine = reads_of(trace.frames(), pid, path)
+    mine = reads_of(run.frames(), pid, path)
     assert len(mine) == count and int(mine["bytes"].sum()) == count * BLOCK
 
 
@@ -230,7 +233,7 @@ def test_pid_traces_every_thread_and_exit_ends_tracing(data_file):
         main_tid, thread_tid = (int(x) for x in proc.stdout.readline().split())
     finally:
         proc.wait(timeout=30)
-    frames = trace.frames()
+    frames = run.frames()
     mine = reads_of(frames, proc.pid, data_file)
     assert len(mine) == 10 and mine["direct"].all()
     by_tid = {tid: sorted(rows["offset"] // BLOCK) for tid, rows in mine.groupby("tid")}
@@ -280,19 +283,20 @@ def test_pid_follows_children_only_with_f(data_file, follow):
     try:
         assert proc.stdout.readline().strip() == "ready"
         trace = StartsOnceAttached(proc)
-        run_quiet(trace, Target(pids=[proc.pid], follow=follow), duration=60)
+        run = run_quiet(trace, Target(pids=[proc.pid], follow=follow), duration=60)
         child = json.loads(proc.stdout.readline())["pid"]  # the reader's own report
         assert int(proc.stdout.readline()) == child
     finally:
         proc.wait(timeout=30)
-    frames = trace.frames()
+    frames = run.frames()
     mine = reads_of(frames, child, data_file)
     if follow:
         assert_exact_reads(mine, 2, direct=True)
         blocks = frames["block"]
         assert int(blocks.loc[(blocks["pid"] == child) & (blocks["path"] == data_file), "bytes"].sum()) == 12 * BLOCK
     else:
-        assert len(mine) == 0 and child not in set(frames["read"]["pid"]) | set(frames["block"]["pid"])
+        assert len(mine) == 0
+        assert all(child not in set(frames[kind]["pid"]) for kind in ("read", "block") if kind in frames)
 
 
 # -- the command line ------------------------------------------------------------
@@ -329,23 +333,117 @@ def test_cli_command_json_summary(data_file):
     assert set(finding) == {"id", "severity", "title", "summary", "evidence", "recommendation", "references"}
 
 
-def test_cli_live_output_and_parquet(data_file, tmp_path):
-    out = tmp_path / "trace.parquet"
+def test_cli_live_output_and_trace_dir(data_file, tmp_path):
+    out = tmp_path / "trace"
     res = run_cli("-c", f"{sys.executable} {READER} {data_file} direct 2", "-o", str(out))
     assert res.returncode == 0, res.stderr
     assert res.stderr.startswith("iotrace odirect: tracing command")
     assert res.stdout.splitlines()[0].split()[:5] == ["TIME(s)", "COMM", "PID", "TID", "EVENT"]
     assert sum(1 for ln in res.stdout.splitlines() if data_file in ln and " D " in ln) == 8, res.stdout
     assert "odirect-bypass" in res.stdout and "Per process:" in res.stdout
-    assert os.stat(out).st_mode & 0o777 == 0o600
-    import pyarrow.parquet as pq
+    assert os.stat(out).st_mode & 0o777 == 0o700
+    names = sorted(os.listdir(out))
+    assert names == ["block", "end.json", "meta.json", "read", "summary.json"]
+    for root, dirs, files in os.walk(out):
+        assert all(os.stat(os.path.join(root, d)).st_mode & 0o777 == 0o700 for d in dirs)
+        assert all(os.stat(os.path.join(root, f)).st_mode & 0o777 == 0o600 for f in files)
+    import pyarrow.dataset as ds
 
-    table = pq.read_table(out).to_pandas()
-    reads = table[(table["type"] == "read") & (table["path"] == data_file)]
-    assert len(reads) == 8 and reads["direct"].all()
-    assert (table["type"] == "block").any()
-    meta = json.loads(pq.read_schema(out).metadata[b"kerntrace"])
-    assert meta["tool"] == "odirect" and meta["lost_events"] == 0
+    reads = ds.dataset(out / "read", format="parquet").to_table().to_pandas()
+    mine = reads[reads["path"] == data_file]
+    assert len(mine) == 8 and mine["direct"].all() and set(mine["syscall"]) == {"read", "pread64", "readv", "preadv2"}
+    assert str(reads["time"].dtype) == "datetime64[ns, UTC]" and reads["ts_ns"].dtype == "uint64"
+    assert reads["pid"].dtype == "uint32" and reads["ret"].dtype == "int64"
+    blocks = ds.dataset(out / "block", format="parquet").to_table().to_pandas()
+    assert int(blocks.loc[blocks["path"] == data_file, "bytes"].sum()) == 12 * BLOCK
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["tool"] == "odirect" and meta["format"] == "kerntrace-trace/1" and meta["hooks"]
+    assert meta["argv"][-2:] == ["-o", str(out)] and meta["clock"]["offset_ns"] > 0
+    assert json.loads((out / "end.json").read_text())["lost_events"] == 0
+
+
+def test_report_of_a_trace_equals_the_live_summary(data_file, tmp_path):
+    out = tmp_path / "trace"
+    res = run_cli("-c", f"{sys.executable} {READER} {data_file} direct 4", "--json", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    live = json.loads(res.stdout.splitlines()[-1])
+    rep = subprocess.run([IOTRACE, "report", str(out), "--json"], capture_output=True, text=True, timeout=60)
+    assert rep.returncode == 0, rep.stderr
+    again = json.loads(rep.stdout)
+    assert again["findings"] and again["findings"] == live["findings"]
+    for key in ("processes", "files", "duration_s", "lost_events", "stop_reason", "command_exit", "hooks", "started"):
+        assert again[key] == live[key], key
+    assert again["trace"]["complete"] is True
+    text = subprocess.run([IOTRACE, "report", str(out)], capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and "odirect-bypass" in text.stdout and "complete" in text.stdout
+    md = subprocess.run([IOTRACE, "report", str(out), "--md"], capture_output=True, text=True, timeout=60)
+    assert md.returncode == 0 and md.stdout.startswith("# odirect on ") and "| pid |" in md.stdout
+
+
+KILLED_READER = """
+import mmap, os, signal, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+blocks = os.fstat(fd).st_size // 4096
+done = []
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+print("ready", flush=True)
+i = 0
+while not stop:
+    assert os.preadv(fd, [buf], (i % blocks) * 4096) == 4096
+    done.append(time.monotonic_ns())
+    i += 1
+print(" ".join(map(str, done)), flush=True)
+"""
+
+
+def test_kill_9_leaves_every_read_up_to_the_last_flush(data_file, tmp_path):
+    """A traced reader, iotrace killed with SIGKILL after 6 s: the trace
+    directory holds every read that ended more than a flush interval (and
+    the ring's poll) before the kill; report and DuckDB read it as is."""
+    duckdb = pytest.importorskip("duckdb")
+    out = tmp_path / "killed"
+    reader = subprocess.Popen([sys.executable, "-c", KILLED_READER, data_file], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        tracer = subprocess.Popen([IOTRACE, "odirect", "-p", str(reader.pid), "-o", str(out)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        line = ""
+        while "Ctrl-C to end" not in line:
+            line = tracer.stderr.readline()
+            assert line, "iotrace ended before its ready line"
+        attached_ns = time.monotonic_ns()
+        time.sleep(6.0)
+        killed_ns = time.monotonic_ns()
+        tracer.kill()
+        tracer.wait(timeout=30)
+        reader.send_signal(signal.SIGTERM)
+        done = [int(t) for t in reader.stdout.readline().split()]
+    finally:
+        reader.kill()
+        reader.wait()
+    assert tracer.returncode == -signal.SIGKILL
+    assert not (out / "summary.json").exists() and not (out / "end.json").exists()
+    bound = killed_ns - 1_000_000_000
+    made = [t for t in done if attached_ns <= t <= bound]
+    assert len(made) > 1000
+    con = duckdb.connect()
+    (kept,) = con.execute(f"select count(*) from read_parquet('{out}/read/*.parquet') "
+                          f"where pid = {reader.pid} and direct and ts_ns between {attached_ns} and {bound}").fetchone()
+    # each read ended in the kernel (ts_ns) before the reader took its time
+    assert kept >= len(made)
+    rep = subprocess.run([IOTRACE, "report", str(out), "--json"], capture_output=True, text=True, timeout=60)
+    assert rep.returncode == 0, rep.stderr
+    summary = json.loads(rep.stdout)
+    assert summary["trace"]["complete"] is False and "truncated" in summary["stop_reason"]
+    (proc,) = [p for p in summary["processes"] if p["pid"] == reader.pid]
+    (total,) = con.execute(f"select count(*) from read_parquet('{out}/read/*.parquet') "
+                           f"where pid = {reader.pid} and direct").fetchone()
+    assert proc["odirect_reads"] == total >= kept
+    assert [f["id"] for f in summary["findings"]] == ["odirect-bypass"]
+    text = subprocess.run([IOTRACE, "report", str(out)], capture_output=True, text=True, timeout=60)
+    assert "TRUNCATED" in text.stdout
 
 
 def test_cli_duration_zero_attaches_and_exits():
@@ -369,7 +467,7 @@ def test_cli_pid_duration_ends_with_report():
 
 
 def test_cli_ctrl_c_ends_with_report_and_trace_file(data_file, tmp_path):
-    out = tmp_path / "sigint.parquet"
+    out = tmp_path / "sigint"
     reader = subprocess.Popen([sys.executable, READER, data_file, "decoy", "16", "30"], stdout=subprocess.PIPE)
     try:
         tracer = subprocess.Popen([IOTRACE, "odirect", "-p", str(reader.pid), "-o", str(out)],
@@ -386,12 +484,12 @@ def test_cli_ctrl_c_ends_with_report_and_trace_file(data_file, tmp_path):
     assert tracer.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "Per process:" in stdout and "odirect-bypass" in stdout
-    import pyarrow.parquet as pq
+    import pyarrow.dataset as ds
 
-    table = pq.read_table(out).to_pandas()
-    reads = table[(table["type"] == "read") & (table["pid"] == reader.pid)]
+    reads = ds.dataset(out / "read", format="parquet").to_table().to_pandas()
+    reads = reads[reads["pid"] == reader.pid]
     assert len(reads) > 100 and reads["direct"].all()
-    assert json.loads(pq.read_schema(out).metadata[b"kerntrace"])["stop_reason"] == "SIGINT"
+    assert json.loads((out / "summary.json").read_text())["stop_reason"] == "SIGINT"
 
 
 @pytest.mark.parametrize("args, message", [
