@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ..analysis.findings import Finding
 
 __all__ = ["ODirectTool", "PathNames", "block_latencies", "block_op_name", "command", "dev_name",
-           "disk_name", "files_of_bios", "print_report"]
+           "disk_name", "print_report"]
 
 FILE_RING = "odirect_files"
 READ_RING = "odirect_reads"
@@ -186,35 +186,6 @@ def block_latencies(queued: "np.ndarray[Any, Any]", issued: "np.ndarray[Any, Any
     # read once per plug (blk_time_get_ns): before this bio was queued
     queue[queue < 0] = 0.0
     return queue, device
-
-
-def files_of_bios(blocks: "pd.DataFrame", reads: "pd.DataFrame") -> "pd.DataFrame":
-    """For each bio (tid, queued_ns), the read that thread had in flight when
-    it queued the bio: -> DataFrame(index of blocks; dev, ino, path).  A bio
-    queued outside any traced read (writeback, a read begun before tracing)
-    gets no file."""
-    import numpy as np
-    import pandas as pd
-
-    out = pd.DataFrame({"file_dev": 0, "ino": 0, "path": ""}, index=blocks.index)
-    bios = blocks[blocks["queued_ns"] > 0][["tid", "queued_ns"]]
-    if bios.empty or reads.empty:
-        return out
-    spans = pd.DataFrame({
-        "tid": reads["tid"].to_numpy(),
-        "enter_ns": (reads["ts_ns"] - reads["latency_ns"]).to_numpy(np.int64),
-        "exit_ns": reads["ts_ns"].to_numpy(np.int64),
-        "file_dev": reads["dev_raw"].to_numpy(), "ino": reads["ino"].to_numpy(), "path": reads["path"].to_numpy(),
-    }).sort_values("enter_ns", kind="stable")
-    left = pd.DataFrame({"tid": bios["tid"].to_numpy(), "queued_ns": bios["queued_ns"].to_numpy(np.int64),
-                         "row": bios.index.to_numpy()}).sort_values("queued_ns", kind="stable")
-    joined = pd.merge_asof(left, spans, left_on="queued_ns", right_on="enter_ns", by="tid", direction="backward")
-    inside = joined["exit_ns"].notna() & (joined["queued_ns"] <= joined["exit_ns"])
-    hit = joined[inside]
-    out.loc[hit["row"].to_numpy(), "file_dev"] = hit["file_dev"].astype(np.int64).to_numpy()
-    out.loc[hit["row"].to_numpy(), "ino"] = hit["ino"].astype(np.int64).to_numpy()
-    out.loc[hit["row"].to_numpy(), "path"] = hit["path"].to_numpy()
-    return out
 
 
 def _cstr(raw: bytes) -> str:

@@ -15,7 +15,7 @@ from kerntrace.analysis.odirect import findings, odirect_bypass, per_file, per_p
 from kerntrace.tracers.engine import object_path
 from kerntrace.tracers.engine.libbpf import btf_of_elf
 from kerntrace.tracers.engine.btf import Btf
-from kerntrace.tracers.odirect import PathNames, block_latencies, dev_name, files_of_bios
+from kerntrace.tracers.odirect import ODirectTool, PathNames, block_latencies, dev_name
 
 
 @pytest.fixture(scope="module")
@@ -50,26 +50,49 @@ def test_block_latencies_split_queue_and_device_and_mark_the_unknown():
     assert queue[3] == 0 and device[3] == 300
 
 
-def test_bios_get_the_file_of_the_read_their_thread_had_in_flight():
-    reads = pd.DataFrame({
-        "tid": np.array([7, 7, 8], dtype=np.uint32),
-        "ts_ns": np.array([200, 400, 300], dtype=np.uint64),       # exit
-        "latency_ns": np.array([100, 50, 250], dtype=np.uint64),   # enter = 100, 350, 50
-        "dev_raw": np.array([1, 1, 2], dtype=np.uint32),
-        "ino": np.array([10, 11, 20], dtype=np.uint64),
-        "path": ["/a", "/b", "/c"],
-    })
-    blocks = pd.DataFrame({
-        "tid": np.array([7, 7, 7, 8, 9, 7], dtype=np.uint32),
-        "queued_ns": np.array([150, 360, 300, 60, 150, 0], dtype=np.uint64),
-    }, index=[5, 6, 7, 8, 9, 10])
-    files = files_of_bios(blocks, reads)
-    assert files.loc[5, "path"] == "/a" and files.loc[5, "ino"] == 10 and files.loc[5, "file_dev"] == 1
-    assert files.loc[6, "path"] == "/b"
-    assert files.loc[7, "path"] == ""   # between two reads of its thread: writeback, not a read
-    assert files.loc[8, "path"] == "/c"
-    assert files.loc[9, "path"] == ""   # another thread's window does not count
-    assert files.loc[10, "path"] == ""  # unattributed
+def _records(dtype, rows):
+    arr = np.zeros(len(rows), dtype)
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            arr[i][key] = value
+    return arr
+
+
+def test_bios_get_the_file_of_the_read_they_were_queued_in_as_they_stream(btf):
+    """A bio names the read its thread was in (read_enter_ns); its record
+    may come before that read's (it completes first), then it waits for it;
+    one queued in no read gets no file; io_uring reads complete in any
+    order, so their bios wait even when a later read was seen."""
+    tool = ODirectTool()
+    tool.paths._by_inode = {(1, 10): "/a", (1, 11): "/b", (1, 12): "/u"}
+    read_t, block_t = btf.dtype("odirect_read_event"), btf.dtype("odirect_block_event")
+
+    def read(tid, enter, exit_, ino):
+        return {"tid": tid, "pid": tid, "ts_ns": exit_, "latency_ns": exit_ - enter, "dev": 1, "ino": ino,
+                "has_file": 1, "fd": 3, "ret": 4096, "direct": 1, "comm": b"r"}
+
+    def bio(tid, enter, queued, done, uring=0):
+        return {"tid": tid, "pid": tid, "read_enter_ns": enter, "queued_ns": queued, "ts_ns": done,
+                "bytes": 4096, "op": 0, "attributed": 1, "completed": 1, "uring_read": uring, "comm": b"r"}
+
+    # poll 1: the read of /a (tid 7) is drained, then bios: one of it, one
+    # of tid 7's next read (not drained yet), one outside any read
+    tool.update("odirect", "odirect_reads", _records(read_t, [read(7, 100, 200, 10)]))
+    shown = tool.update("odirect", "odirect_blocks", _records(block_t, [
+        bio(7, 100, 150, 190), bio(7, 300, 310, 320), bio(7, 0, 250, 260),
+        bio(8, 500, 510, 520, uring=1)]))
+    assert list(shown.batch["queued_ns"]) == [150, 250] and shown.paths == ["/a", ""]
+    # poll 2: tid 7's read of /b, and a later io_uring read of tid 8 first
+    tool.update("odirect", "odirect_reads", _records(read_t, [read(7, 300, 400, 11), read(8, 600, 650, 12)]))
+    shown = tool.update("odirect", "odirect_blocks", _records(block_t, [bio(7, 0, 410, 420)]))
+    assert list(shown.batch["queued_ns"]) == [310, 410] and shown.paths == ["/b", ""]
+    # the io_uring read of the waiting bio completes last
+    tool.update("odirect", "odirect_reads", _records(read_t, [read(8, 500, 700, 12)]))
+    (late,) = [events for _obj, _ring, events in [("odirect", "odirect_blocks",
+                                                    tool._blocks(np.zeros(0, block_t), final=True))]]
+    assert list(late.batch["queued_ns"]) == [510] and late.paths == ["/u"]
+    files = {f["path"]: f for f in per_file(tool.stats)}
+    assert files["/a"]["block_bytes"] == files["/b"]["block_bytes"] == files["/u"]["block_bytes"] == 4096
 
 
 def test_path_names_join_dentries_under_the_mount_point(btf):
