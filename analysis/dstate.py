@@ -14,11 +14,64 @@ from .findings import Finding
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["findings", "per_process", "per_task", "top_stacks"]
+__all__ = ["SleepTotals", "findings", "per_process", "per_task", "top_stacks"]
 
 # D time below this is noise on any machine (a few page-cache misses).
 MIN_D_S = 0.25
 IO_SHARE = 0.5
+
+
+TOTAL_COLUMNS = ["pid", "tid", "comm", "stack_id", "iowait", "count", "total_ns", "max_ns", "wait_site", "stack",
+                 "at_attach"]
+_KEY = ["pid", "tid", "stack_id", "iowait", "at_attach"]
+
+
+class SleepTotals:
+    """The totals table summed from per-sleep records (dstate_sleep: pid,
+    tid, comm, stack_id, iowait, at_attach, duration_ns, wait_site, stack),
+    for a trace without the kernel's totals (a run killed before its end).
+    One entry per (thread, stack, iowait, at_attach), as the kernel keys
+    them: memory grows with the distinct keys, not with the sleeps.  Only
+    the sleeps the records hold are in it (not those the ring dropped or
+    those shorter than the run's --min-event)."""
+
+    def __init__(self) -> None:
+        # key -> [count, total_ns, max_ns, comm, wait_site, stack]
+        self._rows: dict[tuple[int, int, int, bool, bool], list[Any]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._rows)
+
+    def add(self, table: Any) -> None:
+        """One table of sleep records (pyarrow or pandas)."""
+        frame = table.to_pandas() if hasattr(table, "to_pandas") else table
+        if frame.empty:
+            return
+        frame = frame.assign(**{c: frame[c].astype(str) for c in ("comm", "wait_site", "stack")})
+        frame = frame.assign(iowait=frame["iowait"].astype(bool), at_attach=frame["at_attach"].astype(bool))
+        g = frame.groupby(_KEY, sort=False).agg(
+            count=("duration_ns", "size"), total_ns=("duration_ns", "sum"), max_ns=("duration_ns", "max"),
+            comm=("comm", "last"), wait_site=("wait_site", "last"), stack=("stack", "last"))
+        for key, r in zip(g.index, g.itertuples(index=False)):
+            k = (int(key[0]), int(key[1]), int(key[2]), bool(key[3]), bool(key[4]))
+            row = self._rows.get(k)
+            if row is None:
+                # The kernel's totals name one frame below the scheduler.
+                self._rows[k] = [int(r.count), int(r.total_ns), int(r.max_ns), r.comm,
+                                 r.wait_site.split(";", 1)[0], r.stack]
+            else:
+                row[0] += int(r.count)
+                row[1] += int(r.total_ns)
+                row[2] = max(row[2], int(r.max_ns))
+                row[3] = r.comm
+
+    def frame(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        rows = [{"pid": k[0], "tid": k[1], "comm": v[3], "stack_id": k[2], "iowait": k[3], "count": v[0],
+                 "total_ns": v[1], "max_ns": v[2], "wait_site": v[4], "stack": v[5], "at_attach": k[4]}
+                for k, v in self._rows.items()]
+        return pd.DataFrame(rows, columns=TOTAL_COLUMNS)
 
 
 def _totals(frames: "dict[str, pd.DataFrame]") -> "pd.DataFrame":
@@ -28,7 +81,11 @@ def _totals(frames: "dict[str, pd.DataFrame]") -> "pd.DataFrame":
     cols = ["pid", "tid", "comm", "iowait", "count", "total_ns", "max_ns", "wait_site", "stack"]
     if t is None or t.empty:
         return pd.DataFrame(columns=cols)
-    return t
+    # A frame read from a trace has its names as categories: as strings here
+    # (grouping by a category would make a row of every combination).
+    names = [c for c in ("comm", "wait_site", "stack")
+             if c in t.columns and isinstance(t[c].dtype, pd.CategoricalDtype)]
+    return t.assign(**{c: t[c].astype(str) for c in names}) if names else t
 
 
 def _aggregate(t: "pd.DataFrame", keys: list[str]) -> "pd.DataFrame":

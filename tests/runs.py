@@ -3,6 +3,8 @@ tests drive the engine's one run path with a trace directory (-o DIR), and
 read every record of the run back from it, as `report` and DuckDB do."""
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from typing import Any, Optional
 
@@ -12,8 +14,14 @@ from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.engine.tracedir import TraceReader
 
 
+_TRACES: list[str] = []
+
+
 def _trace_dir() -> str:
-    return tempfile.mkdtemp(prefix="kt-trace-")
+    if not _TRACES:
+        _TRACES.append(tempfile.mkdtemp(prefix="kt-traces-"))
+        atexit.register(shutil.rmtree, _TRACES[0], True)
+    return tempfile.mkdtemp(prefix="trace-", dir=_TRACES[0])
 
 
 class TracedRun:

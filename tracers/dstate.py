@@ -3,7 +3,12 @@ other D time, with the kernel stacks where the time went.
 
 Every sleep is aggregated in the kernel per (thread, stack, iowait), so the
 totals are exact even if the ring buffer drops per-sleep records; the ring
-carries each sleep for the live view and the trace file.
+carries each sleep for the live view and the trace (-o DIR), and nothing is
+kept of it here.  The trace's kinds: dstate_sleep (every sleep record, with
+its wait site and stack), dstate_at_attach, and at the end dstate_total (the
+kernel's totals) and dstate_at_end; `report` takes the totals from
+dstate_total, or for a run killed before its end sums its dstate_sleep
+records.
 
 Tasks already in D when tracing starts are read from /proc (wait channel,
 kernel stack) and their sleep is counted from the attach to its wake-up;
@@ -25,16 +30,17 @@ from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
 from . import procstate
 from ..analysis import dstate as rules
-from ..analysis.dstate import per_process, per_task, top_stacks
+from ..analysis.dstate import TOTAL_COLUMNS, SleepTotals, per_process, per_task, top_stacks
 from ..analysis.report import format_table, print_findings, run_line
 from .engine.ksyms import kernel_symbols, read_stack, wait_site
-from .engine.records import decode_events
+from .engine.records import arrow_table
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
-__all__ = ["DStateTool", "command", "print_tables"]
+__all__ = ["AT_ATTACH_KIND", "AT_END_KIND", "DStateTool", "SLEEP_KIND", "TOTAL_KIND", "command", "print_tables"]
 
 HOOKS = (
     Hook("sched_switch", ("dstate_switch",)),
@@ -44,24 +50,74 @@ TASK_UNINTERRUPTIBLE = 0x0002   # include/linux/sched.h: D in /proc, as bpf/dsta
 _BPF_NOEXIST = 1                # bpf_map_update_elem flag: create only
 
 
+# Record kinds of the trace directory (-o DIR); see DStateTool.trace_records.
+SLEEP_KIND = "dstate_sleep"        # every sleep record the ring gave
+AT_ATTACH_KIND = "dstate_at_attach"
+TOTAL_KIND = "dstate_total"        # the kernel's exact totals, read at the end
+AT_END_KIND = "dstate_at_end"
+# The state tables' columns and types (str: dictionary strings).  The totals
+# are analysis/dstate.py's input frame dstate_totals.
+TOTAL_TYPES: dict[str, Any] = {"pid": "int64", "tid": "int64", "comm": str, "stack_id": "int32", "iowait": "bool",
+                               "count": "int64", "total_ns": "int64", "max_ns": "int64", "wait_site": str,
+                               "stack": str, "at_attach": "bool"}
+AT_ATTACH_TYPES: dict[str, Any] = {"ts_ns": "int64", "pid": "int64", "tid": "int64", "comm": str, "wchan": str,
+                                   "stack": str}
+AT_END_TYPES: dict[str, Any] = {"ts_ns": "int64", "pid": "int64", "tid": "int64", "comm": str, "wchan": str,
+                                "since_ns": "int64", "d_s": "float64"}
+AT_ATTACH_COLUMNS = list(AT_ATTACH_TYPES)
+AT_END_COLUMNS = list(AT_END_TYPES)
+assert list(TOTAL_TYPES) == TOTAL_COLUMNS
+
+
+def rows_table(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, Any], offset_ns: int) -> "pa.Table":
+    """Rows of a state table (read from /proc or a map) as an Arrow table of
+    the given columns ({name: "int64" | "bool" | ... | str}): ints stay ints,
+    str columns are dictionary strings, a UTC time column leads when the
+    rows have a ts_ns.  (zombies uses it too.)"""
+    import pyarrow as pa
+
+    out: dict[str, Any] = {}
+    if "ts_ns" in columns:
+        out["time"] = pa.array([int(r["ts_ns"]) + offset_ns for r in rows], pa.timestamp("ns", tz="UTC"))
+    for name, kind in columns.items():
+        values = [r[name] for r in rows]
+        out[name] = (pa.array(values, pa.string()).dictionary_encode() if kind is str
+                     else pa.array(values, pa.type_for_alias(kind)))
+    return pa.table(out)
+
+
+def _state_rows(table: "pa.Table", columns: Sequence[str]) -> list[dict[str, Any]]:
+    """A stored state table back as the rows the live run kept."""
+    return [{k: row.get(k) for k in columns} for row in table.to_pylist()]
+
+
 class DStateTool(Tool):
-    """D-state sleeps: per-sleep records for the live view and the trace
-    file, exact totals per (thread, stack, iowait) from the kernel."""
+    """D-state sleeps: per-sleep records for the live view and the trace,
+    exact totals per (thread, stack, iowait) from the kernel.  Nothing is
+    kept per sleep: the summary and findings come from the totals table
+    (read from the kernel at the end, or from the trace's dstate_total)."""
 
     name = "dstate"
 
     def __init__(self, min_ms: float = 1.0, min_event_ms: float = 0.0) -> None:
+        self.min_ms = min_ms
+        self.min_event_ms = min_event_ms
         self.min_live_ns = int(min_ms * 1e6)
         self.min_event_ns = int(min_event_ms * 1e6)
         self.tracer: Optional[BpfTracer] = None
-        self._batches: list["np.ndarray[Any, Any]"] = []
-        self._stacks: dict[int, list[str]] = {}
+        self.ends: dict[int, str] = {}                   # dstate_event.end -> "wakeup", "switch"
+        self._stacks: dict[int, list[str]] = {}          # stack_id -> frames (bounded by the stack map)
         self._totals: Optional["pd.DataFrame"] = None
-        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
         self._at_attach: list[dict[str, Any]] = []       # tasks in D when tracing started
         self._at_end: list[dict[str, Any]] = []          # tasks in D when it ended
         self._attach_stacks: dict[int, list[str]] = {}   # tid -> its stack from /proc, at attach
         self._traced: Optional[set[int]] = None
+        self._pending: Optional["np.ndarray[Any, Any]"] = None   # the last batch, for trace_records
+        # `report` of a trace without dstate_total (a killed run): totals
+        # summed from its sleep records, per kernel key
+        self._sleep_totals = SleepTotals()
+        self.totals_recomputed = False
+        self._ended = False                              # report: end.json was there
 
     def objects(self) -> Sequence[ObjectSpec]:
         return [ObjectSpec("dstate", HOOKS, rings={"dstate_events": "dstate_event"},
@@ -69,6 +125,7 @@ class DStateTool(Tool):
 
     def loaded(self, tracers: Mapping[str, BpfTracer]) -> None:
         self.tracer = tracers["dstate"]
+        self.ends = self.tracer.btf.enum_names("dstate_end")
 
     def started(self, clock: Clock) -> None:
         self.read_attach_state(clock.start_ns)
@@ -123,6 +180,9 @@ class DStateTool(Tool):
             self._at_attach.append({"ts_ns": attach_ns, "pid": task.pid, "tid": task.tid, "comm": task.comm,
                                     "wchan": procstate.wchan(task.pid, task.tid), "stack": ";".join(stack)})
 
+    def attach_events(self) -> Sequence[tuple[str, str, Any]]:
+        return [("dstate", AT_ATTACH_KIND, list(self._at_attach))] if self._at_attach else []
+
     def read_end_state(self) -> None:
         """The traced threads still in D at the end, and since when (their
         sleep, unfinished, is in no total)."""
@@ -138,7 +198,7 @@ class DStateTool(Tool):
             raw = sleeping.lookup(struct.pack("<I", task.tid))
             since = int(np.frombuffer(raw, dtype=dtype)[0]["ts_ns"]) if raw is not None else None
             self._at_end.append({
-                "pid": task.pid, "tid": task.tid, "comm": task.comm,
+                "ts_ns": now, "pid": task.pid, "tid": task.tid, "comm": task.comm,
                 "wchan": procstate.wchan(task.pid, task.tid),
                 "since_ns": since, "d_s": round((now - since) / 1e9, 3) if since is not None else None})
 
@@ -148,6 +208,11 @@ class DStateTool(Tool):
             return wait_site(frames, depth) if frames else next(
                 (r["wchan"] for r in self._at_attach if r["tid"] == tid and r["wchan"]), "?")
         return wait_site(self.stack(stack_id), depth)
+
+    def _frames_of(self, stack_id: int, tid: int, at_attach: bool) -> list[str]:
+        """A sleep's kernel stack: the one /proc showed at the attach for a
+        sleep under way then, else the stack map's."""
+        return self._attach_stacks.get(tid, []) if at_attach else self.stack(stack_id)
 
     # -- stacks ---------------------------------------------------------------
 
@@ -162,13 +227,40 @@ class DStateTool(Tool):
     # -- while tracing ----------------------------------------------------------
 
     def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
-        self._batches.append(batch)
+        """Nothing of a batch is kept: its records go to the trace (built
+        there, only when a trace is written), and only the sleeps long
+        enough are shown."""
+        self._pending = batch
         return batch[batch["duration_ns"] >= self.min_live_ns]
+
+    def sleep_table(self, batch: "np.ndarray[Any, Any]", offset_ns: int) -> "pa.Table":
+        """Sleep records as the trace keeps them: the ring's fields, with
+        the wait site (two frames, as the live lines show it) and the stack,
+        as dictionary strings (few distinct stacks per batch)."""
+        import numpy as np
+        import pyarrow as pa
+
+        table = arrow_table(batch, offset_ns, enums={"end": self.ends}, bools=["iowait", "at_attach"])
+        # A site depends on the stack, or for a sleep under way at attach on its thread.
+        at_attach = batch["at_attach"] != 0
+        tid = np.where(at_attach, batch["tid"].astype(np.int64), -1)
+        key = (batch["stack_id"].astype(np.int64) << 32) | (tid & 0xFFFFFFFF)
+        uniques, first, codes = np.unique(key, return_index=True, return_inverse=True)
+        codes = pa.array(codes.reshape(-1).astype(np.int32))
+        sites, stacks = [], []
+        for i in first:
+            stack_id, t, a = int(batch["stack_id"][i]), int(batch["tid"][i]), bool(at_attach[i])
+            sites.append(self._site(stack_id, t, a, 2))
+            stacks.append(";".join(self._frames_of(stack_id, t, a)))
+        table = table.append_column("wait_site", pa.DictionaryArray.from_arrays(codes, pa.array(sites, pa.string())))
+        return table.append_column("stack", pa.DictionaryArray.from_arrays(codes, pa.array(stacks, pa.string())))
 
     def live_header(self, clock: Clock) -> str:
         return f"{clock.live_title:<15} {'COMM':<16} {'PID':>7} {'TID':>7} {'KIND':<6} {'D(ms)':>9}  WAIT-SITE"
 
     def live_lines(self, obj: str, ring: str, events: "np.ndarray[Any, Any]", clock: Clock) -> str:
+        if ring != "dstate_events":
+            return ""   # state read at attach and at the end: in the report
         lines = []
         for ev in events:
             comm = bytes(ev["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -180,6 +272,8 @@ class DStateTool(Tool):
 
     def json_records(self, obj: str, ring: str, events: "np.ndarray[Any, Any]",
                      clock: Clock) -> Iterable[dict[str, Any]]:
+        if ring != "dstate_events":
+            return
         for ev in events:
             yield {
                 "type": "dstate", "time": clock.rfc3339(int(ev["ts_ns"])), "pid": int(ev["pid"]),
@@ -190,12 +284,56 @@ class DStateTool(Tool):
                 "at_attach": bool(ev["at_attach"]),
             }
 
+    # -- the trace directory ------------------------------------------------------
+
+    def trace_options(self) -> dict[str, Any]:
+        return {"min_ms": self.min_ms, "min_event_ms": self.min_event_ms}
+
+    def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> "Iterable[tuple[str, pa.Table]]":
+        if ring == "dstate_events":
+            batch, self._pending = self._pending, None
+            return [(SLEEP_KIND, self.sleep_table(batch, clock.offset_ns))] if batch is not None and len(batch) else []
+        if ring == AT_ATTACH_KIND:
+            return [(ring, rows_table(events, AT_ATTACH_TYPES, clock.offset_ns))]
+        if ring == AT_END_KIND:
+            return [(ring, rows_table(events, AT_END_TYPES, clock.offset_ns))]
+        if ring == TOTAL_KIND:
+            return [(ring, events)]
+        return []
+
+    def replay(self, kind: str, table: "pa.Table") -> None:
+        if kind == SLEEP_KIND:
+            self._sleep_totals.add(table)
+        elif kind == TOTAL_KIND:
+            self._add_totals(table)
+        elif kind == AT_ATTACH_KIND:
+            self._at_attach += _state_rows(table, AT_ATTACH_COLUMNS)
+        elif kind == AT_END_KIND:
+            self._at_end += _state_rows(table, AT_END_COLUMNS)
+
+    def _add_totals(self, table: "pa.Table") -> None:
+        """The totals table, from the kernel (live) or from the trace (report),
+        made into the rules' frame the same way."""
+        import pandas as pd
+
+        frame = pd.DataFrame(_state_rows(table, TOTAL_COLUMNS), columns=TOTAL_COLUMNS)
+        self._totals = frame if self._totals is None or self._totals.empty else pd.concat(
+            [self._totals, frame], ignore_index=True)
+
+    def end_state(self) -> dict[str, Any]:
+        totals = self._totals
+        return {"total_rows": 0 if totals is None else len(totals)}
+
+    def restore_end(self, state: Mapping[str, Any]) -> None:
+        # A clean end wrote the kernel's totals (none: nothing slept).
+        self._ended = True
+
     # -- after tracing ----------------------------------------------------------
 
     def finish(self) -> Sequence[tuple[str, str, Any]]:
-        """Reads the in-kernel totals (exact whatever the ring dropped)."""
+        """Reads the in-kernel totals (exact whatever the ring dropped) and
+        the tasks still in D; both go to the trace as late records."""
         import numpy as np
-        import pandas as pd
 
         assert self.tracer is not None
         key_t = self.tracer.btf.dtype("dstate_key")
@@ -206,7 +344,7 @@ class DStateTool(Tool):
             val = np.frombuffer(v, dtype=val_t, count=1)[0]
             tid, at_attach = int(key["tid"]), bool(key["at_attach"])
             # A sleep under way at attach has the stack /proc showed then.
-            frames = self._attach_stacks.get(tid, []) if at_attach else self.stack(int(key["stack_id"]))
+            frames = self._frames_of(int(key["stack_id"]), tid, at_attach)
             rows.append({
                 "pid": int(val["pid"]), "tid": tid,
                 "comm": bytes(val["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace"),
@@ -216,44 +354,52 @@ class DStateTool(Tool):
                 else wait_site(frames, depth=1),
                 "stack": ";".join(frames), "at_attach": at_attach,
             })
-        cols = ["pid", "tid", "comm", "stack_id", "iowait", "count", "total_ns", "max_ns", "wait_site", "stack",
-                "at_attach"]
-        self._totals = pd.DataFrame(rows, columns=cols)
+        totals = rows_table(rows, TOTAL_TYPES, 0)
+        self._totals = None
+        self._add_totals(totals)
         self.read_end_state()
-        return ()
+        late: list[tuple[str, str, Any]] = [("dstate", TOTAL_KIND, totals)]
+        if self._at_end:
+            late.append(("dstate", AT_END_KIND, list(self._at_end)))
+        return late
 
     def frames(self) -> "dict[str, pd.DataFrame]":
-        if self._frames is None:
-            import pandas as pd
+        """The totals table the rules read (analysis/dstate.py): the kernel's,
+        or for a trace that has none (a killed run) the sum of its sleep
+        records."""
+        import pandas as pd
 
-            assert self.tracer is not None
-            sleeps = decode_events(self._batches, self.tracer.btf.dtype("dstate_event"))
-            sleeps = sleeps.drop(columns=[c for c in sleeps.columns if c.startswith("_")])
-            totals = self._totals if self._totals is not None else pd.DataFrame()
-            self._frames = {"dstate_sleeps": sleeps, "dstate_totals": totals}
-        return self._frames
+        if self._totals is None and self._sleep_totals and not self._ended:
+            self._totals = self._sleep_totals.frame()
+            self.totals_recomputed = True
+        totals = self._totals if self._totals is not None else pd.DataFrame(columns=TOTAL_COLUMNS)
+        return {"dstate_totals": totals}
 
     def state_frames(self) -> "dict[str, pd.DataFrame]":
         """The tasks /proc showed in D at attach (with wait channel and stack)
-        and at the end.  Not in frames(): the -o file puts every frame in one
-        table, and rows without the totals' flag columns would turn them from
-        bool to object; the summary carries them (d_at_attach, d_at_end)."""
+        and at the end."""
         import pandas as pd
 
         return {
-            "dstate_at_attach": pd.DataFrame(self._at_attach, columns=["ts_ns", "pid", "tid", "comm", "wchan", "stack"]),
-            "dstate_at_end": pd.DataFrame(self._at_end, columns=["pid", "tid", "comm", "wchan", "since_ns", "d_s"]),
+            "dstate_at_attach": pd.DataFrame(self._at_attach, columns=AT_ATTACH_COLUMNS),
+            "dstate_at_end": pd.DataFrame(self._at_end, columns=AT_END_COLUMNS),
         }
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         frames = self.frames()
-        return {
+        out = {
             "processes": per_process(frames).to_dict("records"),
             "stacks": top_stacks(frames, 10).to_dict("records"),
             # Tasks in D when tracing started (counted from then) and when it ended.
             "d_at_attach": [{k: r[k] for k in ("pid", "tid", "comm", "wchan")} for r in self._at_attach],
             "d_at_end": [{k: r[k] for k in ("pid", "tid", "comm", "wchan", "d_s")} for r in self._at_end],
         }
+        if self.totals_recomputed:
+            out["totals_from"] = (f"{SLEEP_KIND} records: the trace has no {TOTAL_KIND} (the run did not end "
+                                  f"cleanly); sleeps the ring dropped"
+                                  + (f" or shorter than {self.min_event_ms:g} ms" if self.min_event_ms else "")
+                                  + " are not in them")
+        return out
 
     def findings(self, duration_s: float) -> list[Any]:
         return rules.findings(self.frames(), duration_s=duration_s)
@@ -261,6 +407,8 @@ class DStateTool(Tool):
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
         out.write(f"\n{run_line(envelope)}\n")
         print_tables({**self.frames(), **self.state_frames()}, out)
+        if self.totals_recomputed:
+            out.write(f"\n(totals summed from the {SLEEP_KIND} records: the trace has no kernel totals)\n")
         print_findings(findings, out)
 
 

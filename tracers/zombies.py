@@ -31,12 +31,13 @@ from .options import pid_options
 from . import procstate
 from ..analysis import zombies as rules
 from ..analysis.report import format_table, print_findings, run_line
-from ..analysis.zombies import lifecycles
-from .engine.records import decode_events
+from ..analysis.zombies import ZombieState, sort_events
+from .dstate import rows_table
+from .engine.records import arrow_table
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["ZombiesTool", "command", "print_lifecycles", "proc_state"]
 
@@ -72,6 +73,53 @@ def proc_state(pid: int, start_ns: int) -> str:
     return fields[0]
 
 
+# Record kinds of the trace directory (-o DIR)
+EVENT_KIND = "zombie_event"                     # every ring record
+AT_ATTACH_KIND = "zombie_at_attach"             # zombies found at attach (/proc)
+CHILD_AT_ATTACH_KIND = "zombie_child_at_attach" # the traced processes' children alive at attach
+AT_ATTACH_TYPES = {"ts_ns": "int64", "pid": "int64", "start_ns": "int64", "coarse_ns": "int64", "comm": str,
+                     "ppid": "int64", "parent_comm": str, "exit_code": "int64"}
+CHILD_TYPES = {"ts_ns": "int64", "pid": "int64", "start_ns": "int64", "coarse_ns": "int64", "comm": str,
+                 "ppid": "int64", "parent_comm": str}
+# Lifecycles kept for the report and the summary's exits (the longest
+# zombies): a run's memory does not grow with its exits.
+KEEP_LIVES = 1000
+_EVENT_FIELDS = ("ts_ns", "enter_ns", "start_ns", "ret", "kind", "pid", "ppid", "target", "options", "exit_code",
+                 "syscall", "subreaper", "ns_init", "autoreap", "comm", "parent_comm")
+
+
+class Shown(list):  # type: ignore[type-arg]
+    """A batch as the sinks get it: (record, kind, detail) per event, and
+    the batch's zombie_event records (.table) for the trace."""
+
+    table: Any = None
+
+
+def event_rows(table: "pa.Table") -> list[dict[str, Any]]:
+    """zombie_event records as the state reads them (the columns it uses)."""
+    return table.select([f for f in _EVENT_FIELDS if f in table.column_names]).to_pylist()
+
+
+def _plain_rows(table: "pa.Table") -> list[dict[str, Any]]:
+    return table.drop(["time"]).to_pylist() if "time" in table.column_names else table.to_pylist()
+
+
+def _clock_from(offset_ns: int, start_ns: int) -> Clock:
+    clock = Clock()
+    clock.offset_ns, clock.start_ns = offset_ns, start_ns
+    return clock
+
+
+def _clock_of(table: "pa.Table") -> Clock:
+    """A killed run's clock, from its first record (time - ts_ns is the
+    run's offset); its start is unknown: the first record's."""
+    import pyarrow.compute as pc
+
+    ts = int(table["ts_ns"][0].as_py())
+    wall = int(pc.cast(table["time"], "int64")[0].as_py())
+    return _clock_from(wall - ts, ts)
+
+
 def _name(raw: Any) -> str:
     return bytes(raw).split(b"\0", 1)[0].decode("utf-8", "replace")
 
@@ -93,14 +141,15 @@ class ZombiesTool(Tool):
         self.end_ns = 0
         self.command_pid: Optional[int] = None
         self.orphans_reaped: list[int] = []
-        self._batches: list["np.ndarray[Any, Any]"] = []
         self._exited: dict[int, tuple[int, int]] = {}    # pid -> (start_ns, exit ts): not reaped yet
         self._unfreed: dict[int, int] = {}               # pid -> start_ns: exit seen, free not yet
         self._coarse: dict[int, int] = {}                # pid -> tick: a start known from /proc only
         self._final: list[dict[str, Any]] = []
         self._at_attach: list[dict[str, Any]] = []       # zombies when tracing started
         self._children_at_attach: list[dict[str, Any]] = []
-        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
+        # Every summary, table and finding: the lifecycles as a stream, fed
+        # the records the trace keeps (live: each batch's; report: the parts)
+        self.state = ZombieState(min_zombie_s, keep=KEEP_LIVES)
 
     def objects(self) -> Sequence[ObjectSpec]:
         # A fork record describes the child but is made by the parent: the
@@ -116,6 +165,17 @@ class ZombiesTool(Tool):
     def started(self, clock: Clock) -> None:
         self.clock = clock
         self.read_attach_state(clock.start_ns)
+        self.state.add_children_at_attach(self._children_at_attach)
+        self.state.add_zombies_at_attach(self._at_attach)
+
+    def attach_events(self) -> Sequence[tuple[str, str, Any]]:
+        """The children and zombies found at attach, for the trace."""
+        out = []
+        if self._children_at_attach:
+            out.append(("zombies", CHILD_AT_ATTACH_KIND, list(self._children_at_attach)))
+        if self._at_attach:
+            out.append(("zombies", AT_ATTACH_KIND, list(self._at_attach)))
+        return out
 
     # -- what exists before tracing ---------------------------------------------
 
@@ -170,8 +230,8 @@ class ZombiesTool(Tool):
             if task.ppid in traced and task.pid not in traced and task.state != "Z":
                 put("zombie_children", task)
                 self._children_at_attach.append({
-                    "pid": task.pid, "start_ns": task.start_ns, "coarse_ns": coarse, "comm": task.comm,
-                    "ppid": task.ppid, "parent_comm": comms.get(task.ppid, "")})
+                    "ts_ns": attach_ns, "pid": task.pid, "start_ns": task.start_ns, "coarse_ns": coarse,
+                    "comm": task.comm, "ppid": task.ppid, "parent_comm": comms.get(task.ppid, "")})
 
     def _remember_ns_pid(self, zombie: Any) -> None:
         """A parent in a PID namespace (a container's) reaps its zombie by the
@@ -274,16 +334,30 @@ class ZombiesTool(Tool):
 
     def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> Any:
         """Each event with its kind's name and what it did, described
-        before the event changes what is known (a wait's zombie age)."""
-        self._batches.append(batch)
-        shown = [(ev, self.kinds.get(int(ev["kind"]), "?"), self._describe(ev)) for ev in batch]
+        before the event changes what is known (a wait's zombie age); the
+        batch's records (sorted as the state takes them) go through the
+        state and, with the shown events, to the trace."""
+        shown = Shown((ev, self.kinds.get(int(ev["kind"]), "?"), self._describe(ev)) for ev in batch)
         self._track(batch)
+        shown.table = self.event_table(batch)
+        self.state.feed(event_rows(shown.table))
         return shown
+
+    def event_table(self, batch: "np.ndarray[Any, Any]") -> "pa.Table":
+        """zombie_event records: kind and syscall as their BTF enum names
+        (syscall "" for events other than a wait), flags as booleans, in
+        the order a life takes them."""
+        offset = self.clock.offset_ns if self.clock is not None else 0
+        table = arrow_table(batch, offset, enums={"kind": self.kinds, "syscall": {0: "", **self.wait_calls}},
+                            bools=["subreaper", "ns_init", "autoreap"])
+        return sort_events(table)
 
     def live_header(self, clock: Clock) -> str:
         return f"{clock.live_title:<15} {'EVENT':<5} {'PID':>7} {'COMM':<16} {'PPID':>7} {'PCOMM':<16} DETAIL"
 
     def live_lines(self, obj: str, ring: str, events: Any, clock: Clock) -> str:
+        if ring != "zombie_events":
+            return ""   # state found at attach: in the report
         lines = []
         for ev, kind, detail in events:
             if kind == "free":
@@ -295,6 +369,8 @@ class ZombiesTool(Tool):
         return "".join(lines)
 
     def json_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[dict[str, Any]]:
+        if ring != "zombie_events":
+            return
         for ev, kind, detail in events:
             yield {
                 "type": "zombie", "event": kind, "time": clock.rfc3339(int(ev["ts_ns"])),
@@ -323,6 +399,7 @@ class ZombiesTool(Tool):
         self._final = [self._final_state(pid, start) for pid, (start, _ts) in self._exited.items()]
         if not self.end_ns:
             self.end_ns = time.monotonic_ns()
+        self.state.set_end(self.end_ns, self._final)
         return late
 
     @staticmethod
@@ -335,64 +412,70 @@ class ZombiesTool(Tool):
         return {"pid": pid, "start_ns": start_ns, "proc_state": state, "ppid": task.ppid if task else 0,
                 "parent_comm": parent.comm if parent else ""}
 
-    def frames(self) -> "dict[str, pd.DataFrame]":
-        if self._frames is not None:
-            return self._frames
-        import pandas as pd
+    # -- the trace directory ------------------------------------------------------
 
-        assert self.tracer is not None
-        events = decode_events(self._batches, self.tracer.btf.dtype("zombie_event"))
-        events = events.drop(columns=[c for c in events.columns if c.startswith("_")])
-        # by name, as analysis/zombies.py reads them (syscall: only a wait's)
-        events["kind"] = events["kind"].map(self.kinds)
-        events["syscall"] = events["syscall"].map(self.wait_calls)
-        # Typed even when empty: the -o file concatenates every frame.
-        ints, strs = "int64", str
-        final = pd.DataFrame(self._final, columns=["pid", "start_ns", "proc_state", "ppid", "parent_comm"]).astype(
-            {"pid": ints, "start_ns": ints, "proc_state": strs, "ppid": ints, "parent_comm": strs})
-        at_attach = pd.DataFrame(self._at_attach, columns=["ts_ns", "pid", "start_ns", "coarse_ns", "comm", "ppid",
-                                                           "parent_comm", "exit_code"]).astype(
-            {"ts_ns": ints, "pid": ints, "start_ns": ints, "coarse_ns": ints, "comm": strs, "ppid": ints,
-             "parent_comm": strs, "exit_code": ints})
-        children = pd.DataFrame(self._children_at_attach, columns=["pid", "start_ns", "coarse_ns", "comm", "ppid",
-                                                                   "parent_comm"]).astype(
-            {"pid": ints, "start_ns": ints, "coarse_ns": ints, "comm": strs, "ppid": ints, "parent_comm": strs})
-        self._frames = {"zombie_events": events, "zombie_final": final, "zombie_at_attach": at_attach,
-                        "children_at_attach": children}
-        return self._frames
+    def trace_options(self) -> dict[str, Any]:
+        return {"reap_orphans": self.reap_orphans, "min_zombie_s": self.min_zombie_s}
+
+    def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> "Iterable[tuple[str, pa.Table]]":
+        if ring == "zombie_events":
+            table = getattr(events, "table", None)
+            return [(EVENT_KIND, table)] if table is not None else []
+        if ring == AT_ATTACH_KIND:
+            return [(ring, rows_table(events, AT_ATTACH_TYPES, clock.offset_ns))]
+        if ring == CHILD_AT_ATTACH_KIND:
+            return [(ring, rows_table(events, CHILD_TYPES, clock.offset_ns))]
+        return []
+
+    def replay(self, kind: str, table: "pa.Table") -> None:
+        if kind == EVENT_KIND:
+            self.state.feed(event_rows(table))
+            if self.clock is None and table.num_rows:
+                self.clock = _clock_of(table)
+        elif kind == AT_ATTACH_KIND:
+            self.state.add_zombies_at_attach(_plain_rows(table))
+        elif kind == CHILD_AT_ATTACH_KIND:
+            self.state.add_children_at_attach(_plain_rows(table))
+
+    def end_state(self) -> dict[str, Any]:
+        """When tracing ended, /proc's word on the processes still unreaped
+        then (bounded by the zombies left), and the run's clock."""
+        clock = {"offset_ns": self.clock.offset_ns, "start_ns": self.clock.start_ns} if self.clock else None
+        return {"end_ns": self.end_ns, "final": self._final, "clock": clock}
+
+    def restore_end(self, state: Mapping[str, Any]) -> None:
+        self.end_ns = int(state.get("end_ns") or 0)
+        self._final = list(state.get("final") or [])
+        self.state.set_end(self.end_ns or None, self._final)
+        if state.get("clock"):
+            self.clock = _clock_from(int(state["clock"]["offset_ns"]), int(state["clock"]["start_ns"]))
+
+    # -- after tracing ----------------------------------------------------------
 
     def lifecycles(self) -> list[Any]:
-        return lifecycles(self.frames(), self.end_ns or None)
+        """The lifecycles kept: those still open at the end, and of the
+        others the KEEP_LIVES longest zombies (every one, in shorter runs)."""
+        return self.state.lifecycles()
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         lives = self.lifecycles()
-        processes: dict[int, dict[str, Any]] = {}
-        for life in lives:
-            p = processes.setdefault(life.parent_pid, {
-                "pid": life.parent_pid, "comm": life.parent_comm, "children_exited": 0,
-                "reaped_by_parent": 0, "reaped_by_others": 0, "still_zombies": 0, "max_zombie_s": 0.0,
-                "zombies_at_attach": 0})
-            p["children_exited"] += 1
-            p["zombies_at_attach"] += int(life.predates_tracing)
-            if life.reaped_by == "parent":
-                p["reaped_by_parent"] += 1
-            elif life.reaped_by == "still a zombie":
-                p["still_zombies"] += 1
-            else:
-                p["reaped_by_others"] += 1
-            p["max_zombie_s"] = max(p["max_zombie_s"], round(life.zombie_s, 3))
-        return {
-            "processes": list(processes.values()),
+        out: dict[str, Any] = {
+            "processes": self.state.processes(),
             "exits": [self._life_json(l) for l in lives],
         }
+        if self.state.exits > len(lives):
+            # a long run: only the longest zombies are listed
+            out["exits_total"] = self.state.exits
+        return out
 
     def findings(self, duration_s: float) -> list[Any]:
-        return rules.findings(self.frames(), end_ns=self.end_ns, min_zombie_s=self.min_zombie_s)
+        return self.state.findings()
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
         out.write(f"\n{run_line(envelope)}\n")
-        assert self.clock is not None
-        print_lifecycles(self.lifecycles(), self.clock, out)
+        # `report` of a trace with no event and no end: no clock to tell times by
+        clock = self.clock if self.clock is not None else _clock_from(0, 0)
+        print_lifecycles(self.lifecycles(), clock, out, total=self.state.exits)
         print_findings(findings, out)
 
     def _life_json(self, life: Any) -> dict[str, Any]:
@@ -410,7 +493,7 @@ class ZombiesTool(Tool):
         }
 
 
-def print_lifecycles(lives: list[Any], clock: Clock, out: TextIO, top: int = 20) -> None:
+def print_lifecycles(lives: list[Any], clock: Clock, out: TextIO, top: int = 20, total: Optional[int] = None) -> None:
     out.write("\nExits and their reaping:\n")
     if not lives:
         out.write("(no process exited)\n")
@@ -430,8 +513,9 @@ def print_lifecycles(lives: list[Any], clock: Clock, out: TextIO, top: int = 20)
     predating = sum(1 for life in lives if life.predates_tracing)
     if predating:
         out.write(f"({predating} already zombies when tracing started: a zombie for at least ZOMBIE_S)\n")
-    if len(lives) > top:
-        out.write(f"({len(lives) - top} more exits, shorter zombies)\n")
+    total = len(lives) if total is None else total
+    if total > top:
+        out.write(f"({total - top} more exits, shorter zombies)\n")
 
 
 @click.command("zombies")

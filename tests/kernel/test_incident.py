@@ -14,12 +14,12 @@ import time
 
 import pytest
 
-from kerntrace.analysis import zombies as zombie_rules
 from kerntrace.analysis.dstate import per_process
-from kerntrace.analysis.zombies import lifecycles
 from kerntrace.tracers.diagnose import DiagnoseTool
 from kerntrace.tracers.dstate import DStateTool
+from kerntrace.tracers.engine.replay import replay_trace
 from kerntrace.tracers.engine.target import Target
+from kerntrace.tracers.engine.tracedir import TraceReader
 from kerntrace.tracers.zombies import ZombiesTool
 from runs import run_quiet  # tests/runs.py
 
@@ -93,7 +93,9 @@ def test_tracer_own_io_is_never_reported(data_dir):
     envelope = run.envelope
     assert me not in {p["pid"] for p in envelope["processes"]}
     assert me not in set(per_process(tool.dstate.frames())["pid"])
-    assert me not in set(tool.odirect.frames()["read"]["pid"])
+    frames = run.frames()
+    assert me not in set(frames["read"]["pid"]) | set(frames["dstate_sleep"]["pid"])
+    assert tool.reader in set(frames["read"]["pid"])
     assert me not in {e["pid"] for e in envelope["exits"]} | {e["parent_pid"] for e in envelope["exits"]}
     for f in envelope["findings"]:
         assert f"pid {me} " not in f["summary"]
@@ -129,7 +131,7 @@ def test_parent_named_after_exec(repro):
     run = run_quiet(tool, Target(argv=["sh", "-c", script], follow=True))
     assert run.session.child_status == 0
     parent = run.session.child_pid
-    events = tool.frames()["zombie_events"]
+    events = run.frames()["zombie_event"]
     execs = events[(events["kind"] == "exec") & (events["pid"] == parent)]
     assert execs["comm"].tolist() == ["sh", "iowait_repro"]
     kids = [l for l in tool.lifecycles() if l.parent_pid == parent]
@@ -265,20 +267,26 @@ def test_p_parent_child_alive_at_attach_exits_after_it():
     (child,) = children(parent)
     t = Attached(ZombiesTool(), Target(pids=[parent]))
     try:
-        t.tool.started(t.run.clock)
         reaper.stdin.write("go\n")
         reaper.stdin.flush()
         assert reaper.wait(timeout=30) == 0   # it has reaped the parent and the child
         frames = t.collect()
     finally:
         t.close()
-    lives = {l.pid: l for l in lifecycles(frames)}
+    assert set(frames["zombie_child_at_attach"]["pid"]) == {child}
+    lives = {l.pid: l for l in t.tool.lifecycles()}
     kid = lives[child]
     assert kid.parent_pid == parent and kid.ppid_at_exit == reaper.pid and kid.exit_code == 4 << 8
     assert kid.reaped_by == "subreaper" and kid.reaper_pid == reaper.pid
     assert lives[parent].reaped_by == "parent" and lives[parent].reaper_pid == reaper.pid
     # It exited after its parent: nothing the parent could have reaped.
-    assert zombie_rules.findings(frames) == []
+    assert t.tool.findings(0.0) == []
+    # The trace so far (no end: as a killed run leaves it) replays to the same lifecycles.
+    reader = TraceReader(t.path)
+    replay = ZombiesTool.from_trace(reader.meta["options"])
+    _envelope, findings = replay_trace(reader, replay)
+    assert findings == [] and not reader.complete
+    assert [l.as_dict() for l in replay.lifecycles()] == [l.as_dict() for l in t.tool.lifecycles()]
 
 
 # ---- state at attach: a task already in D ----------------------------------------
@@ -347,11 +355,11 @@ def test_task_in_d_at_attach_counts_from_attach(data_dir):
     finally:
         assert holder.wait(timeout=30) == 0
     assert run.session.stop_reason == f"process {holder.pid} exited"
-    frames = tool.frames()
-    (row,) = tool.state_frames()["dstate_at_attach"].itertuples()
+    frames = run.frames()
+    (row,) = frames["dstate_at_attach"].itertuples()
     assert row.pid == holder.pid and row.tid == holder.pid and row.comm == "vfork_hold"
     assert row.wchan and "vfork" in row.stack
-    totals = frames["dstate_totals"]
+    totals = frames["dstate_total"]
     attached = totals[totals["at_attach"]]
     assert attached["tid"].tolist() == [holder.pid] and attached["count"].tolist() == [1]
     assert not attached["iowait"].any()
@@ -360,12 +368,18 @@ def test_task_in_d_at_attach_counts_from_attach(data_dir):
     assert 300_000_000 <= d_ns <= run.session.ended_ns - run.clock.start_ns
     assert d_ns < run.session.ended_ns - in_d_since - 500_000_000
     assert "vfork" in attached["stack"].iloc[0]
-    sleeps = frames["dstate_sleeps"]
+    sleeps = frames["dstate_sleep"]
     (ev,) = sleeps[sleeps["at_attach"] == 1].itertuples()
     assert ev.duration_ns == d_ns and ev.tid == holder.pid
-    assert tool.state_frames()["dstate_at_end"].empty
+    assert "dstate_at_end" not in frames
     assert run.envelope["d_at_attach"] == [{"pid": holder.pid, "tid": holder.pid, "comm": "vfork_hold",
                                             "wchan": row.wchan}]
+    # `report`: the sleep under way at attach, its stack from the trace's dstate_at_attach
+    reader = TraceReader(run.path)
+    envelope, findings = replay_trace(reader, DStateTool.from_trace(reader.meta["options"]))
+    assert [f.as_dict() for f in findings] == [f.as_dict() for f in run.findings]
+    for key in ("processes", "stacks", "d_at_attach", "d_at_end"):
+        assert envelope[key] == run.envelope[key], key
 
 
 # ---- orphans and PID namespaces, all processes traced ------------------------------

@@ -12,10 +12,12 @@ import time
 
 import pytest
 
-from kerntrace.analysis import zombies as zombie_rules
+import shutil
+
 from kerntrace.analysis.dstate import per_process
-from kerntrace.analysis.zombies import lifecycles
+from kerntrace.tracers.engine.replay import replay_trace
 from kerntrace.tracers.engine.target import Target
+from kerntrace.tracers.engine.tracedir import TraceReader
 from kerntrace.tracers.dstate import DStateTool
 from kerntrace.tracers.zombies import ZombiesTool
 from runs import run_quiet  # tests/runs.py
@@ -62,9 +64,29 @@ def compile_c(directory, name, source):
 
 
 def run_one(tool, target, duration=None):
-    """(tool, frames, the -c command's pid, its exit status)."""
+    """(the run, its records read back from the trace, the -c command's pid,
+    its exit status)."""
     run = run_quiet(tool, target, duration)
-    return tool, tool.frames(), run.session.child_pid, run.session.child_status
+    return run, run.frames(), run.session.child_pid, run.session.child_status
+
+
+def replayed(path, cls):
+    """`report` of the trace at path: (envelope, findings), the tool rebuilt
+    from the trace's options."""
+    reader = TraceReader(path)
+    return replay_trace(reader, cls.from_trace(reader.meta["options"]))
+
+
+def assert_report_equals_live(run, cls, keys):
+    """The trace replayed gives the live run's findings and the tool's own
+    summary keys, exactly."""
+    envelope, findings = replayed(run.path, cls)
+    assert [f.as_dict() for f in findings] == [f.as_dict() for f in run.findings]
+    assert envelope["findings"] == run.envelope["findings"]
+    for key in keys:
+        assert envelope[key] == run.envelope[key], key
+    assert envelope["trace"]["complete"]
+    return envelope
 
 
 # ---- dstate --------------------------------------------------------------------
@@ -73,20 +95,44 @@ def test_dstate_counts_killable_vfork_sleeps_exactly(data_dir):
     """Killable sleeps (TASK_UNINTERRUPTIBLE|TASK_WAKEKILL) are D: an equality
     test against TASK_UNINTERRUPTIBLE would miss every one of them."""
     binary = compile_c(data_dir, "vforker", VFORK_C)
-    trace, frames, pid, status = run_one(DStateTool(), Target(argv=[binary, "7", "60"], follow=True))
+    run, frames, pid, status = run_one(DStateTool(), Target(argv=[binary, "7", "60"], follow=True))
     assert status == 0
-    totals = frames["dstate_totals"]
+    totals = frames["dstate_total"]
     vfork = totals[(totals["pid"] == pid) & totals["stack"].str.contains("sys_vfork")]
     assert int(vfork["count"].sum()) == 7
     assert not vfork["iowait"].any()
     assert int(vfork["max_ns"].max()) >= 60_000_000
     assert int(vfork["total_ns"].sum()) >= 7 * 60_000_000
-    sleeps = frames["dstate_sleeps"]
+    sleeps = frames["dstate_sleep"]
     mine = sleeps[(sleeps["pid"] == pid) & sleeps["stack_id"].isin(vfork["stack_id"])]
     assert len(mine) == 7
     assert ((mine["state"] & 0x100) != 0).all()   # TASK_WAKEKILL: killable
     assert (mine["duration_ns"] >= 60_000_000).all()
     assert set(totals["pid"]) <= {pid}            # only the traced process
+    assert mine["stack"].str.contains("sys_vfork").all() and (mine["wait_site"] != "?").all()
+
+
+def test_dstate_report_equals_live_and_truncated_trace_sums_sleeps(data_dir, tmp_path):
+    """`report` of a dstate trace: the same findings and summary as the live
+    run (totals from dstate_total); with the run's end cut off (as kill -9
+    leaves it), the totals are summed from the dstate_sleep records, and
+    the vfork sleeps (all recorded) come out the same."""
+    binary = compile_c(data_dir, "vforker", VFORK_C)
+    run, frames, pid, status = run_one(DStateTool(), Target(argv=[binary, "5", "60"], follow=True))
+    assert status == 0
+    envelope = assert_report_equals_live(run, DStateTool, ["processes", "stacks", "d_at_attach", "d_at_end"])
+    assert "totals_from" not in envelope and "totals_from" not in run.envelope
+    (live,) = [p for p in run.envelope["processes"] if p["pid"] == pid]
+    cut = str(tmp_path / "cut")
+    shutil.copytree(run.path, cut)
+    shutil.rmtree(os.path.join(cut, "dstate_total"))
+    for name in ("end.json", "summary.json"):
+        os.unlink(os.path.join(cut, name))
+    envelope, _findings = replayed(cut, DStateTool)
+    assert not envelope["trace"]["complete"] and "dstate_sleep records" in envelope["totals_from"]
+    (summed,) = [p for p in envelope["processes"] if p["pid"] == pid]
+    assert summed["count"] == live["count"] and summed["d_ms"] == live["d_ms"]
+    assert summed["longest_ms"] == live["longest_ms"] and summed["wait_site"] == live["wait_site"]
 
 
 def test_dstate_odirect_reader_is_iowait_and_decoy_absent(data_dir):
@@ -95,12 +141,12 @@ def test_dstate_odirect_reader_is_iowait_and_decoy_absent(data_dir):
     decoy = subprocess.Popen(["dd", f"if={data}", "of=/dev/null", "bs=4096", "iflag=direct"],
                              stderr=subprocess.DEVNULL)
     try:
-        trace, frames, pid, status = run_one(
+        run, frames, pid, status = run_one(
             DStateTool(), Target(argv=repro_argv(repro, data, fixed=False, children=1, hold_s=0), follow=True))
     finally:
         decoy.wait()
     assert status == 0
-    procs = per_process(frames)
+    procs = per_process({"dstate_totals": frames["dstate_total"]})
     assert decoy.pid not in set(procs["pid"])
     child = procs[procs["pid"] != pid]
     assert len(child) == 1
@@ -131,9 +177,10 @@ def test_zombies_exact_reaping_wait4_waitid_and_subreaper(data_dir):
     script = os.path.join(data_dir, "leaker.py")
     with open(script, "w") as f:
         f.write(LEAKER)
-    trace, frames, pid, status = run_one(ZombiesTool(reap_orphans=True), Target(argv=[sys.executable, script], follow=True))
+    run, frames, pid, status = run_one(ZombiesTool(reap_orphans=True),
+                                       Target(argv=[sys.executable, script], follow=True))
     assert status == 0
-    lives = lifecycles(frames, trace.end_ns)
+    lives = run.tool.lifecycles()
     kids = sorted((l for l in lives if l.parent_pid == pid), key=lambda l: l.exit_ns)
     assert len(kids) == 5
     assert all(k.exit_code == 3 << 8 for k in kids)
@@ -143,11 +190,11 @@ def test_zombies_exact_reaping_wait4_waitid_and_subreaper(data_dir):
     assert len(by["parent"]) == 2 and len(by["subreaper"]) == 3
     assert all(k.reaper_pid == os.getpid() for k in by["subreaper"])
     assert all(k.parent_exit_ns is not None for k in by["subreaper"])
-    events = frames["zombie_events"]
+    events = frames["zombie_event"]
     waits = events[(events["kind"] == "wait") & (events["pid"] == pid)]
     assert sorted(waits["syscall"].tolist()) == ["wait4", "waitid"]
     assert sorted(waits["target"].tolist()) == sorted(k.pid for k in by["parent"])
-    (f,) = [f for f in zombie_rules.findings(frames, end_ns=trace.end_ns) if f.evidence[0]["parent_pid"] == pid]
+    (f,) = [f for f in run.findings if f.evidence[0]["parent_pid"] == pid]
     row = f.evidence[0]
     # 3 never reaped by the parent (the subreaper did), 2 reaped by it after 1.2 s
     assert row["unreaped"] == 3 and row["reaped_late"] == 2
@@ -157,6 +204,8 @@ def test_zombies_exact_reaping_wait4_waitid_and_subreaper(data_dir):
     # The command itself: reaped by us, its parent.
     (cmd,) = [l for l in lives if l.pid == pid]
     assert cmd.reaped_by == "parent" and cmd.reaper_pid == os.getpid()
+    # `report` of the trace: the same findings, per-parent rows and exits
+    assert_report_equals_live(run, ZombiesTool, ["processes", "exits"])
 
 
 def test_still_a_zombie_confirmed_from_proc(data_dir):
@@ -179,16 +228,18 @@ def test_still_a_zombie_confirmed_from_proc(data_dir):
             holder.stdin.flush()
 
     try:
-        trace, frames, _pid, _status = run_one(ForksOnceAttached(), Target(pids=[holder.pid]), duration=2.5)
+        run, frames, _pid, _status = run_one(ForksOnceAttached(), Target(pids=[holder.pid]), duration=2.5)
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    lives = [l for l in lifecycles(frames, trace.end_ns) if l.parent_pid == holder.pid]
+    lives = [l for l in run.tool.lifecycles() if l.parent_pid == holder.pid]
     assert len(lives) == 2
     assert {l.reaped_by for l in lives} == {"still a zombie"}
-    final = frames["zombie_final"]
-    assert set(final[final["pid"].isin([l.pid for l in lives])]["proc_state"]) == {"Z"}
-    (f,) = zombie_rules.findings(frames, end_ns=trace.end_ns)
+    final = {r["pid"]: r for r in run.trace.end["state"]["final"]}
+    assert {final[l.pid]["proc_state"] for l in lives} == {"Z"}
+    # the still-zombies' verdict comes from end.json: `report` gives it too
+    assert_report_equals_live(run, ZombiesTool, ["processes", "exits"])
+    (f,) = run.findings
     assert f.evidence[0]["parent_pid"] == holder.pid and f.evidence[0]["still_zombies"] == 2
     assert "made no wait() call meanwhile" in f.summary
     time.sleep(0.2)
@@ -302,8 +353,8 @@ def test_dstate_leaves_out_idle_kernel_threads(data_dir):
             subprocess.run(writer, check=True)
 
     everyone = WritesOnceAttached()
-    run_quiet(everyone, Target(), duration=0.5)
-    sleeps = everyone.frames()["dstate_sleeps"]
+    run = run_quiet(everyone, Target(), duration=0.5)
+    sleeps = run.frames()["dstate_sleep"]
     assert len(sleeps) > 0
     assert ((sleeps["state"] & 0x2) != 0).all()
     assert not ((sleeps["state"] & 0x400) != 0).any()

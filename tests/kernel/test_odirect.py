@@ -362,6 +362,20 @@ def test_cli_live_output_and_trace_dir(data_file, tmp_path):
     assert json.loads((out / "end.json").read_text())["lost_events"] == 0
 
 
+def test_read_only_output_fails_before_attaching(tmp_path):
+    """Root passes every permission check, not a read-only filesystem: -o
+    is created and tried before any probe is attached."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=True)
+    try:
+        res = run_cli("-c", "true", "-o", str(ro / "trace"))
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr == f"iotrace: error: -o {ro / 'trace'}: cannot create it: Read-only file system\n"
+
+
 def test_report_of_a_trace_equals_the_live_summary(data_file, tmp_path):
     out = tmp_path / "trace"
     res = run_cli("-c", f"{sys.executable} {READER} {data_file} direct 4", "--json", "-o", str(out))

@@ -386,6 +386,40 @@ def test_dstate_io_mentions_sleeps_under_way_at_attach():
                               "counted from then.")
 
 
+def sleep_records(rows):
+    """dstate_sleep records: (pid, tid, comm, stack_id, iowait, at_attach, duration_ms, wait_site, stack)."""
+    cols = ["pid", "tid", "comm", "stack_id", "iowait", "at_attach", "duration_ns", "wait_site", "stack"]
+    return pd.DataFrame([r[:6] + [int(r[6] * 1e6)] + r[7:] for r in rows], columns=cols).astype(
+        {"comm": "category", "wait_site": "category", "stack": "category"})
+
+
+def test_sleep_totals_sum_records_per_kernel_key_across_parts():
+    """A trace cut off before the kernel's totals: the same table summed
+    from the sleep records, one row per (thread, stack, iowait, at_attach),
+    whatever the parts' boundaries; the wait site named by its first frame."""
+    site, stack = "__iomap_dio_rw;iomap_dio_rw", "__iomap_dio_rw;iomap_dio_rw;vfs_read"
+    parts = [sleep_records([[10, 10, "r", 1, True, False, 2.0, site, stack],
+                            [10, 10, "r", 1, True, False, 3.0, site, stack],
+                            [10, 11, "r", 2, False, False, 1.0, "mutex_lock", "mutex_lock;x"]]),
+             sleep_records([[10, 10, "reader", 1, True, False, 5.0, site, stack],
+                            [10, 12, "r", -2, False, True, 400.0, "folio_wait_bit_common", ""]])]
+    totals_ = dstate.SleepTotals()
+    assert not totals_
+    for part in parts:
+        totals_.add(part)
+    t = totals_.frame().sort_values(["tid"]).reset_index(drop=True)
+    assert t[["tid", "count", "total_ns", "max_ns"]].values.tolist() == [
+        [10, 3, int(10e6), int(5e6)], [11, 1, int(1e6), int(1e6)], [12, 1, int(400e6), int(400e6)]]
+    assert t["comm"].tolist() == ["reader", "r", "r"]   # the latest name
+    assert t["wait_site"].tolist() == ["__iomap_dio_rw", "mutex_lock", "folio_wait_bit_common"]
+    assert t["at_attach"].tolist() == [False, False, True] and t["stack"].iloc[0] == stack
+    whole = dstate.SleepTotals()
+    whole.add(pd.concat(parts, ignore_index=True))
+    assert whole.frame().sort_values(["tid"]).reset_index(drop=True).equals(t)
+    (proc,) = dstate.per_process({"dstate_totals": t}).itertuples()
+    assert proc.count == 5 and proc.iowait_ms == 10.0 and proc.other_ms == 401.0
+
+
 # ---- diagnose ------------------------------------------------------------------
 
 def test_iowait_cause_names_processes_file_device_and_counters():
@@ -414,3 +448,72 @@ def test_iowait_cause_without_odirect_frames():
     (f,) = diagnose.findings(totals([trow(5, 5, "db", True, 10, 500, 50)]))
     assert f.summary.startswith("pid 5 (db) caused 100 %")
     assert diagnose.findings(totals([trow(5, 5, "db", True, 10, 5, 5)])) == []
+
+
+# ---- zombies: the state the live run and `report` both feed -------------------
+
+def busy_parent_rows():
+    """Parent 100 forks 40 children: reaps every third at once, every third
+    after 1.5 s, leaves the rest and exits at 5 s; init (1) reaps them."""
+    rows = []
+    for i in range(40):
+        pid, t = 1000 + i, 0.1 + i * 0.01
+        rows.append(full(FORK, t, pid, start=pid, ppid=100, comm="app", parent_comm="app"))
+        rows.append(full(EXIT, t + 0.001, pid, start=pid, ppid=100, comm="app", parent_comm="app"))
+        if i % 3 == 0:
+            rows.append(full(WAIT, t + 0.002, 100, target=pid, ret=pid, enter=t, comm="app"))
+        elif i % 3 == 1:
+            rows.append(full(WAIT, t + 1.5, 100, target=pid, ret=pid, enter=t + 1.4, comm="app"))
+    rows.append(full(WAIT, 3.0, 100, target=0, ret=-10, enter=2.9, comm="app"))
+    rows.append(full(EXIT, 5.0, 100, start=1, ppid=50, comm="app", parent_comm="sh"))
+    rows += [full(WAIT, 5.1, 1, target=1000 + i, ret=1000 + i, enter=5.05, comm="systemd")
+             for i in range(40) if i % 3 == 2]
+    rows.append(full(EXIT, 5.5, 2000, start=2000, ppid=100, comm="late", parent_comm="app"))  # never reaped
+    return sorted(rows, key=lambda r: r[0])
+
+
+def test_zombie_state_fed_in_batches_equals_the_whole_and_keeps_few_lifecycles():
+    """The live run feeds each ring batch, `report` each stored part: any
+    cut of the same records gives the same findings and per-parent rows;
+    with keep=5 only the 5 longest settled zombies (and the open ones) stay,
+    and the figures are those of every lifecycle."""
+    frames = attach_frames(busy_parent_rows())
+    end = 7 * S
+    whole = zombies.state_of(frames, end_ns=end)
+    events = zombies.sort_events(frames["zombie_events"]).to_dict("records")
+    for cut in (1, 7, 50):
+        state = zombies.ZombieState(keep=5)
+        for i in range(0, len(events), cut):
+            state.feed(events[i:i + cut])
+        state.set_end(end)
+        assert [f.as_dict() for f in state.findings()] == [f.as_dict() for f in whole.findings()]
+        assert state.processes() == whole.processes()
+        kept = state.lifecycles()
+        # open at the end: 2000 (never reaped) and the parent itself (its parent 50 did not reap it)
+        assert len(kept) == 7 and state.exits == whole.exits == 42
+        assert {l.pid for l in kept} == {2000, 100} | {l.pid for l in sorted(
+            (l for l in whole.lifecycles() if l.pid not in (2000, 100)), key=lambda l: -l.zombie_s)[:5]}
+    (f,) = [f for f in whole.findings() if f.evidence[0]["parent_pid"] == 100]
+    row = f.evidence[0]
+    assert row["parent_pid"] == 100 and row["children_exited"] == 41
+    assert row["unreaped"] == 14 and row["reaped_late"] == 13 and row["reaped_by_parent"] == 27
+    assert row["still_zombies"] == 1 and row["reaped_by_others"] == 13 and row["reapers"] == "init 1 (systemd)"
+    # its 28 wait calls (27 reaping, one with nothing to reap); in the window, from the first
+    # flagged exit (child 1001) to the end (one child still open): all but the first
+    assert row["wait_calls_total"] == 28 and row["wait_calls"] == 27
+    # the same from the old whole-frame entry points
+    assert [x.as_dict() for x in zombies.findings(frames, end_ns=end)] == [x.as_dict() for x in whole.findings()]
+    assert len(lifecycles(frames, end)) == 42
+
+
+def test_wait_calls_window_ends_with_the_last_flagged_child():
+    """No child open at the end: the window is the flagged children's
+    zombie time, so a wait call after the last of them is not in it."""
+    rows = [full(EXIT, 1.0, 300, start=300, ppid=100, comm="c", parent_comm="app"),
+            full(WAIT, 0.5, 100, target=0, ret=0, enter=0.4, comm="app"),        # before: not counted
+            full(WAIT, 1.5, 100, target=0, ret=0, enter=1.2, comm="app"),        # inside
+            full(WAIT, 2.5, 100, target=300, ret=300, enter=2.4, comm="app"),    # reaps it late
+            full(WAIT, 4.0, 100, target=0, ret=0, enter=3.9, comm="app")]        # after: not counted
+    (f,) = zombies.findings(attach_frames(rows), end_ns=5 * S)
+    row = f.evidence[0]
+    assert row["reaped_late"] == 1 and row["wait_calls"] == 2 and row["wait_calls_total"] == 4

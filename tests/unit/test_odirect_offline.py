@@ -216,6 +216,11 @@ def run_cli(*args):
     (["-c", "/nonexistent/reader"], "cannot start '/nonexistent/reader'"),
     (["-c", "true", "-d", "-1"], "-d"),
     (["-p", str(os.getpid()), "-c", "true"], "not both"),
+    (["-c", "true", "-o", "/nonexistent/dir/trace"], "-o /nonexistent/dir/trace: no such directory /nonexistent/dir"),
+    (["-c", "true", "-o", "/etc/passwd"], "-o /etc/passwd: exists and is not a directory"),
+    (["-c", "true", "-o", "/etc"], "-o /etc: directory is not empty and holds no kerntrace trace"),
+    (["-c", "true", "-o", "/proc/kerntrace-trace"], "-o /proc/kerntrace-trace: cannot create it"),
+    (["-c", "true", "-o", "/tmp/t", "--flush", "0"], "--flush"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message):
     res = run_cli(*args)

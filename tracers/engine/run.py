@@ -186,6 +186,8 @@ class Run:
         self._show(tracer.name, ring, events)
 
     def _show(self, obj: str, ring: str, events: Any) -> None:
+        if events is None:  # nothing to show yet (records that wait for others)
+            return
         for sink in self.sinks:
             sink.events(self.tool, obj, ring, events, self.clock)
         if self.session is not None and any(s.closed for s in self.sinks):

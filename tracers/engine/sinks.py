@@ -114,6 +114,7 @@ class TraceDirSink(Sink):
     """-o DIR: the tool's records written as the run goes (see tracedir)."""
 
     idle_s = 0.1
+    failed = False
 
     def __init__(self, path: str, flush_s: Optional[float] = None) -> None:
         from .tracedir import DEFAULT_FLUSH_S, TraceWriter
@@ -121,17 +122,32 @@ class TraceDirSink(Sink):
         self.writer = TraceWriter(path, flush_s if flush_s is not None else DEFAULT_FLUSH_S)
 
     def begin(self, tool: "Tool", clock: "Clock", meta: Mapping[str, Any]) -> None:
-        self.writer.start(meta)
+        self._guard(self.writer.start, meta)
 
     def events(self, tool: "Tool", obj: str, ring: str, events: Any, clock: "Clock") -> None:
+        if self.failed:
+            return
         for kind, table in tool.trace_records(obj, ring, events, clock):
             self.writer.append(kind, table)
-        self.writer.flush_if_due()
+        self._guard(self.writer.flush_if_due)
 
     def idle(self) -> None:
-        self.writer.flush_if_due()
+        if not self.failed:
+            self._guard(self.writer.flush_if_due)
 
     def end(self, tool: "Tool", envelope: Mapping[str, Any], findings: Sequence[Any]) -> None:
+        if self.failed:
+            return
         end = {k: envelope[k] for k in ("duration_s", "lost_events", "stop_reason", "command_exit") if k in envelope}
         end["state"] = tool.end_state()
-        self.writer.finish(end, envelope)
+        self._guard(self.writer.finish, end, envelope)
+
+    def _guard(self, call: Any, *args: Any) -> None:
+        """A trace that cannot be written (disk full, the filesystem gone)
+        stops there, with one line; tracing and its report go on."""
+        try:
+            call(*args)
+        except OSError as exc:
+            self.failed = True
+            print(f"kerntrace: -o {self.writer.path}: {exc.strerror or exc}; the trace stops here "
+                  f"(what was written before stays readable), tracing goes on", file=sys.stderr, flush=True)

@@ -40,6 +40,9 @@ SUMMARY = "summary.json"
 DEFAULT_FLUSH_S = 0.5
 # A part is also closed at this many buffered bytes (a burst between flushes).
 PART_BYTES = 32 << 20
+# How late flush_if_due may be called after a flush fell due (TraceDirSink
+# calls it every idle_s = 0.1 s).
+POLL_S = 0.1
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -54,21 +57,29 @@ def is_trace_dir(path: str) -> bool:
 
 def check_trace_dir(path: str) -> None:
     """-o DIR must be writable before anything is attached: a new directory
-    in an existing writable one, an empty directory, or an earlier trace
-    (replaced).  One line and exit 2 otherwise."""
+    in an existing one, an empty directory, or an earlier trace (replaced).
+    The directory is created and a file tried in it (root passes every
+    permission check, not a read-only filesystem); one line and exit 2
+    otherwise."""
     if os.path.lexists(path) and not os.path.isdir(path):
         raise UsageProblem(f"-o {path}: exists and is not a directory")
     if os.path.isdir(path):
         if os.listdir(path) and not is_trace_dir(path):
             raise UsageProblem(f"-o {path}: directory is not empty and holds no kerntrace trace")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise UsageProblem(f"-o {path}: not writable")
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UsageProblem(f"-o {path}: no such directory {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageProblem(f"-o {path}: {parent} is not writable")
+    else:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise UsageProblem(f"-o {path}: no such directory {parent}")
+        try:
+            os.mkdir(path, 0o700)
+        except OSError as exc:
+            raise UsageProblem(f"-o {path}: cannot create it: {exc.strerror}") from None
+    probe = os.path.join(path, ".kerntrace-probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageProblem(f"-o {path}: not writable: {exc.strerror}") from None
 
 
 def _fsync_dir(path: str) -> None:
@@ -103,6 +114,7 @@ class TraceWriter:
         self._buffered: dict[str, list["pa.Table"]] = {}
         self._buffered_bytes = 0
         self._oldest: Optional[float] = None   # monotonic time of the oldest unwritten record
+        self._write_s = 0.0                     # how long the last flush took
         self._seq = 0
         self._kinds: set[str] = set()
         self.records: dict[str, int] = {}
@@ -140,10 +152,16 @@ class TraceWriter:
             self.flush()
 
     def flush_if_due(self) -> None:
-        if self._oldest is not None and time.monotonic() - self._oldest >= self.flush_s:
+        # Started early by how late a call may come (POLL_S) and by how long
+        # the last write took, so that a record is on disk within flush_s of
+        # reaching the writer, not flush_s plus both: what --flush promises
+        # a panic can lose (the vmtest panic test holds the trace to it).
+        due = self.flush_s - POLL_S - self._write_s
+        if self._oldest is not None and time.monotonic() - self._oldest >= due:
             self.flush()
 
     def flush(self) -> None:
+        started = time.monotonic()
         for kind, tables in self._buffered.items():
             if not tables:
                 continue
@@ -165,6 +183,7 @@ class TraceWriter:
         self._buffered = {}
         self._buffered_bytes = 0
         self._oldest = None
+        self._write_s = time.monotonic() - started
 
     def finish(self, end: Mapping[str, Any], summary: Mapping[str, Any]) -> None:
         """A clean end: the last parts, end.json, then summary.json."""
