@@ -3,6 +3,7 @@ start: vfork parents (killable D sleeps of known length), O_DIRECT readers,
 parents that leak zombies, and the bundled reproduction with its fix."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -270,7 +271,9 @@ def repro_runs(tmp_path_factory):
         runs = {}
         for fixed in (False, True):
             argv = repro_argv(binary, data, fixed, children=CHILDREN, hold_s=1.5)
-            runs[fixed] = run_diagnose(Target(argv=argv, follow=True), None, quiet=True)
+            trace = str(tmp_path_factory.mktemp("trace") / ("fixed" if fixed else "bug"))
+            runs[fixed] = run_diagnose(Target(argv=argv, follow=True), None, quiet=True, output_dir=trace)
+            runs[fixed]["trace_dir"] = trace
         yield runs
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -319,6 +322,23 @@ def test_repro_bug_odirect_bytes(repro_runs):
     # 4 KiB reads until EOF: the last read of each child returns 0.
     assert sum(p["odirect_reads"] for p in procs) == CHILDREN * (FILE_MIB * 2**20 // 4096 + 1)
     assert "odirect-bypass" in {f["id"] for f in s["findings"]}
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["bug", "fixed"])
+def test_repro_report_of_the_trace_equals_the_live_summary(repro_runs, fixed):
+    """`iotrace report DIR` on diagnose's trace of the bundled reproduction:
+    the same findings (ids, counts, bytes, pids) and tables as the run."""
+    live = repro_runs[fixed]
+    res = subprocess.run([os.path.join(os.path.dirname(sys.executable), "iotrace"), "report", live["trace_dir"],
+                          "--json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    again = json.loads(res.stdout)
+    assert again["trace"]["complete"] is True
+    assert [f["id"] for f in again["findings"]] == [f["id"] for f in live["findings"]]
+    assert again["findings"] == live["findings"]
+    for key in ("processes", "counters", "exits", "stacks", "d_at_attach", "d_at_end", "duration_s",
+                "command_exit", "stop_reason"):
+        assert again[key] == live[key], key
 
 
 def test_repro_fixed_has_neither_finding(repro_runs):
