@@ -101,15 +101,13 @@ def _selftest(burst: int, ring_bytes: int) -> Any:
 
 
 def bench_decode(events: int = 2_000_000) -> dict[str, Any]:
-    """Fill the ring from this process, then time drain + DataFrame decode."""
-    import pandas  # noqa: F401  (its import is start-up cost, not decode throughput)
-
-    from kerntrace.tracers.engine.records import decode_events
+    """Fill the ring from this process, then time drain + decode into the
+    columns a tool aggregates and a trace keeps (records_of)."""
+    from kerntrace.tracers.engine.records import records_of
 
     burst = 512
     ring_bytes = 64 * 1024 * 1024
     tracer = _selftest(burst, ring_bytes)
-    dtype = tracer.btf.dtype("selftest_event")
     total = 0
     spent = 0.0
     with tracer:
@@ -125,9 +123,9 @@ def bench_decode(events: int = 2_000_000) -> dict[str, Any]:
                 batch = tracer.drain()["selftest_events"]
                 if not len(batch):
                     break
-                frame = decode_events([batch], dtype)
+                records = records_of(batch, 0)
                 spent += time.perf_counter() - start
-                total += len(frame)
+                total += len(records)
         lost = tracer.lost_events
     return {"events": total, "seconds": spent, "events_per_s": total / spent if spent else 0.0,
             "goal_events_per_s": DECODE_GOAL_EPS, "lost": lost}
@@ -159,16 +157,15 @@ def bench_sustained(rate: int = 200_000, seconds: float = 60.0, burst: int = 50)
     """A separate process makes rate/burst getppid() calls a second; each
     emits `burst` events.  Every event must arrive: lost == 0."""
     from kerntrace.tracers.engine import Session
-    from kerntrace.tracers.engine.records import decode_events
+    from kerntrace.tracers.engine.records import records_of
 
     tracer = _selftest(burst, 16 * 1024 * 1024)
-    dtype = tracer.btf.dtype("selftest_event")
     received = 0
     frames = 0
 
     def sink(_t: Any, _ring: str, batch: Any) -> None:
         nonlocal received, frames
-        received += len(decode_events([batch], dtype))
+        received += len(records_of(batch, 0))
         frames += 1
 
     gen = subprocess.Popen([sys.executable, "-c", _GENERATOR, str(rate // burst), str(seconds)],

@@ -1,5 +1,5 @@
-"""Ring records (numpy structured arrays) as tables: decoding fixed char
-arrays to strings, JSON Lines, and Parquet files."""
+"""Ring records (numpy structured arrays) as columns: fixed char arrays
+and enums as strings, the UTC time; JSON Lines; Arrow tables for pyarrow."""
 from __future__ import annotations
 
 import json
@@ -13,8 +13,7 @@ if TYPE_CHECKING:
 
     from .parquet import Column
 
-__all__ = ["Records", "arrow_table", "decode_events", "enum_strings", "fixed_strings", "json_line", "records_of",
-           "strings_of", "write_parquet"]
+__all__ = ["Records", "arrow_table", "enum_strings", "fixed_strings", "json_line", "records_of", "strings_of"]
 
 
 def json_line(obj: Mapping[str, Any]) -> str:
@@ -78,57 +77,6 @@ def _factorize_fixed_bytes(arr: "np.ndarray[Any, Any]", name: str) -> tuple["np.
         return exact.reshape(-1), [u.split(b"\0", 1)[0].decode("utf-8", "replace") for u in uniques]
     labels = [col[i].split(b"\0", 1)[0].decode("utf-8", "replace") for i in first]
     return codes, labels
-
-
-def decode_events(batches: Iterable["np.ndarray[Any, Any]"], dtype: "np.dtype[Any]") -> "pd.DataFrame":
-    """Structured event arrays -> one DataFrame; fixed char arrays become
-    strings (through categories: a trace has few distinct comms and paths)."""
-    import numpy as np
-    import pandas as pd
-
-    parts = [b for b in batches if len(b)]
-    arr = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
-    columns: dict[str, Any] = {}
-    for name in arr.dtype.names or ():
-        col = arr[name]
-        if col.dtype.kind == "S":
-            codes, labels = _factorize_fixed_bytes(arr, name)
-            if len(set(labels)) == len(labels):
-                columns[name] = pd.Categorical.from_codes(codes, categories=labels)
-            else:  # distinct raw values decoding to one label
-                columns[name] = pd.array([labels[c] for c in codes], dtype="string")
-        elif col.ndim > 1:
-            columns[name] = list(col)
-        else:
-            columns[name] = col
-    return pd.DataFrame(columns, copy=False)
-
-
-def write_parquet(frames: Mapping[str, "pd.DataFrame"], path: str, metadata: Mapping[str, Any]) -> None:
-    """All events in one Parquet file, a ``type`` column telling the kinds
-    apart; run metadata (hooks, duration, lost events) in the file's schema
-    metadata.  Created with mode 0600: traces show what processes read."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tables = []
-    for kind, frame in frames.items():
-        f = frame.copy()
-        for col in f.columns:
-            if isinstance(f[col].dtype, pd.CategoricalDtype):
-                f[col] = f[col].astype(str)
-        f.insert(0, "type", kind)
-        tables.append(f)
-    table_frame = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame({"type": []})
-    table = pa.Table.from_pandas(table_frame, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[b"kerntrace"] = json.dumps(metadata, default=_json_default).encode()
-    table = table.replace_schema_metadata(meta)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "wb") as sink:
-        pq.write_table(table, sink)
 
 
 class Records:
