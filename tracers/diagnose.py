@@ -8,7 +8,6 @@ cache, and which parent leaks zombies.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
 
@@ -28,8 +27,6 @@ from .odirect import ODirectTool
 from .zombies import ZombiesTool
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ..analysis.findings import Finding
 
 __all__ = ["DiagnoseTool", "command", "merge_processes", "run_diagnose"]

@@ -29,8 +29,6 @@ from .engine.records import Records, records_of
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
-    import pyarrow as pa
 
     from ..analysis.findings import Finding
 
@@ -198,7 +196,7 @@ class _Reads:
 
     __slots__ = ("batch", "paths", "table")
 
-    def __init__(self, batch: "np.ndarray[Any, Any]", paths: list[str], table: "pa.Table") -> None:
+    def __init__(self, batch: "np.ndarray[Any, Any]", paths: list[str], table: Records) -> None:
         self.batch = batch
         self.paths = paths
         self.table = table
@@ -407,14 +405,15 @@ class ODirectTool(Tool):
                 .add("device_ns", device, nullable=True)
                 .add_string_list("path", paths))
 
-    def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[tuple[str, "pa.Table"]]:
+    def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[tuple[str, Records]]:
         if ring == READ_RING:
             return [("read", events.table)]
         if ring == BLOCK_RING:
             return [("block", events.table)]
         return ()
 
-    def replay(self, kind: str, table: "pa.Table") -> None:
+    def replay(self, kind: str, table: Any) -> None:
+        """A stored part (a pyarrow Table): the same aggregation as live."""
         if kind == "read":
             self.stats.add_reads(table)
         elif kind == "block":

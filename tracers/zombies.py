@@ -29,7 +29,6 @@ from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
 from . import procstate
-from ..analysis import zombies as rules
 from ..analysis.report import format_table, print_findings, run_line
 from ..analysis.zombies import ZombieState, sort_events
 from .dstate import rows_table

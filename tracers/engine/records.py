@@ -3,12 +3,10 @@ and enums as strings, the UTC time; JSON Lines; Arrow tables for pyarrow."""
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
     import pyarrow as pa
 
     from .parquet import Column
