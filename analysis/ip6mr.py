@@ -15,25 +15,30 @@ The facts (see the upstream commits in REFERENCES):
 - net.ipv6.conf.all.disable_ipv6=1 does not stop the per-namespace IPv6
   setup: icmpv6_sk_init() and ip6mr_net_init() still run for every new netns.
 
-Everything here is pure: host facts and frames in, findings out.
+Everything here is pure: host facts and the trace's running aggregates
+(NamespaceStats, fed one record at a time, live or from a stored trace) in,
+findings out.
 """
 from __future__ import annotations
 
+import errno
 import re
+from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from .findings import Finding
-
-if TYPE_CHECKING:
-    import pandas as pd
+from .histogram import Histogram
 
 __all__ = [
     "FixStatus",
     "HostFacts",
+    "MethodStats",
+    "NamespaceStats",
     "REFERENCES",
     "RULE_ID",
     "config_value",
+    "errno_name",
     "findings",
     "kernel_fix_status",
     "namespace_counts",
@@ -159,32 +164,107 @@ class HostFacts:
         return dict(self.__dict__)
 
 
-def namespace_counts(attempts: "pd.DataFrame") -> dict[str, Any]:
+def errno_name(err: int) -> Optional[str]:
+    """ENOMEM for 12; None for 0 (success)."""
+    if not err:
+        return None
+    return errno.errorcode.get(int(err), str(int(err)))
+
+
+@dataclass
+class MethodStats:
+    """One attempt method's counts and latency distribution."""
+
+    attempts: int = 0
+    ok: int = 0
+    failed: int = 0
+    latency_ns: Histogram = field(default_factory=Histogram)
+
+
+class NamespaceStats:
+    """What the rule needs of a trace, updated record by record in the
+    order the ring gave them (the same code live and in `report`): counts
+    per method and errno, OOM kills and how many came near an attempt,
+    precursor log lines per kind.  Its size does not grow with the run."""
+
+    # OOM kills waiting for an attempt within OOM_NEAR_S after them; more
+    # than this many in OOM_NEAR_S cannot all be told apart anyway.
+    MAX_PENDING_OOMS = 1024
+
+    def __init__(self) -> None:
+        self.by_method: dict[str, MethodStats] = {}
+        self.failed_by_errno: dict[str, int] = {}
+        self.oom_kills = 0
+        self.oom_near = 0
+        self.precursors: dict[str, int] = {}
+        self._last_attempt_ns: Optional[int] = None
+        self._pending_ooms: deque[int] = deque(maxlen=self.MAX_PENDING_OOMS)
+
+    def attempt(self, ts_ns: int, method: str, err: int, latency_ns: int) -> None:
+        m = self.by_method.setdefault(method, MethodStats())
+        m.attempts += 1
+        m.latency_ns.add([latency_ns])
+        if err:
+            m.failed += 1
+            name = errno_name(err) or str(err)
+            self.failed_by_errno[name] = self.failed_by_errno.get(name, 0) + 1
+        else:
+            m.ok += 1
+        # An OOM kill seen before this attempt, less than OOM_NEAR_S earlier,
+        # was near it; older ones can no longer be (the ring is in time order).
+        window = int(OOM_NEAR_S * 1e9)
+        while self._pending_ooms:
+            oom = self._pending_ooms.popleft()
+            if abs(ts_ns - oom) <= window:
+                self.oom_near += 1
+            elif oom > ts_ns:   # out of ring order and not near: keep waiting
+                self._pending_ooms.appendleft(oom)
+                break
+        self._last_attempt_ns = ts_ns if self._last_attempt_ns is None else max(self._last_attempt_ns, ts_ns)
+
+    def oom(self, ts_ns: int) -> None:
+        self.oom_kills += 1
+        last = self._last_attempt_ns
+        if last is not None and abs(ts_ns - last) <= OOM_NEAR_S * 1e9:
+            self.oom_near += 1
+        else:
+            self._pending_ooms.append(ts_ns)
+
+    def precursor(self, kind: str) -> None:
+        self.precursors[kind] = self.precursors.get(kind, 0) + 1
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        """One ns_event record (a dict: kind, ts_ns, method, err, latency_ns)."""
+        kind = record["kind"]
+        if kind == "attempt":
+            self.attempt(int(record["ts_ns"]), str(record["method"]), int(record["err"]), int(record["latency_ns"]))
+        elif kind == "oom":
+            self.oom(int(record["ts_ns"]))
+
+    def add_all(self, records: Iterable[Mapping[str, Any]]) -> "NamespaceStats":
+        for record in records:
+            self.add(record)
+        return self
+
+    @property
+    def created(self) -> int:
+        return sum(m.ok for name, m in self.by_method.items() if name != "setns")
+
+    @property
+    def entered(self) -> int:
+        m = self.by_method.get("setns")
+        return m.ok if m else 0
+
+    @property
+    def failed(self) -> int:
+        return sum(m.failed for m in self.by_method.values())
+
+
+def namespace_counts(stats: NamespaceStats) -> dict[str, Any]:
     """created (new namespaces), entered (setns), failed (any method),
     failed_by_errno: the summary's "namespaces" object."""
-    if attempts is None or attempts.empty:
-        return {"created": 0, "entered": 0, "failed": 0, "failed_by_errno": {}}
-    ok = attempts["errno"].isna() if "errno" in attempts else attempts["err"] == 0
-    failed = attempts[~ok]
-    created = int((ok & (attempts["method"] != "setns")).sum())
-    entered = int((ok & (attempts["method"] == "setns")).sum())
-    by_errno = {str(k): int(v) for k, v in failed["errno"].value_counts().sort_index().items()}
-    return {"created": created, "entered": entered, "failed": int(len(failed)), "failed_by_errno": by_errno}
-
-
-def _oom_near_attempts(attempts: "pd.DataFrame", ooms: "pd.DataFrame") -> int:
-    if attempts is None or ooms is None or attempts.empty or ooms.empty:
-        return 0
-    import numpy as np
-
-    times = np.sort(attempts["ts_ns"].to_numpy(dtype="int64"))
-    near = 0
-    for t in ooms["ts_ns"].to_numpy(dtype="int64"):
-        i = np.searchsorted(times, t)
-        gaps = [abs(int(times[j]) - int(t)) for j in (i - 1, i) if 0 <= j < len(times)]
-        if gaps and min(gaps) <= OOM_NEAR_S * 1e9:
-            near += 1
-    return near
+    return {"created": stats.created, "entered": stats.entered, "failed": stats.failed,
+            "failed_by_errno": dict(sorted(stats.failed_by_errno.items()))}
 
 
 def _recommendation(status: FixStatus, host: HostFacts) -> str:
@@ -207,22 +287,15 @@ def _recommendation(status: FixStatus, host: HostFacts) -> str:
     return " ".join(steps) + " Note: " + note
 
 
-def findings(frames: dict[str, "pd.DataFrame"], host: HostFacts, duration_s: float) -> list[Finding]:
+def findings(stats: NamespaceStats, host: HostFacts, duration_s: float) -> list[Finding]:
     """The ``ip6mr-crash-risk`` finding: always one, its severity from the
     kernel's fix status, the crash prerequisites and what the trace saw."""
-    import pandas as pd
-
-    attempts = frames.get("attempts", pd.DataFrame())
-    ooms = frames.get("oom", pd.DataFrame())
-    kmsg = frames.get("kmsg", pd.DataFrame())
     status = kernel_fix_status(host.release, host.version)
-    counts = namespace_counts(attempts)
+    counts = namespace_counts(stats)
     churn = counts["created"] / duration_s if duration_s > 0 else 0.0
     failed_memory = sum(v for k, v in counts["failed_by_errno"].items() if k in MEMORY_ERRNOS)
-    oom_near = _oom_near_attempts(attempts, ooms)
-    precursor_counts: dict[str, int] = {}
-    if kmsg is not None and not kmsg.empty and "kind" in kmsg:
-        precursor_counts = {str(k): int(v) for k, v in kmsg["kind"].value_counts().items()}
+    oom_near = stats.oom_near
+    precursor_counts = dict(stats.precursors)
     memory_precursors = sum(v for k, v in precursor_counts.items() if k != "ip6mr")
 
     evidence = [

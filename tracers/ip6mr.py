@@ -15,7 +15,7 @@ import gzip
 import os
 import platform
 import struct
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence, TextIO
 
 import click
 
@@ -25,17 +25,17 @@ from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
 from ..analysis import ip6mr as rule
-from ..analysis.ip6mr import config_value, HostFacts, namespace_counts
+from ..analysis.ip6mr import config_value, errno_name, HostFacts, namespace_counts
 from ..analysis.precursors import classify_line, PRECURSORS
 from ..analysis.report import format_table, print_findings, run_line
 from .engine.probe import ensure_tracefs
-from .engine.records import decode_events, write_parquet
+from .engine.records import Records, records_of
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
 
-__all__ = ["HOOKS", "Ip6mrTool", "command", "read_host_facts"]
+__all__ = ["HOOKS", "Ip6mrTool", "command", "errno_name", "read_host_facts"]
 
 NS_RING = "ns_events"
 KMSG_RING = "kmsg_events"
@@ -59,12 +59,6 @@ HOOKS = (
     Hook("ip6mr_sk_done", ("ns_fentry_ip6mr_sk_done", "ns_kprobe_ip6mr_sk_done"), required=False),
 )
 KERNEL_HOOKS = ("copy_net_ns", "copy_net_ns return", "setup_net", "ip6mr_net_init", "ip6mr_net_exit", "ip6mr_sk_done")
-
-
-def errno_name(err: int) -> Optional[str]:
-    if not err:
-        return None
-    return errno.errorcode.get(int(err), str(int(err)))
 
 
 # -- host facts (I/O; the rule that reads them is pure) ------------------------
@@ -126,9 +120,34 @@ def read_host_facts() -> "HostFacts":
 
 # -- the trace -----------------------------------------------------------------
 
+# Record kinds of the trace directory (unique across tools).
+NETNS_KIND = "netns_event"   # every ns_event record, kind and method as strings
+KMSG_KIND = "kmsg"           # kernel-log lines that are precursors
+HOST_KIND = "host_facts"     # one row: the host as the run found it at attach
+# The summary's "attempts" rows: the first this many of the run (its
+# counts cover every attempt).
+ATTEMPT_ROWS = 1000
+
+
+class Ip6mrBatch:
+    """What update() makes of one batch: the events the terminal and JSON
+    show, and the record tables the trace keeps (the aggregates were
+    updated from those same tables)."""
+
+    __slots__ = ("shown", "tables")
+
+    def __init__(self, shown: list[dict[str, Any]], tables: list[tuple[str, Records]]) -> None:
+        self.shown = shown
+        self.tables = tables
+
+
 class Ip6mrTool(Tool):
     """Namespace attempts, the ip6mr path, raw ICMPv6 sockets, OOM kills and
-    kernel-log precursors; the crash-risk finding at the end."""
+    kernel-log precursors; the crash-risk finding at the end.
+
+    Every figure is a running aggregate fed from the record tables, live
+    (update) and from a stored trace (replay) alike, so `report` gives the
+    live run's summary and findings."""
 
     name = "ip6mr"
 
@@ -136,12 +155,26 @@ class Ip6mrTool(Tool):
         self.tracer: Optional[BpfTracer] = None
         self.kinds: dict[int, str] = {}
         self.methods: dict[int, str] = {}
-        self._ns_batches: list["np.ndarray[Any, Any]"] = []
-        self._kmsg_batches: list["np.ndarray[Any, Any]"] = []
+        self.offset_ns = 0
+        self.stats = rule.NamespaceStats()
         self._open_icmp6: dict[int, set[int]] = {}   # tgid -> fds still open
+        self.icmp6_opened = 0
+        self.icmp6_closed = 0
         self.icmp6_closed_by_exit = 0
-        self._frames: Optional[dict[str, "pd.DataFrame"]] = None
+        self.kernel_events: dict[str, int] = {k: 0 for k in KERNEL_KINDS}
+        self.attempt_rows: list[dict[str, Any]] = []
+        self.attempts_omitted = 0
         self._host: Optional["HostFacts"] = None
+        self._kernel_hooks: Optional[bool] = None
+        self._from_trace = False
+
+    @classmethod
+    def from_trace(cls, options: Mapping[str, Any]) -> "Ip6mrTool":
+        """For `report`: the host facts come from the trace, never from the
+        machine that reads it."""
+        tool = cls(**options)
+        tool._from_trace = True
+        return tool
 
     def objects(self) -> Sequence[ObjectSpec]:
         return [ObjectSpec("ip6mr", HOOKS, rings={NS_RING: "ns_event", KMSG_RING: "kmsg_event"})]
@@ -159,172 +192,241 @@ class Ip6mrTool(Tool):
     def hook_notes(self, choices: Sequence[HookChoice]) -> list[str]:
         return describe_hooks(list(choices))[1:]
 
+    def started(self, clock: Clock) -> None:
+        self.offset_ns = clock.offset_ns
+
     @property
     def choices(self) -> list[HookChoice]:
         return self.tracer.choices if self.tracer is not None else []
 
     def kernel_hooks_available(self) -> bool:
+        if self._kernel_hooks is not None:   # as the run found them (a stored trace's host_facts)
+            return self._kernel_hooks
         return any(c.program for c in self.choices if c.hook in KERNEL_HOOKS)
 
     # -- events ---------------------------------------------------------------
 
-    def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> list[dict[str, Any]]:
-        """The batch's events as dicts (ts_ns, type, ...), in order; what the
-        ICMPv6 socket bookkeeping makes of them."""
+    def attach_events(self) -> Sequence[tuple[str, str, Any]]:
+        """The host facts, read once at attach: the finding rests on them,
+        and `report` must see the host the run saw."""
+        self._kernel_hooks = self.kernel_hooks_available()
+        row = {**self.host().as_dict(), "kernel_hooks": self._kernel_hooks}
+        return [("ip6mr", HOST_KIND, Ip6mrBatch([], [(HOST_KIND, _host_table(row))]))]
+
+    def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> Ip6mrBatch:
+        """The batch as record tables, aggregated; the events it shows
+        (dicts: ts_ns, type, ...), in order."""
         if ring == KMSG_RING:
-            self._kmsg_batches.append(batch.copy())
-            return [d for d in (self._kmsg_dict(ev) for ev in batch) if d is not None]
-        self._ns_batches.append(batch.copy())
+            table = self._kmsg_table(batch)
+            shown = self._consume_kmsg(table)
+            return Ip6mrBatch(shown, [(KMSG_KIND, table)] if len(table) else [])
+        table = records_of(batch, self.offset_ns, enums={"kind": self.kinds, "method": {0: "", **self.methods}})
         shown = []
-        for ev in batch:
-            kind = self.kinds.get(int(ev["kind"]), "?")
-            if kind == "icmp6_open" and int(ev["err"]) == 0:
-                self._open_icmp6.setdefault(int(ev["pid"]), set()).add(int(ev["fd"]))
-            elif kind == "icmp6_close" and int(ev["ret"]) != -errno.EBADF:
-                self._open_icmp6.get(int(ev["pid"]), set()).discard(int(ev["fd"]))
-            elif kind == "icmp6_exit":
-                closed = self._exit_closes(int(ev["pid"]))
+        for row, closed in self._consume_ns(table):
+            kind = row["kind"]
+            if kind == "icmp6_exit":
                 if not closed:
                     continue  # it had closed them all itself
-                shown.append({**self._event_dict(kind, ev), "closed_fds": closed})
+                self._forget_fds(row["pid"], closed)
+                shown.append({**_event_dict(row), "closed_fds": len(closed)})
                 continue
-            shown.append(self._event_dict(kind, ev))
+            shown.append(_event_dict(row))
+        return Ip6mrBatch(shown, [(NETNS_KIND, table)])
+
+    def trace_records(self, obj: str, ring: str, events: Ip6mrBatch, clock: Clock) -> Iterable[tuple[str, Records]]:
+        return events.tables
+
+    def replay(self, kind: str, table: "pa.Table") -> None:
+        if kind == NETNS_KIND:
+            for _row, _closed in self._consume_ns(table):
+                pass
+        elif kind == KMSG_KIND:
+            self._consume_kmsg(table)
+        elif kind == HOST_KIND:
+            self._restore_host(_rows(table)[0])
+
+    def _restore_host(self, row: dict[str, Any]) -> None:
+        self._kernel_hooks = bool(row.pop("kernel_hooks"))
+        facts = {k: row.get(k) for k in HostFacts.__dataclass_fields__}
+        facts["mroute_multiple_tables"] = facts["mroute_multiple_tables"] or None   # "": unknown
+        self._host = HostFacts(**facts)
+
+    def _consume_ns(self, table: "Records | pa.Table") -> Iterator[tuple[dict[str, Any], list[int]]]:
+        """Every ns_event record into the aggregates, in ring order; yields
+        each with the ICMPv6 fds its process exit closed."""
+        for row in _rows(table):
+            kind = row["kind"]
+            closed: list[int] = []
+            if kind == "attempt":
+                self.stats.attempt(row["ts_ns"], row["method"], row["err"], row["latency_ns"])
+                self._keep_attempt(row)
+            elif kind == "oom":
+                self.stats.oom(row["ts_ns"])
+            elif kind == "icmp6_open" and row["err"] == 0:
+                self.icmp6_opened += 1
+                self._open_icmp6.setdefault(row["pid"], set()).add(row["fd"])
+            elif kind == "icmp6_close" and row["ret"] != -errno.EBADF:
+                self.icmp6_closed += 1
+                self._open_icmp6.get(row["pid"], set()).discard(row["fd"])
+            elif kind == "icmp6_exit":
+                closed = sorted(self._open_icmp6.pop(row["pid"], set()))
+                self.icmp6_closed_by_exit += len(closed)
+            elif kind in self.kernel_events:
+                self.kernel_events[kind] += 1
+            yield row, closed
+
+    def _keep_attempt(self, row: dict[str, Any]) -> None:
+        if len(self.attempt_rows) >= ATTEMPT_ROWS:
+            self.attempts_omitted += 1
+            return
+        err = row["err"]
+        self.attempt_rows.append(
+            {"pid": row["pid"], "tid": row["tid"], "ppid": row["ppid"], "comm": row["comm"],
+             "cgroup_id": row["cgroup_id"], "method": row["method"],
+             "result": errno_name(err) if err else row["netns"], "errno": errno_name(err),
+             "latency_us": round(row["latency_ns"] / 1000, 1),
+             **({"child_pid": row["child_pid"]} if row["child_pid"] else {})})
+
+    def _consume_kmsg(self, table: "Records | pa.Table") -> list[dict[str, Any]]:
+        shown = []
+        for row in _rows(table):
+            self.stats.precursor(row["kind"])
+            shown.append({"type": "kmsg", "ts_ns": row["ts_ns"], "pid": row["pid"], "kind": row["kind"],
+                          "text": row["text"]})
         return shown
+
+    def _kmsg_table(self, batch: "np.ndarray[Any, Any]") -> Records:
+        """The precursor lines of a kmsg batch (the kernel's 8-byte needles
+        also pass lines no pattern matches)."""
+        import numpy as np
+
+        rows = []
+        for ev in batch:
+            text = bytes(ev["text"]).split(b"\0", 1)[0].decode("utf-8", "replace").rstrip()
+            p = classify_line(text)
+            if p is not None:
+                comm = bytes(ev["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace")
+                rows.append((int(ev["ts_ns"]), int(ev["pid"]), comm, p.kind, text))
+        ts = np.array([r[0] for r in rows], dtype=np.uint64)
+        out = Records(len(rows), self.offset_ns)
+        out.add("time", ts.astype(np.int64) + self.offset_ns).add("ts_ns", ts)
+        out.add("pid", np.array([r[1] for r in rows], dtype=np.uint32))
+        for i, name in ((2, "comm"), (3, "kind"), (4, "text")):
+            out.add_string_list(name, [r[i] for r in rows])
+        return out
 
     def live_header(self, clock: Clock) -> str:
         return (f"{clock.live_title:<15} {'PID':<7} {'COMM':<16} {'PPID':<7} {'CGROUP':<8} {'METHOD':<12} "
                 f"{'RESULT':<18} {'LAT(us)':>9}")
 
-    def live_lines(self, obj: str, ring: str, events: list[dict[str, Any]], clock: Clock) -> str:
-        return "".join(_live_line(d, clock.live(d["ts_ns"])) + "\n" for d in events)
+    def live_lines(self, obj: str, ring: str, events: Ip6mrBatch, clock: Clock) -> str:
+        return "".join(_live_line(d, clock.live(d["ts_ns"])) + "\n" for d in events.shown)
 
-    def json_records(self, obj: str, ring: str, events: list[dict[str, Any]],
+    def json_records(self, obj: str, ring: str, events: Ip6mrBatch,
                      clock: Clock) -> Iterable[dict[str, Any]]:
-        for d in events:
+        for d in events.shown:
             out = dict(d)
             ts = out.pop("ts_ns")
             yield {"type": out.pop("type"), "time": clock.rfc3339(ts), **out}
 
-    def _exit_closes(self, tgid: int) -> int:
-        fds = self._open_icmp6.pop(tgid, set())
-        self.icmp6_closed_by_exit += len(fds)
+    def _forget_fds(self, tgid: int, fds: list[int]) -> None:
+        """The kernel map's entries of an exited process's fds."""
+        if self.tracer is None:
+            return
         fd_map = self.tracer.obj.map("icmp6_fds")
         for fd in fds:
             fd_map.delete(struct.pack("<Ii", tgid, fd))
-        return len(fds)
-
-    def _event_dict(self, kind: str, ev: Any) -> dict[str, Any]:
-        d: dict[str, Any] = {"type": kind, "ts_ns": int(ev["ts_ns"]), "pid": int(ev["pid"]),
-                             "tid": int(ev["tid"]), "comm": bytes(ev["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace")}
-        if kind == "attempt":
-            err = int(ev["err"])
-            d.update(ppid=int(ev["ppid"]), cgroup_id=int(ev["cgroup_id"]),
-                     method=self.methods.get(int(ev["method"]), "?"),
-                     flags=hex(int(ev["flags"])), result=int(ev["netns"]) if not err else errno_name(err),
-                     errno=errno_name(err), netns=int(ev["netns"]) or None, old_netns=int(ev["old_netns"]),
-                     latency_us=round(int(ev["latency_ns"]) / 1000, 1))
-            if int(ev["child_pid"]):
-                d["child_pid"] = int(ev["child_pid"])
-        elif kind == "oom":
-            d.update(victim_pid=int(ev["child_pid"]))
-            d.pop("tid")
-        elif kind.startswith("icmp6"):
-            d.update(fd=int(ev["fd"]), errno=errno_name(int(ev["err"])), netns=int(ev["netns"]) or None)
-        else:
-            d.update(netns=int(ev["netns"]) or None, errno=errno_name(int(ev["err"])))
-            if kind in ("copy_net_ns_ret",):
-                d["latency_us"] = round(int(ev["latency_ns"]) / 1000, 1)
-            if kind == "ip6mr_sk_done":
-                d["protocol"] = int(ev["ret"])
-        return d
-
-    def _kmsg_dict(self, ev: Any) -> Optional[dict[str, Any]]:
-        text = bytes(ev["text"]).split(b"\0", 1)[0].decode("utf-8", "replace").rstrip()
-        p = classify_line(text)
-        if p is None:
-            return None
-        return {"type": "kmsg", "ts_ns": int(ev["ts_ns"]), "pid": int(ev["pid"]), "kind": p.kind, "text": text}
 
     # -- after the run ------------------------------------------------------------
 
-    def frames(self) -> dict[str, "pd.DataFrame"]:
-        if self._frames is None:
-            self._frames = self._make_frames()
-        return self._frames
-
-    def _make_frames(self) -> dict[str, "pd.DataFrame"]:
-        import pandas as pd
-
-        assert self.tracer is not None
-        dtype = self.tracer.btf.dtype("ns_event")
-        raw = decode_events(self._ns_batches, dtype)
-        frames: dict[str, pd.DataFrame] = {}
-        kind = raw["kind"].map(self.kinds) if len(raw) else pd.Series([], dtype=object)
-        attempts = raw[kind == "attempt"].copy()
-        attempts["method"] = attempts["method"].map(self.methods)
-        attempts["errno"] = pd.Series([errno_name(e) for e in attempts["err"]], index=attempts.index, dtype=object)
-        attempts["result"] = pd.Series([errno_name(e) if e else int(n) for e, n in zip(attempts["err"], attempts["netns"])],
-                                       index=attempts.index, dtype=object)
-        # The numeric kind is the frame itself; "method" only means something for attempts.
-        frames["attempts"] = attempts.drop(columns=["kind"]).reset_index(drop=True)
-        frames["oom"] = (raw[kind == "oom"].rename(columns={"child_pid": "victim_pid"})
-                         .drop(columns=["kind", "method"]).reset_index(drop=True))
-        icmp = raw[kind.isin(["icmp6_open", "icmp6_close", "icmp6_exit"])].copy()
-        icmp["event"] = kind[icmp.index]
-        frames["icmp6"] = icmp.drop(columns=["kind", "method"]).reset_index(drop=True)
-        kern = raw[kind.isin(list(KERNEL_KINDS))].copy()
-        kern["event"] = kind[kern.index]
-        frames["kernel"] = kern.drop(columns=["kind", "method"]).reset_index(drop=True)
-        kraw = decode_events(self._kmsg_batches, self.tracer.btf.dtype("kmsg_event"))
-        rows = []
-        for ts, pid, text in zip(kraw.get("ts_ns", []), kraw.get("pid", []), kraw.get("text", [])):
-            p = classify_line(str(text))
-            if p is not None:
-                rows.append({"ts_ns": int(ts), "pid": int(pid), "kind": p.kind, "text": str(text).rstrip()})
-        frames["kmsg"] = pd.DataFrame(rows, columns=["ts_ns", "pid", "kind", "text"])
-        return frames
-
     def host(self) -> "HostFacts":
         if self._host is None:
-            self._host = read_host_facts()
+            # a trace cut before its host_facts record was written: unknown
+            self._host = HostFacts(release="") if self._from_trace else read_host_facts()
         return self._host
 
     def summary(self, duration_s: float) -> dict[str, Any]:
-        frames = self.frames()
-        attempts = frames["attempts"]
-        icmp = frames["icmp6"]
-        opened = int(((icmp["event"] == "icmp6_open") & (icmp["err"] == 0)).sum()) if len(icmp) else 0
-        closed = int(((icmp["event"] == "icmp6_close") & (icmp["ret"] != -errno.EBADF)).sum()) if len(icmp) else 0
-        kern = frames["kernel"]
-        return {
-            "namespaces": namespace_counts(attempts),
-            "attempts": [
-                {"pid": int(r.pid), "tid": int(r.tid), "ppid": int(r.ppid), "comm": str(r.comm),
-                 "cgroup_id": int(r.cgroup_id), "method": r.method,
-                 "result": r.result if isinstance(r.result, str) else int(r.result),
-                 "errno": r.errno, "latency_us": round(int(r.latency_ns) / 1000, 1),
-                 **({"child_pid": int(r.child_pid)} if int(r.child_pid) else {})}
-                for r in attempts.itertuples()
-            ],
-            "icmp6_sockets": {"opened": opened, "closed": closed, "closed_by_exit": self.icmp6_closed_by_exit},
-            "oom_kills": int(len(frames["oom"])),
-            "precursors": {str(k): int(v) for k, v in frames["kmsg"]["kind"].value_counts().items()},
-            "kernel_events": {k: int((kern["event"] == k).sum()) if len(kern) else 0 for k in KERNEL_KINDS}
-            if self.kernel_hooks_available() else None,
+        out = {
+            "namespaces": namespace_counts(self.stats),
+            "attempts": list(self.attempt_rows),
+            "icmp6_sockets": {"opened": self.icmp6_opened, "closed": self.icmp6_closed,
+                              "closed_by_exit": self.icmp6_closed_by_exit},
+            "oom_kills": self.stats.oom_kills,
+            "precursors": dict(self.stats.precursors),
+            "kernel_events": dict(self.kernel_events) if self.kernel_hooks_available() else None,
             "host_facts": self.host().as_dict(),
         }
+        if self.attempts_omitted:
+            out["attempts_omitted"] = self.attempts_omitted
+        return out
 
     def findings(self, duration_s: float) -> list[Any]:
-        return rule.findings(self.frames(), self.host(), duration_s)
+        return rule.findings(self.stats, self.host(), duration_s)
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
-        print_report(envelope, self.frames(), findings, out)
+        print_report(envelope, self.stats, findings, out)
 
-    def write_output(self, path: str, envelope: Mapping[str, Any]) -> None:
-        tables = {k: v.copy() for k, v in self.frames().items() if len(v)}
-        if "attempts" in tables:  # an inode or an errno name: one type per column in Parquet
-            tables["attempts"]["result"] = tables["attempts"]["result"].astype(str)
-        write_parquet(tables, path, {k: v for k, v in envelope.items() if k != "findings"})
+
+def _rows(table: "Records | pa.Table") -> list[dict[str, Any]]:
+    """A record batch's rows as dicts of Python values, without the derived
+    time column (ts_ns is the record's own): the live batch (Records) and
+    a stored part (an Arrow table) alike."""
+    if isinstance(table, Records):
+        names = [n for n in table.column_names if n != "time"]
+        columns = [[None if v != v else int(v) for v in table.column(n).tolist()] if n in table.nullable
+                   else table.column(n).tolist() for n in names]   # NaN (v != v): null, as Parquet keeps it
+        return [dict(zip(names, values)) for values in zip(*columns)]
+    if "time" in table.column_names:
+        table = table.drop_columns(["time"])
+    return table.to_pylist()
+
+
+def _host_table(row: Mapping[str, Any]) -> Records:
+    """The host facts as one record (an unknown all_disable_ipv6 is null,
+    an unknown CONFIG_IPV6_MROUTE_MULTIPLE_TABLES the empty string)."""
+    import numpy as np
+
+    out = Records(1)
+    for name in ("release", "version", "distro"):
+        out.add_string_list(name, [row[name]])
+    out.add("ipv6_loaded", np.array([bool(row["ipv6_loaded"])]))
+    out.add("ipv6_disabled_at_boot", np.array([bool(row["ipv6_disabled_at_boot"])]))
+    value = row["all_disable_ipv6"]
+    out.add("all_disable_ipv6", np.array([np.nan if value is None else float(value)]), nullable=True)
+    out.add_string_list("mroute_multiple_tables", [row["mroute_multiple_tables"] or ""])
+    out.add_string_list("config_source", [row["config_source"]])
+    out.add("possible_cpus", np.array([int(row["possible_cpus"])], dtype=np.int32))
+    out.add("nokmem", np.array([bool(row["nokmem"])]))
+    out.add("kernel_hooks", np.array([bool(row["kernel_hooks"])]))
+    return out
+
+
+def _event_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One ns_event record (a row of its table) as the live lines and JSON
+    show it."""
+    kind = row["kind"]
+    d: dict[str, Any] = {"type": kind, "ts_ns": row["ts_ns"], "pid": row["pid"], "tid": row["tid"],
+                         "comm": row["comm"]}
+    err = row["err"]
+    if kind == "attempt":
+        d.update(ppid=row["ppid"], cgroup_id=row["cgroup_id"], method=row["method"] or "?",
+                 flags=hex(row["flags"]), result=row["netns"] if not err else errno_name(err),
+                 errno=errno_name(err), netns=row["netns"] or None, old_netns=row["old_netns"],
+                 latency_us=round(row["latency_ns"] / 1000, 1))
+        if row["child_pid"]:
+            d["child_pid"] = row["child_pid"]
+    elif kind == "oom":
+        d.update(victim_pid=row["child_pid"])
+        d.pop("tid")
+    elif kind.startswith("icmp6"):
+        d.update(fd=row["fd"], errno=errno_name(err), netns=row["netns"] or None)
+    else:
+        d.update(netns=row["netns"] or None, errno=errno_name(err))
+        if kind in ("copy_net_ns_ret",):
+            d["latency_us"] = round(row["latency_ns"] / 1000, 1)
+        if kind == "ip6mr_sk_done":
+            d["protocol"] = row["ret"]
+    return d
 
 
 def _live_line(d: dict[str, Any], t: str) -> str:
@@ -382,7 +484,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     return 0
 
 
-def print_report(summary: Mapping[str, Any], frames: dict[str, "pd.DataFrame"], found: Sequence[Any],
+def print_report(summary: Mapping[str, Any], stats: "rule.NamespaceStats", found: Sequence[Any],
                  out: TextIO) -> None:
     ns = summary["namespaces"]
     out.write(f"\n{run_line(summary)}\nNamespaces: {ns['created']} created, "
@@ -398,11 +500,10 @@ def print_report(summary: Mapping[str, Any], frames: dict[str, "pd.DataFrame"], 
     else:
         out.write("Kernel path: fentry/kprobe unavailable on this kernel; copy_net_ns/setup_net/ip6mr_* inferred "
                   "from the syscall tracepoints.\n")
-    if summary["attempts"]:
-        by = frames["attempts"].groupby(["method"], dropna=False)
-        rows = [{"method": m if isinstance(m, str) else m[0], "attempts": int(len(g)),
-                 "ok": int((g["err"] == 0).sum()), "failed": int((g["err"] != 0).sum()),
-                 "p50_us": round(float(g["latency_ns"].median()) / 1000, 1),
-                 "max_us": round(float(g["latency_ns"].max()) / 1000, 1)} for m, g in by]
+    if stats.by_method:
+        rows = [{"method": name, "attempts": m.attempts, "ok": m.ok, "failed": m.failed,
+                 "p50_us": round((m.latency_ns.quantile(0.5) or 0.0) / 1000, 1),
+                 "max_us": round((m.latency_ns.high or 0) / 1000, 1)}
+                for name, m in sorted(stats.by_method.items())]
         out.write("\n" + format_table(rows) + "\n")
     print_findings(found, out)

@@ -15,10 +15,13 @@ import uuid
 
 import pytest
 
+from kerntrace.analysis.ip6mr import errno_name, NamespaceStats
 from kerntrace.tracers import ip6mr
+from kerntrace.tracers.engine.replay import replay_trace
 from kerntrace.tracers.engine.target import Target
+from kerntrace.tracers.engine.tracedir import TraceReader
 from kerntrace.tracers.cli import nstrace_main
-from runs import Attached  # tests/runs.py
+from runs import Attached, run_quiet  # tests/runs.py
 
 HOST_NETNS = os.stat("/proc/self/ns/net").st_ino
 
@@ -135,8 +138,23 @@ print(pid, rc, err)
 """
 
 
+def events_of(frames, *kinds):
+    """The trace's netns_event records of these kinds."""
+    ev = frames["netns_event"]
+    return ev[ev["kind"].isin(kinds)].reset_index(drop=True)
+
+
+def attempts(frames):
+    """The attempt records, with the errno name of each failure."""
+    import pandas as pd
+
+    a = events_of(frames, "attempt")
+    a["errno"] = pd.Series([errno_name(int(e)) for e in a["err"]], index=a.index, dtype=object)
+    return a
+
+
 def attempts_of(frames, pid):
-    a = frames["attempts"]
+    a = attempts(frames)
     return a[a["pid"] == pid].reset_index(drop=True)
 
 
@@ -199,10 +217,12 @@ def test_four_ways_to_create_and_two_refusals(trace, netns_name):
     assert attempts_of(frames, eperm_parent).empty
 
     ours = {ip_add.pid, unshare.pid, clone_pid, clone3_pid, setns_pid, eperm_child}
-    mine = frames["attempts"][frames["attempts"]["pid"].isin(ours)]
+    all_attempts = attempts(frames)
+    mine = all_attempts[all_attempts["pid"].isin(ours)]
     from kerntrace.analysis.ip6mr import namespace_counts
 
-    counts = namespace_counts(mine)
+    stats = NamespaceStats().add_all(mine.to_dict("records"))
+    counts = namespace_counts(stats)
     assert counts == {"created": 4, "entered": 3, "failed": 2, "failed_by_errno": {"EINVAL": 1, "EPERM": 1}}
     assert (mine["latency_ns"] > 0).all()
     assert (mine["cgroup_id"] > 0).all()
@@ -211,14 +231,13 @@ def test_four_ways_to_create_and_two_refusals(trace, netns_name):
     from kerntrace.analysis import ip6mr as rule
 
     host = ip6mr.read_host_facts()
-    (risk,) = rule.findings({**frames, "attempts": mine}, host, duration_s=2.0)
+    (risk,) = rule.findings(stats, host, duration_s=2.0)
     status = rule.kernel_fix_status(host.release, host.version)
     assert risk.severity == ("info" if not status.at_risk else risk.severity)
     if host.release.startswith("6.18"):
         assert risk.title.startswith("Not at risk") and "4 namespace creations" in risk.summary
     centos = rule.HostFacts(release="3.10.0-862.el7.x86_64", mroute_multiple_tables="y")
-    (risk,) = rule.findings({**frames, "attempts": mine, "oom": frames["oom"].iloc[0:0],
-                             "kmsg": frames["kmsg"].iloc[0:0]}, centos, duration_s=2.0)
+    (risk,) = rule.findings(stats, centos, duration_s=2.0)
     assert risk.severity == "warning"   # EPERM and EINVAL are no memory failures
     assert "4 namespaces created (2.00/s), 2 failed (0 for lack of memory)" in risk.summary
 
@@ -239,15 +258,15 @@ def test_icmp6_raw_sockets_counted_exactly(trace):
     pid, out = popen_py(ICMP6)
     left_open = int(out)
     frames = collect(trace)
-    icmp = frames["icmp6"]
+    icmp = events_of(frames, "icmp6_open", "icmp6_close", "icmp6_exit")
     mine = icmp[icmp["pid"] == pid]
-    assert mine["event"].tolist().count("icmp6_open") == 3
-    assert mine["event"].tolist().count("icmp6_close") == 2
-    assert mine["event"].tolist().count("icmp6_exit") == 1
-    opened_fds = mine[mine["event"] == "icmp6_open"]["fd"].tolist()
-    closed_fds = mine[mine["event"] == "icmp6_close"]["fd"].tolist()
+    assert mine["kind"].tolist().count("icmp6_open") == 3
+    assert mine["kind"].tolist().count("icmp6_close") == 2
+    assert mine["kind"].tolist().count("icmp6_exit") == 1
+    opened_fds = mine[mine["kind"] == "icmp6_open"]["fd"].tolist()
+    closed_fds = mine[mine["kind"] == "icmp6_close"]["fd"].tolist()
     assert sorted(set(opened_fds) - set(closed_fds)) == [left_open]
-    assert (mine[mine["event"] != "icmp6_exit"]["netns"] == HOST_NETNS).all()
+    assert (mine[mine["kind"] != "icmp6_exit"]["netns"] == HOST_NETNS).all()
     assert trace.icmp6_closed_by_exit == 1
     summary = trace.summary(0.0)
     assert summary["icmp6_sockets"]["opened"] >= 3  # other processes may open some too
@@ -310,8 +329,8 @@ def test_oom_kill_in_a_memory_cgroup_is_seen(trace):
         rc = hog.wait(timeout=60)
         assert rc == -9, f"the hog should be OOM-killed, exit {rc}"
         frames = collect(trace)
-        oom = frames["oom"]
-        assert oom["victim_pid"].tolist().count(hog.pid) == 1
+        oom = events_of(frames, "oom")
+        assert oom["child_pid"].tolist().count(hog.pid) == 1
     finally:
         for _ in range(50):
             try:
@@ -325,10 +344,10 @@ def test_oom_kill_in_a_memory_cgroup_is_seen(trace):
 
 def test_cli_json_summary_with_command(tmp_path):
     out_file = tmp_path / "out.jsonl"
-    trace_file = tmp_path / "trace.parquet"
+    trace_dir = tmp_path / "trace"
     with open(out_file, "w") as out:
         proc = subprocess.run(
-            [os.path.join(os.path.dirname(sys.executable), "nstrace"), "ip6mr", "--json", "-o", str(trace_file),
+            [os.path.join(os.path.dirname(sys.executable), "nstrace"), "ip6mr", "--json", "-o", str(trace_dir),
              "-c", "unshare -n true"],
             stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -348,12 +367,18 @@ def test_cli_json_summary_with_command(tmp_path):
     assert len(events) == 1 and events[0]["pid"] == attempt["pid"]
     (risk,) = [f for f in summary["findings"] if f["id"] == "ip6mr-crash-risk"]
     assert "disable_ipv6=1 does not stop" in risk["recommendation"]
-    import pyarrow.parquet as pq
-
-    assert os.stat(trace_file).st_mode & 0o777 == 0o600
-    table = pq.read_table(trace_file).to_pandas()
-    rows = table[table["type"] == "attempts"]
-    assert rows["pid"].tolist() == [attempt["pid"]] and rows["result"].tolist() == [str(attempt["result"])]
+    reader = TraceReader(str(trace_dir))
+    assert reader.complete and reader.kinds() == ["host_facts", "netns_event"]
+    for _seq, _kind, path in reader.parts():
+        assert os.stat(path).st_mode & 0o777 == 0o600
+    rows = attempts(reader.frames())
+    assert rows["pid"].tolist() == [attempt["pid"]] and rows["netns"].tolist() == [attempt["result"]]
+    assert rows["method"].tolist() == ["unshare"] and rows["errno"].tolist() == [None]
+    # `report` from the trace: the live summary's figures and findings
+    envelope, found = replay_trace(reader, ip6mr.Ip6mrTool.from_trace(reader.meta["options"]))
+    assert envelope["findings"] == summary["findings"]
+    for key in ("namespaces", "attempts", "icmp6_sockets", "oom_kills", "precursors", "kernel_events", "host_facts"):
+        assert envelope[key] == summary[key], key
 
 
 def test_hooks_named_and_kernel_functions_reported_unavailable(capsys):
@@ -386,8 +411,53 @@ def test_pid_filter_keeps_only_the_traced_process(netns_name):
             os.close(fd)
             os.close(own)
         frames = collect(t)
-        rows = frames["attempts"]
+        rows = attempts(frames)
         assert rows["pid"].tolist() == [os.getpid(), os.getpid()]
         assert rows["netns"].tolist() == [os.stat(f"/run/netns/{name}").st_ino, HOST_NETNS]
     finally:
         t.close()
+
+
+REPORT_WORKLOAD = """
+import ctypes, os, socket, subprocess
+for _ in range(3):
+    subprocess.run(["unshare", "-n", "true"], check=True)
+pid = os.fork()
+if pid == 0:                                     # nobody: unshare(CLONE_NEWNET) fails with EPERM
+    os.setgid(65534); os.setuid(65534)
+    libc = ctypes.CDLL(None, use_errno=True)
+    os._exit(0 if libc.unshare(0x40000000) == -1 and ctypes.get_errno() == 1 else 1)
+assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+socks = [socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) for _ in range(2)]
+socks[0].close()
+with open("/dev/kmsg", "w") as kmsg:
+    kmsg.write("kerntrace-test: socket: no more sockets\\n")
+socks[1].detach()                                # left open: closed by the exit
+os._exit(0)
+"""
+
+
+def test_report_from_the_trace_equals_the_live_run():
+    """A real run with -o DIR: `report` (replay_trace on the directory, the
+    tool rebuilt from meta.json's options) gives the live findings and
+    summary figures, from the records and host facts the run wrote."""
+    tool = ip6mr.Ip6mrTool()
+    run = run_quiet(tool, Target(argv=[sys.executable, "-c", REPORT_WORKLOAD], follow=True))
+    assert run.envelope["command_exit"] == 0
+    live = run.envelope
+    assert live["namespaces"] == {"created": 3, "entered": 0, "failed": 1, "failed_by_errno": {"EPERM": 1}}
+    assert live["icmp6_sockets"] == {"opened": 2, "closed": 1, "closed_by_exit": 1}
+    assert live["precursors"] == {"socket-alloc": 1}
+    assert [a["method"] for a in live["attempts"]] == ["unshare"] * 4
+    reader = TraceReader(run.path)
+    assert reader.complete and set(reader.kinds()) == {"host_facts", "netns_event", "kmsg"}
+    envelope, found = replay_trace(reader, ip6mr.Ip6mrTool.from_trace(reader.meta["options"]))
+    assert [f.as_dict() for f in found] == [f.as_dict() for f in run.findings]
+    assert envelope["findings"] == live["findings"]
+    for key in ("duration_s", "namespaces", "attempts", "icmp6_sockets", "oom_kills", "precursors",
+                "kernel_events", "host_facts"):
+        assert envelope[key] == live[key], key
+    # the records themselves: the four attempts with their pids and results
+    a = attempts(reader.frames())
+    assert sorted(a["errno"].tolist(), key=str) == ["EPERM", None, None, None]
+    assert (a[a["err"] == 0]["netns"] != HOST_NETNS).all()

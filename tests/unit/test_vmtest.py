@@ -1,6 +1,9 @@
-"""make vmtest's reading of the guest's kernel log."""
+"""make vmtest's reading of the guest's kernel log, and the host side of
+its panic test."""
 import os
 import sys
+
+import pytest
 
 # The runner is development tooling beside the VM tests, not in the package.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vm"))
@@ -151,3 +154,91 @@ def test_monitor_missing_is_said_not_raised(tmp_path):
 
     (line,) = vcpu_report(tmp_path / "none.sock", tmp_path, samples=1)
     assert line.startswith("(QEMU monitor: ")
+
+
+# -- the panic test's host side (tests/vm/panic_record.py) -------------------
+
+def _panic_workdir(tmp_path, logged, traced, panic_s=10.0, flush_s=0.5, host=True):
+    """A shared directory as the guest leaves it: attempts.log (pid, time
+    in seconds) and a truncated trace holding the attempts of pids traced."""
+    import pyarrow as pa
+
+    from kerntrace.tracers.engine.tracedir import TraceWriter
+    from kerntrace.tracers.ip6mr import _host_table
+
+    lines = [f"start 0 flush_s {flush_s:g}"] + [f"attempt {pid} {int(t * 1e9)} 0" for pid, t in logged]
+    lines.append(f"panic {int(panic_s * 1e9)}")
+    (tmp_path / "attempts.log").write_text("\n".join(lines) + "\n")
+    writer = TraceWriter(str(tmp_path / "trace"))
+    writer.start({"tool": "ip6mr", "options": {}, "clock": {"offset_ns": 0, "start_ns": 1}})
+    if host:
+        writer.append("host_facts", _host_table({"release": "6.1.0-57-amd64", "version": "", "distro": "",
+                                                 "ipv6_loaded": True, "ipv6_disabled_at_boot": False,
+                                                 "all_disable_ipv6": 0, "mroute_multiple_tables": "y",
+                                                 "config_source": "", "possible_cpus": 2, "nokmem": False,
+                                                 "kernel_hooks": True}))
+    rows = [(pid, int(t * 1e9) - 1000) for pid, t in logged if pid in traced]
+    n = len(rows)
+    ints = {name: pa.array([0] * n, pa.int64()) for name in
+            ("latency_ns", "cgroup_id", "flags", "ret", "tid", "ppid", "netns", "old_netns", "err", "fd", "child_pid")}
+    writer.append("netns_event", pa.table({
+        "ts_ns": pa.array([t for _p, t in rows], pa.uint64()), **ints,
+        "kind": pa.array(["attempt"] * n, pa.string()).dictionary_encode(),
+        "method": pa.array(["unshare"] * n, pa.string()).dictionary_encode(),
+        "pid": pa.array([p for p, _t in rows], pa.uint32()),
+        "comm": pa.array(["python"] * n, pa.string()).dictionary_encode()}))
+    writer.flush()   # no finish(): the machine went down
+    return tmp_path
+
+
+def test_panic_check_passes_when_every_due_attempt_is_traced(tmp_path):
+    import panic_record
+
+    logged = [(1000 + i, 0.25 + i * 0.2) for i in range(48)]       # the last at 9.65 s, panic at 10 s
+    traced = {pid for pid, t in logged if t < 9.5}                  # the newest 0.5 s are lost
+    outcome = panic_record.check(_panic_workdir(tmp_path, logged, traced))
+    assert outcome.failures == []
+    assert (outcome.made, outcome.due, outcome.found, outcome.missing_due) == (48, 47, 47, [])
+    assert "48 attempts made, 47 of them more than 0.5 s" in outcome.lines()[0]
+    assert outcome.newest_found_s == pytest.approx(0.55)
+
+
+def test_panic_check_fails_on_a_due_attempt_missing(tmp_path):
+    import panic_record
+
+    logged = [(1000 + i, 0.25 + i * 0.2) for i in range(48)]
+    traced = {pid for pid, _t in logged} - {1010}
+    outcome = panic_record.check(_panic_workdir(tmp_path, logged, traced))
+    assert outcome.missing_due == [1010]
+    assert any("1 of 47 attempts made more than 0.5 s before the panic are not in the trace" in f
+               for f in outcome.failures)
+
+
+def test_panic_check_fails_without_host_facts_or_enough_attempts(tmp_path):
+    import panic_record
+
+    logged = [(1000 + i, 0.2 + i * 0.2) for i in range(10)]
+    outcome = panic_record.check(_panic_workdir(tmp_path, logged, {p for p, _t in logged}, host=False))
+    assert any("too few" in f for f in outcome.failures)
+    assert any("no host facts" in f for f in outcome.failures)
+
+
+def test_panic_report_needs_the_sysrq_panic_and_no_warning_before_it(tmp_path, capsys):
+    from vmtest import PanicRun, SYSRQ_PANIC, report_panic
+
+    logged = [(1000 + i, 0.2 + i * 0.2) for i in range(48)]
+    workdir = _panic_workdir(tmp_path, logged, {p for p, _t in logged})
+    panic = [f"[  90.1] {SYSRQ_PANIC}\n", "[  90.2] Call Trace:\n"]   # the panic's own trace is expected
+    assert report_panic(PanicRun(255, 100.0, ["[   1.0] booting\n"] + panic), workdir) == 0
+    assert report_panic(PanicRun(255, 100.0, ["[   1.0] booting\n"]), workdir) == 1
+    assert report_panic(PanicRun(255, 100.0, SPLAT.splitlines(keepends=True) + panic), workdir) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: the guest did not panic by sysrq" in out and "warning line(s) before the panic" in out
+
+
+def test_panic_check_says_when_nstrace_never_attached(tmp_path):
+    import panic_record
+
+    (tmp_path / "attempts.log").write_text("")
+    outcome = panic_record.check(tmp_path)
+    assert "no trace directory: nstrace never attached" in outcome.failures

@@ -88,23 +88,21 @@ def test_create_use_destroy_namespace_seen_in_the_kernel_path():
         netns = int(proc.stdout.split()[0])
         # The workload is gone: its namespace is freed by cleanup_net in a kworker, later.
         deadline = time.monotonic() + 60
-        kernel = None
         while time.monotonic() < deadline:
-            kernel = t.collect()["kernel"]
-            if ((kernel["event"] == "ip6mr_net_exit") & (kernel["netns"] == netns)).any():
+            events = t.collect()["netns_event"]   # every ns_event record the trace holds
+            if ((events["kind"] == "ip6mr_net_exit") & (events["netns"] == netns)).any():
                 break
             time.sleep(0.5)
-        frames = t.collect()
+        k = t.collect()["netns_event"]
     finally:
         t.close()
 
-    k = frames["kernel"]
     # the attempt, from the tracepoints
-    a = frames["attempts"]
+    a = k[k["kind"] == "attempt"]
     pid = int(a[(a["netns"] == netns) & (a["method"] == "unshare")]["pid"].iloc[0])
 
     def of(event, **cond):
-        rows = k[k["event"] == event]
+        rows = k[k["kind"] == event]
         for col, val in cond.items():
             rows = rows[rows[col] == val]
         return rows

@@ -16,6 +16,11 @@ sees the host's tree read-only at the same path): mount the scratch disk on
 /var/tmp (the kernel tests need O_DIRECT and block I/O there; virtme-ng
 gives a tmpfs), run pytest, save dmesg.
 
+Then the panic test (tests/vm/panic_record.py), in a boot of its own since
+the panic ends the guest: ``nstrace ip6mr -o DIR`` while namespaces are
+created, ``echo c > /proc/sysrq-trigger``, and the host reads DIR.
+``--panic-only`` runs just that boot, ``--no-panic`` skips it.
+
 Development tooling, not part of the installed package: run it by path from
 the source tree, as root (``make vmtest`` runs
 ``.venv/bin/python tests/vm/vmtest.py``).  It is not a test module (no
@@ -173,14 +178,16 @@ def make_scratch_disk(path: Path) -> None:
 # -- host: run --------------------------------------------------------------
 
 
-def _relay_console(stream: IO[bytes]) -> None:
+def _relay_console(stream: IO[bytes], keep: Optional[list[str]] = None) -> None:
     """vng's own output (QEMU, the guest console): passed on without the
-    NUL bytes the serial console emits at boot."""
+    NUL bytes the serial console emits at boot (and kept, if asked)."""
     for line in iter(stream.readline, b""):
         line = line.replace(b"\0", b"")
         if line.strip():
             sys.stdout.buffer.write(line)
             sys.stdout.flush()
+            if keep is not None:
+                keep.append(line.decode(errors="replace"))
 
 
 class LogFollower(threading.Thread):
@@ -227,24 +234,12 @@ class GuestRun:
     wedged: bool = False
 
 
-def boot_and_test(
-    vng: Path, image: Path, tree: Path, workdir: Path, pytest_args: Sequence[str], cpus: int, memory: str,
-    timeout_s: float, stall_s: float,
-) -> GuestRun:
-    disk = workdir / "scratch.img"
-    make_scratch_disk(disk)
-    # This file again, by its host path (the guest shares the host's root).
-    guest_cmd = shlex.join(
-        [sys.executable, str(Path(__file__).resolve()), "--guest", str(workdir), "--tree", str(tree),
-         "--stall", f"{stall_s:g}", "--", *pytest_args]
-    )
-    # The disk goes in by hand rather than with vng --disk, to say
-    # format=raw (QEMU restricts writes to sector 0 of a probed raw image)
-    # and to name it by serial.
+def vng_command(vng: Path, image: Path, tree: Path, workdir: Path, guest_cmd: str, cpus: int, memory: str,
+                qemu_opts: str = "", options: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """vng's argv and environment to boot image and run guest_cmd, workdir
+    shared read-write at the same path; options: more of vng's."""
     monitor = workdir / "qemu-monitor.sock"
-    drive = (
-        f"-drive if=none,id=ktscratch,format=raw,file={disk} "
-        f"-device virtio-blk-pci,drive=ktscratch,serial={SCRATCH_SERIAL} "
+    qemu_opts += (
         # QEMU's monitor: where the vCPUs are when the guest stops making
         # progress without saying anything itself
         f"-monitor unix:{monitor},server=on,wait=off "
@@ -266,11 +261,35 @@ def boot_and_test(
         # Errors and worse (oopses, panics, hung tasks) reach the console
         # live, so a guest that hangs or dies still says why.
         "--append", "loglevel=4",
-        f"--qemu-opts={drive}",  # last, as vng wants; '=' since the value starts with '-'
+        *options,
+        f"--qemu-opts={qemu_opts}",  # last, as vng wants; '=' since the value starts with '-'
     ]
     env = dict(os.environ)
     # vng runs virtme-run, which pip put beside the interpreter.
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return argv, env
+
+
+def boot_and_test(
+    vng: Path, image: Path, tree: Path, workdir: Path, pytest_args: Sequence[str], cpus: int, memory: str,
+    timeout_s: float, stall_s: float,
+) -> GuestRun:
+    disk = workdir / "scratch.img"
+    make_scratch_disk(disk)
+    # This file again, by its host path (the guest shares the host's root).
+    guest_cmd = shlex.join(
+        [sys.executable, str(Path(__file__).resolve()), "--guest", str(workdir), "--tree", str(tree),
+         "--stall", f"{stall_s:g}", "--", *pytest_args]
+    )
+    # The disk goes in by hand rather than with vng --disk, to say
+    # format=raw (QEMU restricts writes to sector 0 of a probed raw image)
+    # and to name it by serial.
+    drive = (
+        f"-drive if=none,id=ktscratch,format=raw,file={disk} "
+        f"-device virtio-blk-pci,drive=ktscratch,serial={SCRATCH_SERIAL} "
+    )
+    monitor = workdir / "qemu-monitor.sock"
+    argv, env = vng_command(vng, image, tree, workdir, guest_cmd, cpus, memory, drive)
     _say(f"booting {image} under QEMU/TCG ({cpus} CPUs, {memory})")
     started = time.monotonic()
     (workdir / "host-start").write_text(f"{time.time()}\n")
@@ -321,6 +340,79 @@ def boot_and_test(
     dmesg_file = workdir / "dmesg.txt"
     dmesg = dmesg_file.read_text(errors="replace") if dmesg_file.exists() else None
     return GuestRun(rc, wall, result, dmesg, wedged)
+
+
+# The panic boot: nstrace's start off the 9p root under TCG, 10 s of
+# namespaces, the panic; minutes at most.
+PANIC_TIMEOUT_S = 900.0
+# The console line of the kernel's panic by sysrq c.
+SYSRQ_PANIC = "Kernel panic - not syncing: sysrq triggered crash"
+
+
+@dataclass
+class PanicRun:
+    returncode: int
+    wall_s: float
+    console: list[str]
+
+
+def boot_panic_test(vng: Path, image: Path, tree: Path, workdir: Path, cpus: int, memory: str,
+                    timeout_s: float) -> PanicRun:
+    """A boot whose only work is tests/vm/panic_record.py: it ends with the
+    guest's kernel panicking (vng then stops QEMU: panic=-1, -no-reboot)."""
+    guest_cmd = shlex.join([sys.executable, str(Path(__file__).resolve().parent / "panic_record.py"),
+                            "--guest", str(workdir)])
+    # The kernel console on vng's stderr: the panic's only witness.
+    argv, env = vng_command(vng, image, tree, workdir, guest_cmd, cpus, memory, options=["--verbose"])
+    _say(f"panic test: booting {image} under QEMU/TCG ({cpus} CPUs, {memory}); the guest will panic")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    console: list[str] = []
+    relay = threading.Thread(target=_relay_console, args=(proc.stdout, console), daemon=True)
+    relay.start()
+    try:
+        rc = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _say(f"panic test: guest still running after {timeout_s:.0f} s; stopping it")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        rc = 124
+    relay.join(timeout=10)
+    return PanicRun(rc, time.monotonic() - started, console)
+
+
+def report_panic(run: PanicRun, workdir: Path) -> int:
+    """The host's side of the panic test: the guest panicked as planned,
+    without a kernel warning before, and its trace holds what it must."""
+    import panic_record  # tests/vm, beside this file
+
+    failures = []
+    console = "".join(run.console)
+    before, panicked, _after = console.partition(SYSRQ_PANIC)
+    if not panicked:
+        failures.append(f"the guest did not panic by sysrq (vng exit status {run.returncode})")
+    splats = find_splats(before)
+    if splats:
+        failures.append(f"the guest kernel logged {len(splats)} warning line(s) before the panic:\n  "
+                        + "\n  ".join(splats))
+    outcome = panic_record.check(workdir)
+    for line in outcome.lines():
+        _say(f"panic test: {line}")
+    failures += outcome.failures
+    _say(f"panic test: whole run {run.wall_s:.0f} s")
+    if not failures:
+        _say("panic test: PASS")
+        return 0
+    err = workdir / "nstrace.err"
+    if err.exists():
+        print("vmtest: ---- nstrace's stderr in the guest ----\n" + err.read_text(errors="replace"), flush=True)
+    for failure in failures:
+        _say(f"panic test: FAIL: {failure}")
+    _say(f"panic test: guest output kept in {workdir}")
+    return 1
 
 
 def _kernel_symbols(workdir: Path) -> list[tuple[int, str]]:
@@ -476,6 +568,19 @@ def host_main(args: argparse.Namespace) -> int:
     vng = ensure_virtme(Path(sys.executable).parent)
     release = args.kernel or distro_kernel()
     image = check_kernel(release)
+    status = 0 if args.panic_only else run_tests(args, vng, image, tree)
+    if not args.no_panic:
+        workdir = Path(tempfile.mkdtemp(prefix="kerntrace-vmpanic-", dir="/tmp"))
+        panic = report_panic(boot_panic_test(vng, image, tree, workdir, args.cpus, args.memory, PANIC_TIMEOUT_S),
+                             workdir)
+        if panic == 0 and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        status = status or panic
+    return status
+
+
+def run_tests(args: argparse.Namespace, vng: Path, image: Path, tree: Path) -> int:
+    """tests/kernel and tests/vm in the guest (booted again if it wedges)."""
     pytest_args = list(args.pytest_args)
     for node, reason in DENYLIST.items():
         _say(f"deselected {node}: {reason}")
@@ -688,6 +793,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "aborts the tests (the slowest test takes ~80 s)")
     parser.add_argument("--keep", action="store_true", help="keep the shared directory (dmesg, plans) on success")
     parser.add_argument("--tree", default=".", help="kerntrace source tree (default: the current directory)")
+    parser.add_argument("--panic-only", action="store_true", help="run only the panic test's boot")
+    parser.add_argument("--no-panic", action="store_true", help="skip the panic test's boot")
     parser.add_argument("--guest", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     args = parser.parse_args(argv)

@@ -17,6 +17,7 @@ mode 0600 (a trace shows what processes read), directories 0700.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -114,7 +115,7 @@ class TraceWriter:
         self._buffered: dict[str, list["pa.Table"]] = {}
         self._buffered_bytes = 0
         self._oldest: Optional[float] = None   # monotonic time of the oldest unwritten record
-        self._write_s = 0.0                     # how long the last flush took
+        self._writes: "collections.deque[float]" = collections.deque(maxlen=16)  # how long recent flushes took
         self._seq = 0
         self._kinds: set[str] = set()
         self.records: dict[str, int] = {}
@@ -146,17 +147,20 @@ class TraceWriter:
             return
         self._buffered.setdefault(kind, []).append(table)
         self._buffered_bytes += _nbytes(table)
-        if self._oldest is None:
-            self._oldest = time.monotonic()
+        happened = _happened(table, time.monotonic())
+        if self._oldest is None or happened < self._oldest:
+            self._oldest = happened
         if self._buffered_bytes >= self.part_bytes:
             self.flush()
 
     def flush_if_due(self) -> None:
-        # Started early by how late a call may come (POLL_S) and by how long
-        # the last write took, so that a record is on disk within flush_s of
-        # reaching the writer, not flush_s plus both: what --flush promises
-        # a panic can lose (the vmtest panic test holds the trace to it).
-        due = self.flush_s - POLL_S - self._write_s
+        # Counted from when the oldest record happened (see _happened), and
+        # started early by how late a call may come (POLL_S) and by the
+        # slowest of the recent writes (a write to 9p or a busy disk stalls
+        # now and then), so that a record is on disk within flush_s of
+        # happening: what --flush promises a panic can lose (the vmtest
+        # panic test holds the trace to it).
+        due = self.flush_s - POLL_S - max(self._writes, default=0.0)
         if self._oldest is not None and time.monotonic() - self._oldest >= due:
             self.flush()
 
@@ -183,13 +187,28 @@ class TraceWriter:
         self._buffered = {}
         self._buffered_bytes = 0
         self._oldest = None
-        self._write_s = time.monotonic() - started
+        self._writes.append(time.monotonic() - started)
 
     def finish(self, end: Mapping[str, Any], summary: Mapping[str, Any]) -> None:
         """A clean end: the last parts, end.json, then summary.json."""
         self.flush()
         _write_json(self.path, END, end)
         _write_json(self.path, SUMMARY, summary)
+
+
+def _happened(table: Any, now: float) -> float:
+    """When a batch's oldest record happened, on time.monotonic()'s clock:
+    its least ts_ns (bpf_ktime_get_ns is CLOCK_MONOTONIC), so that a batch
+    read late is due from then; now for a batch without a plausible one."""
+    if "ts_ns" not in table.column_names or not len(table):
+        return now
+    if hasattr(table, "numbers"):
+        first = int(table.numbers["ts_ns"].min()) / 1e9
+    else:
+        import pyarrow.compute as pc
+
+        first = int(pc.min(table["ts_ns"]).as_py()) / 1e9
+    return first if now - 60.0 < first < now else now
 
 
 def _nbytes(table: Any) -> int:
