@@ -24,8 +24,8 @@
  * 96.1 % with no wake-up, in one fio run).  The half-full wake-up is for
  * bursts, so that they are read rather than lost. */
 KT_RINGBUF(odirect_files, 1024 * 1024);
-KT_RINGBUF(odirect_reads, 8 * 1024 * 1024);
-KT_RINGBUF(odirect_blocks, 4 * 1024 * 1024);
+KT_RINGBUF(odirect_reads, 4 * 1024 * 1024);
+KT_RINGBUF(odirect_blocks, 2 * 1024 * 1024);
 KT_EXPORT(odirect_file_event);
 KT_EXPORT(odirect_read_event);
 KT_EXPORT(odirect_block_event);

@@ -190,16 +190,63 @@ def _cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+class Names:
+    """A string per record as (codes, labels): a batch reads few files."""
+
+    __slots__ = ("codes", "labels", "_list")
+
+    def __init__(self, codes: "np.ndarray[Any, Any]", labels: list[str]) -> None:
+        self.codes = codes
+        self.labels = labels
+        self._list: Optional[list[str]] = None
+
+    @property
+    def list(self) -> list[str]:
+        if self._list is None:
+            labels = self.labels
+            self._list = [labels[c] for c in self.codes.tolist()]
+        return self._list
+
+    def __getitem__(self, i: int) -> str:
+        return self.labels[int(self.codes[i])]
+
+    def compact(self) -> "Names":
+        """Only the labels in use, in a new code space."""
+        import numpy as np
+
+        used, codes = np.unique(self.codes, return_inverse=True)
+        return Names(codes.reshape(-1), [self.labels[u] for u in used.tolist()])
+
+    def take(self, mask: "np.ndarray[Any, Any]") -> "Names":
+        return Names(self.codes[mask], self.labels)
+
+    @staticmethod
+    def concat(parts: "Sequence[Names]") -> "Names":
+        import numpy as np
+
+        index: dict[str, int] = {}
+        chunks = []
+        for part in parts:
+            remap = np.array([index.setdefault(label, len(index)) for label in part.labels], dtype=np.int64)
+            chunks.append(remap[part.codes] if len(part.labels) else part.codes.astype(np.int64))
+        return Names(np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64), list(index))
+
+
 class _Reads:
     """A batch of read records as update() hands it to the sinks: the ring
-    records (live lines, JSON) and their table (aggregates, the trace)."""
+    records (live lines, JSON) with their files, and their table
+    (aggregates, the trace)."""
 
-    __slots__ = ("batch", "paths", "table")
+    __slots__ = ("batch", "names", "table")
 
-    def __init__(self, batch: "np.ndarray[Any, Any]", paths: list[str], table: Records) -> None:
+    def __init__(self, batch: "np.ndarray[Any, Any]", names: Names, table: Records) -> None:
         self.batch = batch
-        self.paths = paths
+        self.names = names
         self.table = table
+
+    @property
+    def paths(self) -> list[str]:
+        return self.names.list
 
 
 class _Blocks(_Reads):
@@ -209,8 +256,124 @@ class _Blocks(_Reads):
 # Reads remembered per thread for the bios that complete after them
 # (readahead), and how long a bio waits for the record of its read.
 RECENT_READS_PER_TID = 16
-MAX_READS_PER_TID = 1 << 16
 PENDING_BIO_S = 60.0
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+class ReadWindow:
+    """The reads a bio may have been queued in, as they stream: every read
+    drained since the last batch of bios, and the last few of each thread
+    (readahead completes after its read).  A bio names its read by thread
+    and entry time (read_enter_ns, set by the BPF side); looked up in bulk."""
+
+    ROW = [("tid", "<u4"), ("enter", "<u8"), ("exit", "<u8"), ("path", "<i8")]
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.rows = np.zeros(0, dtype=self.ROW)
+        self._fresh: list["np.ndarray[Any, Any]"] = []
+        self.labels: list[str] = []
+        self._code: dict[str, int] = {}
+        self.last_enter: dict[int, int] = {}   # tid -> entry of its latest read seen
+        self.newest_ns = 0
+
+    def add(self, batch: "np.ndarray[Any, Any]", names: Names) -> None:
+        import numpy as np
+
+        if not len(batch):
+            return
+        remap = np.array([self._code.setdefault(label, len(self._code)) for label in names.labels], dtype=np.int64)
+        if len(self._code) > len(self.labels):
+            self.labels.extend(list(self._code)[len(self.labels):])
+        rows = np.empty(len(batch), dtype=self.ROW)
+        rows["tid"] = batch["tid"]
+        rows["exit"] = batch["ts_ns"]
+        rows["enter"] = batch["ts_ns"] - batch["latency_ns"]
+        rows["path"] = remap[names.codes] if len(remap) else -1
+        self._fresh.append(rows)
+        tids, inverse = np.unique(rows["tid"], return_inverse=True)
+        latest = np.zeros(len(tids), dtype=np.uint64)
+        np.maximum.at(latest, inverse.reshape(-1), rows["enter"])
+        last = self.last_enter
+        for tid, enter in zip(tids.tolist(), latest.tolist()):
+            if enter > last.get(tid, -1):
+                last[tid] = enter
+        self.newest_ns = max(self.newest_ns, int(rows["exit"].max()))
+
+    def _all(self) -> "np.ndarray[Any, Any]":
+        import numpy as np
+
+        if self._fresh:
+            self.rows = np.concatenate([self.rows] + self._fresh)
+            self._fresh = []
+        return self.rows
+
+    def lookup(self, bios: "np.ndarray[Any, Any]", final: bool) -> tuple[Names, "np.ndarray[Any, Any]"]:
+        """The file of each bio ("" for none), and which bios wait for their
+        read's record, not drained yet (a bio completes before the read
+        that waits on it; io_uring reads complete in any order)."""
+        import numpy as np
+
+        rows = self._all()
+        n = len(bios)
+        enter = bios["read_enter_ns"].astype(np.uint64)
+        tid = bios["tid"].astype(np.uint32)
+        codes = np.full(n, -1, dtype=np.int64)
+        found = np.zeros(n, dtype=bool)
+        if len(rows) and n:
+            keys = (rows["tid"].astype(np.uint64) * np.uint64(_GOLDEN)) ^ rows["enter"]
+            order = np.argsort(keys, kind="stable")
+            sorted_keys = keys[order]
+            wanted = (tid.astype(np.uint64) * np.uint64(_GOLDEN)) ^ enter
+            pos = np.searchsorted(sorted_keys, wanted).clip(max=len(rows) - 1)
+            cand = order[pos]
+            found = (enter != 0) & (rows["tid"][cand] == tid) & (rows["enter"][cand] == enter)
+            # an SQPOLL thread keeps its last submission: a bio queued after
+            # that read completed is not the read's
+            mine = found & (bios["queued_ns"] <= rows["exit"][cand])
+            codes = np.where(mine, rows["path"][cand], -1)
+        wait = np.zeros(n, dtype=bool)
+        if not final:
+            horizon = self.newest_ns - int(PENDING_BIO_S * 1e9)
+            latest = np.zeros(n, dtype=np.int64) - 1
+            for t in np.unique(tid).tolist():
+                latest[tid == t] = self.last_enter.get(t, -1)
+            # a thread's syscall reads end in order of entry: one seen since
+            # means this bio's read record was lost
+            wait = ((enter != 0) & ~found & (bios["queued_ns"] > horizon)
+                    & ((bios["uring_read"] != 0) | (latest < enter.astype(np.int64))))
+        # code -1 (no file) becomes the label ""
+        labels = [""] + self.labels
+        return Names(codes + 1, labels).compact(), wait
+
+    def trim(self) -> None:
+        """After a batch of bios: the last reads of each thread stay, and
+        threads quiet for a minute are forgotten."""
+        import numpy as np
+
+        rows = self._all()
+        if len(rows) > RECENT_READS_PER_TID:
+            order = np.lexsort((rows["enter"], rows["tid"]))
+            rows = rows[order]
+            tid = rows["tid"]
+            ends = np.r_[np.flatnonzero(tid[1:] != tid[:-1]), len(rows) - 1]
+            group = np.r_[0, np.cumsum(tid[1:] != tid[:-1])]
+            self.rows = rows[ends[group] - np.arange(len(rows)) < RECENT_READS_PER_TID]
+        if len(self.last_enter) > 4 * 4096:
+            horizon = self.newest_ns - int(PENDING_BIO_S * 1e9)
+            quiet = {t for t, e in self.last_enter.items() if e < horizon}
+            for t in quiet:
+                del self.last_enter[t]
+            if quiet:
+                self.rows = self.rows[~np.isin(self.rows["tid"], np.fromiter(quiet, dtype=np.uint32))]
+        if len(self._code) > 4 * 4096:  # many files: labels of reads still in the window only
+            used = sorted(set(self.rows["path"].tolist()) - {-1})
+            self.labels = [self.labels[c] for c in used]
+            self._code = {label: i for i, label in enumerate(self.labels)}
+            remap = np.full(max(used, default=0) + 2, -1, dtype=np.int64)
+            remap[np.array(used, dtype=np.int64)] = np.arange(len(used))
+            self.rows["path"] = np.where(self.rows["path"] >= 0, remap[self.rows["path"]], -1)
 
 
 class ODirectTool(Tool):
@@ -230,12 +393,9 @@ class ODirectTool(Tool):
         self._call_cache: dict[tuple[int, int, int], str] = {}
         self._op_cache: dict[tuple[int, int], tuple[str, str]] = {}
         # the join of bios to reads, as they stream (see bpf/odirect.h: read_enter_ns)
-        self._recent: dict[int, dict[int, tuple[str, int]]] = {}   # tid -> {read's entry time: (file, exit time)}
-        self._last_enter: dict[int, int] = {}           # tid -> entry time of its latest read seen
-        self._newest_ns = 0
-        self._pending: list[tuple["np.ndarray[Any, Any]", list[str]]] = []   # bios waiting for their read
-        self._ready: list[tuple["np.ndarray[Any, Any]", list[str]]] = []     # bios whose read came since
-        self._touched: set[int] = set()   # threads with reads since the last batch of bios
+        self.window = ReadWindow()
+        self._pending: list[tuple["np.ndarray[Any, Any]", Names]] = []   # bios waiting for their read
+        self._ready: list[tuple["np.ndarray[Any, Any]", Names]] = []     # bios whose read came since
         self.unattributed_requests = 0
         self.unattributed_bytes = 0
         self.untracked_bios = 0
@@ -266,13 +426,13 @@ class ODirectTool(Tool):
             self.paths.learn(batch)
             return None
         if ring == READ_RING:
-            paths = self._name_files(batch)
-            table = self.read_table(batch, paths)
+            names = self._name_files(batch)
+            table = self.read_table(batch, names)
             self.stats.add_reads(table)
-            self._touched |= self._remember_reads(batch, paths)
+            self.window.add(batch, names)
             if self._pending:
                 self._resolve_pending()
-            return _Reads(batch, paths, table)
+            return _Reads(batch, names, table)
         return self._blocks(batch, final=False)
 
     def _blocks(self, batch: "np.ndarray[Any, Any]", final: bool) -> Optional[_Blocks]:
@@ -283,106 +443,68 @@ class ODirectTool(Tool):
 
         if final:
             self._resolve_pending(final=True)
-        paths, wait = self._files_of_bios(batch, final)
-        # the reads drained before this batch have been looked at
-        self._forget_reads(self._touched)
-        self._touched = set()
+        names, wait = self.window.lookup(batch, final)
+        self.window.trim()  # the reads drained before this batch have been looked at
         if wait.any():
-            self._pending.append((batch[wait], [p for p, w in zip(paths, wait.tolist()) if w]))
+            self._pending.append((batch[wait], names.take(wait)))
             keep = ~wait
-            batch = batch[keep]
-            paths = [p for p, k in zip(paths, keep.tolist()) if k]
+            batch, names = batch[keep], names.take(keep)
         if self._ready:
-            batch = np.concatenate([b for b, _p in self._ready] + [batch])
-            paths = [p for _b, ps in self._ready for p in ps] + paths
+            batch = np.concatenate([b for b, _n in self._ready] + [batch])
+            names = Names.concat([n for _b, n in self._ready] + [names])
             self._ready = []
         if not len(batch):
             return None
-        table = self.block_table(batch, paths)
+        table = self.block_table(batch, names)
         self.stats.add_blocks(table)
-        return _Blocks(batch, paths, table)
+        return _Blocks(batch, names, table)
 
     def _resolve_pending(self, final: bool = False) -> None:
         """After a batch of reads: the waiting bios whose read came, or that
         can wait no more, are ready for the next batch of bios."""
         still = []
-        for bios, _paths in self._pending:
-            paths, wait = self._files_of_bios(bios, final)
+        for bios, _names in self._pending:
+            names, wait = self.window.lookup(bios, final)
             if wait.all():
-                still.append((bios, paths))
+                still.append((bios, names))
                 continue
             if wait.any():
-                still.append((bios[wait], [p for p, w in zip(paths, wait.tolist()) if w]))
-                done = ~wait
-                self._ready.append((bios[done], [p for p, d in zip(paths, done.tolist()) if d]))
-            else:
-                self._ready.append((bios, paths))
+                still.append((bios[wait], names.take(wait)))
+            done = ~wait
+            self._ready.append((bios[done], names.take(done)))
         self._pending = still
 
-    def _remember_reads(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> set[int]:
-        """Every read of the batch, by thread and entry time; returns the
-        threads (trimmed by _forget_reads once waiting bios had their look)."""
-        recent, last = self._recent, self._last_enter
-        touched = set()
-        for tid, ts, latency, path in zip(batch["tid"].tolist(), batch["ts_ns"].tolist(),
-                                          batch["latency_ns"].tolist(), paths):
-            enter = ts - latency
-            mine = recent.get(tid)
-            if mine is None:
-                mine = recent[tid] = {}
-            mine[enter] = (path, ts)
-            if len(mine) > MAX_READS_PER_TID:  # reads and no block I/O for a long while
-                recent[tid] = mine = dict(list(mine.items())[-MAX_READS_PER_TID // 2:])
-            touched.add(tid)
-            if enter > last.get(tid, -1):
-                last[tid] = enter
-            if ts > self._newest_ns:
-                self._newest_ns = ts
-        return touched
-
-    def _forget_reads(self, tids: set[int]) -> None:
-        """After a batch of bios: keeps the latest reads per thread (for bios
-        of readahead that complete after their read), and forgets threads
-        long quiet."""
-        recent, last = self._recent, self._last_enter
-        for tid in tids:
-            mine = recent[tid]
-            if len(mine) > RECENT_READS_PER_TID:
-                recent[tid] = dict(list(mine.items())[-RECENT_READS_PER_TID:])
-        if len(last) > 4 * 4096:  # threads gone quiet for a minute: their bios are long done
-            horizon = self._newest_ns - int(PENDING_BIO_S * 1e9)
-            for tid in [t for t, e in last.items() if e < horizon]:
-                del last[tid]
-                recent.pop(tid, None)
-
-    def _files_of_bios(self, bios: "np.ndarray[Any, Any]", final: bool) -> tuple[list[str], "np.ndarray[Any, Any]"]:
-        """The file of each bio (the read its thread was in when it queued
-        it; "" for none), and which bios must wait for their read's record,
-        not drained yet (a bio completes before the read that waits on it)."""
+    def _name_files(self, batch: "np.ndarray[Any, Any]") -> Names:
         import numpy as np
 
-        paths = [""] * len(bios)
-        wait = np.zeros(len(bios), dtype=bool)
-        horizon = self._newest_ns - int(PENDING_BIO_S * 1e9)
-        recent, last = self._recent, self._last_enter
-        for i, (tid, enter, queued, uring) in enumerate(zip(
-                bios["tid"].tolist(), bios["read_enter_ns"].tolist(), bios["queued_ns"].tolist(),
-                bios["uring_read"].tolist())):
-            if not enter:
-                continue
-            read = recent.get(tid, {}).get(enter)
-            if read is not None:
-                # an SQPOLL thread keeps its last submission: a bio queued
-                # after that read completed is not the read's
-                if queued <= read[1]:
-                    paths[i] = read[0]
-            elif not final and queued > horizon and (uring or last.get(tid, -1) < enter):
-                # a thread's syscall reads end in order of entry, io_uring
-                # reads in any order: those wait until their read is seen
-                wait[i] = True
-        return paths, wait
+        if not self.paths.knows_all(batch):
+            # A file record committed after the file ring was drained and
+            # before this read ring was: it is in the ring now.
+            reader = self.tracer.readers.get(FILE_RING) if self.tracer is not None else None
+            if reader is not None:
+                self.paths.learn(reader.drain())
+        # one lookup per distinct (pid, fd, file): a batch reads few files.
+        # Their fields mixed into one word (np.unique of a structured array
+        # sorts slowly), checked exactly after.
+        fields = [batch[name].astype(np.uint64) for name in ("pid", "fd", "dev", "ino", "has_file")]
+        mixed = fields[0].copy()
+        for f in fields[1:]:
+            mixed *= np.uint64(_GOLDEN)
+            mixed ^= f
+        _u, first, inverse = np.unique(mixed, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if not all((f[first][inverse] == f).all() for f in fields):  # merged by the mix: the exact way
+            keys = np.empty(len(batch), dtype=[(n, "<u8") for n in ("pid", "fd", "dev", "ino", "has_file")])
+            for name, f in zip(keys.dtype.names, fields):
+                keys[name] = f
+            _u, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            inverse = inverse.reshape(-1)
+        name = self.paths.name
+        labels = [name(int(batch["pid"][i]), int(batch["fd"][i]), int(batch["dev"][i]), int(batch["ino"][i]),
+                       bool(batch["has_file"][i])) for i in first.tolist()]
+        return Names(inverse, labels)
 
-    def read_table(self, batch: "np.ndarray[Any, Any]", paths: list[str]) -> Records:
+    def read_table(self, batch: "np.ndarray[Any, Any]", names: Names) -> Records:
         """Read records as the trace keeps them: the struct's fields, the
         syscall by name, the file's path, bytes and errno."""
         import numpy as np
@@ -390,11 +512,12 @@ class ODirectTool(Tool):
         records = records_of(batch, self.offset_ns, enums={"syscall": self.syscalls},
                              bools=("direct", "has_file", "iov_truncated"))
         ret = batch["ret"].astype(np.int64)
-        return (records.add_string_list("path", paths)
+        names = names.compact()
+        return (records.add_strings("path", names.codes, names.labels)
                 .add("bytes", ret.clip(min=0))
                 .add("errno", (-ret).clip(min=0).astype(np.int32)))
 
-    def block_table(self, bios: "np.ndarray[Any, Any]", paths: list[str]) -> Records:
+    def block_table(self, bios: "np.ndarray[Any, Any]", names: Names) -> Records:
         """Bio records as the trace keeps them: the struct's fields, the op
         by name, the disk, queue and device time (null: not known), and the
         file."""
@@ -403,7 +526,7 @@ class ODirectTool(Tool):
         return (records.add_string_list("disk", [disk_name(d) for d in bios["dev"].tolist()])
                 .add("queue_ns", queue, nullable=True)
                 .add("device_ns", device, nullable=True)
-                .add_string_list("path", paths))
+                .add_strings("path", names.codes, names.labels))
 
     def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[tuple[str, Records]]:
         if ring == READ_RING:
@@ -435,26 +558,6 @@ class ODirectTool(Tool):
         if ring == BLOCK_RING:
             return self._json_blocks(events.batch, clock)
         return ()
-
-    def _name_files(self, batch: "np.ndarray[Any, Any]") -> list[str]:
-        import numpy as np
-
-        if not self.paths.knows_all(batch):
-            # A file record committed after the file ring was drained and
-            # before this read ring was: it is in the ring now.
-            reader = self.tracer.readers.get(FILE_RING) if self.tracer is not None else None
-            if reader is not None:
-                self.paths.learn(reader.drain())
-        # one lookup per distinct (pid, fd, file): a batch reads few files
-        keys = np.empty(len(batch), dtype=[("pid", "<u4"), ("fd", "<i4"), ("dev", "<u4"), ("ino", "<u8"),
-                                           ("has_file", "u1")])
-        for name in keys.dtype.names:
-            keys[name] = batch[name]
-        uniques, inverse = np.unique(keys, return_inverse=True)
-        name = self.paths.name
-        names = [name(int(u["pid"]), int(u["fd"]), int(u["dev"]), int(u["ino"]), bool(u["has_file"]))
-                 for u in uniques]
-        return [names[i] for i in inverse.reshape(-1).tolist()]
 
     def _read_lines(self, batch: "np.ndarray[Any, Any]", paths: list[str], clock: Clock) -> str:
         t0 = clock.start_ns
