@@ -4,6 +4,7 @@ read every record of the run back from it, as `report` and DuckDB do."""
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 from typing import Any, Optional
@@ -80,3 +81,13 @@ class Attached:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.tool, name)  # the tool's figures, e.g. summary()
+
+
+def file_modes(root: str) -> tuple[set[int], set[int]]:
+    """The permission bits of the directories (root included) and of the
+    files under root: a trace directory's must be 0700 and 0600."""
+    dirs, files = {os.stat(root).st_mode & 0o777}, set()
+    for base, subdirs, names in os.walk(root):
+        dirs |= {os.stat(os.path.join(base, d)).st_mode & 0o777 for d in subdirs}
+        files |= {os.stat(os.path.join(base, n)).st_mode & 0o777 for n in names}
+    return dirs, files

@@ -12,6 +12,7 @@ import pytest
 
 from kerntrace.tracers import netns
 from kerntrace.tracers.cli import nstrace_main
+from runs import file_modes  # tests/runs.py
 
 
 @pytest.fixture
@@ -99,14 +100,6 @@ def test_cli_json_and_text(named_netns_with_empty_bridge, capsys):
     assert "br-empty" in text and "<- bridge without address" in text
 
 
-def _modes(root):
-    dirs, files = {os.stat(root).st_mode & 0o777}, set()
-    for base, subdirs, names in os.walk(root):
-        dirs |= {os.stat(os.path.join(base, d)).st_mode & 0o777 for d in subdirs}
-        files |= {os.stat(os.path.join(base, n)).st_mode & 0o777 for n in names}
-    return dirs, files
-
-
 def _replayed(path):
     from kerntrace.tracers.engine.replay import replay_trace
     from kerntrace.tracers.engine.tracedir import TraceReader
@@ -125,7 +118,7 @@ def test_snapshot_trace_dir_replays_to_the_live_json(named_netns_with_empty_brid
     path = str(tmp_path / "snap")
     assert nstrace_main(["netns", "--json", "-o", path]) == 0
     live = json.loads(capsys.readouterr().out)
-    assert _modes(path) == ({0o700}, {0o600})
+    assert file_modes(path) == ({0o700}, {0o600})
 
     reader, tool, envelope, found = _replayed(path)
     assert reader.complete and reader.kinds() == ["netns_link", "netns_namespace"]

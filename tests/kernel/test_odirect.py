@@ -21,7 +21,7 @@ import pytest
 from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.engine import Session
 from kerntrace.tracers.odirect import ODirectTool
-from runs import run_quiet  # tests/runs.py
+from runs import file_modes, run_quiet  # tests/runs.py
 
 from witness import CompletionWitness
 
@@ -341,12 +341,8 @@ def test_cli_live_output_and_trace_dir(data_file, tmp_path):
     assert res.stdout.splitlines()[0].split()[:5] == ["TIME(s)", "COMM", "PID", "TID", "EVENT"]
     assert sum(1 for ln in res.stdout.splitlines() if data_file in ln and " D " in ln) == 8, res.stdout
     assert "odirect-bypass" in res.stdout and "Per process:" in res.stdout
-    assert os.stat(out).st_mode & 0o777 == 0o700
-    names = sorted(os.listdir(out))
-    assert names == ["block", "end.json", "meta.json", "read", "summary.json"]
-    for root, dirs, files in os.walk(out):
-        assert all(os.stat(os.path.join(root, d)).st_mode & 0o777 == 0o700 for d in dirs)
-        assert all(os.stat(os.path.join(root, f)).st_mode & 0o777 == 0o600 for f in files)
+    assert sorted(os.listdir(out)) == ["block", "end.json", "meta.json", "read", "summary.json"]
+    assert file_modes(out) == ({0o700}, {0o600})
     import pyarrow.dataset as ds
 
     reads = ds.dataset(out / "read", format="parquet").to_table().to_pandas()

@@ -23,6 +23,7 @@ from kerntrace.analysis.postmortem import (
     strip_prefix,
 )
 from kerntrace.tracers.cli import nstrace_main
+from runs import file_modes  # tests/runs.py
 
 # CentOS 7.5, 3.10.0-862.el7, as in the "kmem limit in k8s" blog (addresses made up).
 CENTOS_CRASH = """\
@@ -288,14 +289,6 @@ def test_cli_bad_files(tmp_path, capsys):
 
 # -- -o DIR and report -----------------------------------------------------------
 
-def _modes(root):
-    dirs, files = {os.stat(root).st_mode & 0o777}, set()
-    for base, subdirs, names in os.walk(root):
-        dirs |= {os.stat(os.path.join(base, d)).st_mode & 0o777 for d in subdirs}
-        files |= {os.stat(os.path.join(base, n)).st_mode & 0o777 for n in names}
-    return dirs, files
-
-
 @pytest.mark.parametrize("text", [CENTOS_CRASH + OTHER_OOPS, SYZKALLER, "[    1.0] eth0: link up\n"])
 def test_trace_dir_replays_to_the_live_json_and_text(tmp_path, capsys, text):
     from kerntrace.tracers.engine.replay import replay_trace
@@ -307,7 +300,7 @@ def test_trace_dir_replays_to_the_live_json_and_text(tmp_path, capsys, text):
     trace = str(tmp_path / "trace")
     assert nstrace_main(["postmortem", "--json", "-o", trace, str(log)]) == 0
     live = json.loads(capsys.readouterr().out)
-    assert _modes(trace) == ({0o700}, {0o600})
+    assert file_modes(trace) == ({0o700}, {0o600})
     reader = TraceReader(trace)
     assert reader.complete and reader.summary == live and reader.meta["tool"] == "postmortem"
     logs = reader.table("postmortem_log").to_pylist()
