@@ -437,7 +437,7 @@ def test_kill_9_leaves_every_read_up_to_the_last_flush(data_file, tmp_path):
     assert not (out / "summary.json").exists() and not (out / "end.json").exists()
     bound = killed_ns - 1_000_000_000
     made = [t for t in done if attached_ns <= t <= bound]
-    assert len(made) > 1000
+    assert len(made) > 100  # thousands here; fewer under QEMU TCG
     con = duckdb.connect()
     (kept,) = con.execute(f"select count(*) from read_parquet('{out}/read/*.parquet') "
                           f"where pid = {reader.pid} and direct and ts_ns between {attached_ns} and {bound}").fetchone()
