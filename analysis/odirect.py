@@ -88,14 +88,21 @@ def _hists(inverse: "np.ndarray[Any, Any]", values: "np.ndarray[Any, Any]", grou
     out: list[Optional[tuple]] = [None] * groups
     if not len(values):
         return out
-    values = values.astype(np.int64)
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    inverse = np.ascontiguousarray(inverse, dtype=np.int64)
     pairs = (inverse.astype(np.int64) << 20) | bucket_of(values)
     uniques, counts = np.unique(pairs, return_counts=True)
     sums = np.bincount(inverse, weights=values, minlength=groups)
-    lows = np.full(groups, np.iinfo(np.int64).max, dtype=np.int64)
-    highs = np.full(groups, -1, dtype=np.int64)
-    np.minimum.at(lows, inverse, values)
-    np.maximum.at(highs, inverse, values)
+    # each group's least and greatest value: sorted by (group, value), its
+    # first and last rows (no ufunc.at: see ReadWindow in tracers/odirect.py)
+    order = np.lexsort((values, inverse))
+    ordered_groups, ordered = inverse[order], values[order]
+    change = np.flatnonzero(ordered_groups[1:] != ordered_groups[:-1])
+    firsts, lasts = np.r_[0, change + 1], np.r_[change, len(order) - 1]
+    lows = np.zeros(groups, dtype=np.int64)
+    highs = np.zeros(groups, dtype=np.int64)
+    lows[ordered_groups[firsts]] = ordered[firsts]
+    highs[ordered_groups[lasts]] = ordered[lasts]
     group_of = (uniques >> 20).tolist()
     bucket = (uniques & ((1 << 20) - 1)).tolist()
     per: dict[int, tuple[list[int], list[int]]] = {}

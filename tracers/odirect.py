@@ -264,15 +264,19 @@ class ReadWindow:
     """The reads a bio may have been queued in, as they stream: every read
     drained since the last batch of bios, and the last few of each thread
     (readahead completes after its read).  A bio names its read by thread
-    and entry time (read_enter_ns, set by the BPF side); looked up in bulk."""
+    and entry time (read_enter_ns, set by the BPF side); looked up in bulk.
 
-    ROW = [("tid", "<u4"), ("enter", "<u8"), ("exit", "<u8"), ("path", "<i8")]
+    One contiguous array per column, not a packed structured array: numpy
+    loops over an unaligned uint64 field (ufunc.at, sorts) crashed the
+    interpreter under QEMU's 6.1 guest."""
+
+    COLUMNS = (("tid", "<u4"), ("enter", "<u8"), ("exit", "<u8"), ("path", "<i8"))
 
     def __init__(self) -> None:
         import numpy as np
 
-        self.rows = np.zeros(0, dtype=self.ROW)
-        self._fresh: list["np.ndarray[Any, Any]"] = []
+        self.cols: dict[str, "np.ndarray[Any, Any]"] = {n: np.zeros(0, dtype=t) for n, t in self.COLUMNS}
+        self._fresh: list[dict[str, "np.ndarray[Any, Any]"]] = []
         self.labels: list[str] = []
         self._code: dict[str, int] = {}
         self.last_enter: dict[int, int] = {}   # tid -> entry of its latest read seen
@@ -286,28 +290,34 @@ class ReadWindow:
         remap = np.array([self._code.setdefault(label, len(self._code)) for label in names.labels], dtype=np.int64)
         if len(self._code) > len(self.labels):
             self.labels.extend(list(self._code)[len(self.labels):])
-        rows = np.empty(len(batch), dtype=self.ROW)
-        rows["tid"] = batch["tid"]
-        rows["exit"] = batch["ts_ns"]
-        rows["enter"] = batch["ts_ns"] - batch["latency_ns"]
-        rows["path"] = remap[names.codes] if len(remap) else -1
+        exit_ns = np.ascontiguousarray(batch["ts_ns"], dtype=np.uint64)
+        rows = {
+            "tid": np.ascontiguousarray(batch["tid"], dtype=np.uint32),
+            "enter": exit_ns - np.ascontiguousarray(batch["latency_ns"], dtype=np.uint64),
+            "exit": exit_ns,
+            "path": remap[names.codes] if len(remap) else np.full(len(batch), -1, dtype=np.int64),
+        }
         self._fresh.append(rows)
-        tids, inverse = np.unique(rows["tid"], return_inverse=True)
-        latest = np.zeros(len(tids), dtype=np.uint64)
-        np.maximum.at(latest, inverse.reshape(-1), rows["enter"])
+        # the latest entry per thread: sorted by (tid, enter), the last of each tid
+        order = np.lexsort((rows["enter"], rows["tid"]))
+        tid, enter = rows["tid"][order], rows["enter"][order]
+        ends = np.r_[np.flatnonzero(tid[1:] != tid[:-1]), len(tid) - 1]
         last = self.last_enter
-        for tid, enter in zip(tids.tolist(), latest.tolist()):
-            if enter > last.get(tid, -1):
-                last[tid] = enter
-        self.newest_ns = max(self.newest_ns, int(rows["exit"].max()))
+        for t, e in zip(tid[ends].tolist(), enter[ends].tolist()):
+            if e > last.get(t, -1):
+                last[t] = e
+        self.newest_ns = max(self.newest_ns, int(exit_ns.max()))
 
-    def _all(self) -> "np.ndarray[Any, Any]":
+    def _all(self) -> dict[str, "np.ndarray[Any, Any]"]:
         import numpy as np
 
         if self._fresh:
-            self.rows = np.concatenate([self.rows] + self._fresh)
+            self.cols = {n: np.concatenate([self.cols[n]] + [f[n] for f in self._fresh]) for n, _t in self.COLUMNS}
             self._fresh = []
-        return self.rows
+        return self.cols
+
+    def _keep(self, mask: "np.ndarray[Any, Any]") -> None:
+        self.cols = {n: c[mask] for n, c in self.cols.items()}
 
     def lookup(self, bios: "np.ndarray[Any, Any]", final: bool) -> tuple[Names, "np.ndarray[Any, Any]"]:
         """The file of each bio ("" for none), and which bios wait for their
@@ -317,35 +327,36 @@ class ReadWindow:
 
         rows = self._all()
         n = len(bios)
-        enter = bios["read_enter_ns"].astype(np.uint64)
-        tid = bios["tid"].astype(np.uint32)
+        enter = np.ascontiguousarray(bios["read_enter_ns"], dtype=np.uint64)
+        tid = np.ascontiguousarray(bios["tid"], dtype=np.uint32)
+        queued = np.ascontiguousarray(bios["queued_ns"], dtype=np.uint64)
         codes = np.full(n, -1, dtype=np.int64)
         found = np.zeros(n, dtype=bool)
-        if len(rows) and n:
+        size = len(rows["tid"])
+        if size and n:
             keys = (rows["tid"].astype(np.uint64) * np.uint64(_GOLDEN)) ^ rows["enter"]
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
             wanted = (tid.astype(np.uint64) * np.uint64(_GOLDEN)) ^ enter
-            pos = np.searchsorted(sorted_keys, wanted).clip(max=len(rows) - 1)
-            cand = order[pos]
+            cand = order[np.searchsorted(sorted_keys, wanted).clip(max=size - 1)]
             found = (enter != 0) & (rows["tid"][cand] == tid) & (rows["enter"][cand] == enter)
             # an SQPOLL thread keeps its last submission: a bio queued after
             # that read completed is not the read's
-            mine = found & (bios["queued_ns"] <= rows["exit"][cand])
+            mine = found & (queued <= rows["exit"][cand])
             codes = np.where(mine, rows["path"][cand], -1)
         wait = np.zeros(n, dtype=bool)
         if not final:
             horizon = self.newest_ns - int(PENDING_BIO_S * 1e9)
-            latest = np.zeros(n, dtype=np.int64) - 1
-            for t in np.unique(tid).tolist():
+            latest = np.full(n, -1, dtype=np.int64)
+            for t in set(tid.tolist()):
                 latest[tid == t] = self.last_enter.get(t, -1)
             # a thread's syscall reads end in order of entry: one seen since
             # means this bio's read record was lost
-            wait = ((enter != 0) & ~found & (bios["queued_ns"] > horizon)
-                    & ((bios["uring_read"] != 0) | (latest < enter.astype(np.int64))))
+            uring = np.ascontiguousarray(bios["uring_read"]) != 0
+            wait = ((enter != 0) & ~found & (queued > horizon)
+                    & (uring | (latest < enter.astype(np.int64))))
         # code -1 (no file) becomes the label ""
-        labels = [""] + self.labels
-        return Names(codes + 1, labels).compact(), wait
+        return Names(codes + 1, [""] + self.labels).compact(), wait
 
     def trim(self) -> None:
         """After a batch of bios: the last reads of each thread stay, and
@@ -353,27 +364,29 @@ class ReadWindow:
         import numpy as np
 
         rows = self._all()
-        if len(rows) > RECENT_READS_PER_TID:
+        if len(rows["tid"]) > RECENT_READS_PER_TID:
             order = np.lexsort((rows["enter"], rows["tid"]))
-            rows = rows[order]
+            self.cols = rows = {n: c[order] for n, c in rows.items()}
             tid = rows["tid"]
-            ends = np.r_[np.flatnonzero(tid[1:] != tid[:-1]), len(rows) - 1]
-            group = np.r_[0, np.cumsum(tid[1:] != tid[:-1])]
-            self.rows = rows[ends[group] - np.arange(len(rows)) < RECENT_READS_PER_TID]
+            change = tid[1:] != tid[:-1]
+            ends = np.r_[np.flatnonzero(change), len(tid) - 1]
+            group = np.r_[0, np.cumsum(change)]
+            self._keep(ends[group] - np.arange(len(tid)) < RECENT_READS_PER_TID)
         if len(self.last_enter) > 4 * 4096:
             horizon = self.newest_ns - int(PENDING_BIO_S * 1e9)
             quiet = {t for t, e in self.last_enter.items() if e < horizon}
             for t in quiet:
                 del self.last_enter[t]
             if quiet:
-                self.rows = self.rows[~np.isin(self.rows["tid"], np.fromiter(quiet, dtype=np.uint32))]
+                self._keep(~np.isin(self.cols["tid"], np.fromiter(quiet, dtype=np.uint32)))
         if len(self._code) > 4 * 4096:  # many files: labels of reads still in the window only
-            used = sorted(set(self.rows["path"].tolist()) - {-1})
+            path = self.cols["path"]
+            used = sorted(set(path.tolist()) - {-1})
             self.labels = [self.labels[c] for c in used]
             self._code = {label: i for i, label in enumerate(self.labels)}
             remap = np.full(max(used, default=0) + 2, -1, dtype=np.int64)
             remap[np.array(used, dtype=np.int64)] = np.arange(len(used))
-            self.rows["path"] = np.where(self.rows["path"] >= 0, remap[self.rows["path"]], -1)
+            self.cols["path"] = np.where(path >= 0, remap[path.clip(min=0)], -1)
 
 
 class ODirectTool(Tool):
