@@ -8,6 +8,7 @@ of any value in it.  Buckets are kept sparse: latencies cluster."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+from .arrays import unique
 
 if TYPE_CHECKING:
     import numpy as np
@@ -70,7 +71,7 @@ class Histogram:
         values = np.asarray(values, dtype=np.int64)
         if not len(values):
             return
-        buckets, counts = np.unique(bucket_of(values), return_counts=True)
+        buckets, counts = unique(bucket_of(values), return_counts=True)
         self.add_buckets(buckets.tolist(), counts.tolist(), int(values.sum()), int(values.min()), int(values.max()))
 
     def merge(self, other: "Histogram") -> None:

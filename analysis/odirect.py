@@ -19,6 +19,7 @@ Everything here is pure: no kernel, no tracer.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from .arrays import unique
 
 from .findings import Finding
 from .histogram import Histogram, bucket_of
@@ -70,14 +71,12 @@ def _labels(table: Any, name: str) -> tuple["np.ndarray[Any, Any]", list[str]]:
         codes = np.asarray(col.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
         return codes, [str(v) for v in col.dictionary.to_pylist()]
     values = np.asarray(col).astype(str)
-    labels, codes = np.unique(values, return_inverse=True)
+    labels, codes = unique(values, return_inverse=True)
     return codes.reshape(-1).astype(np.int64), [str(v) for v in labels]
 
 
 def _groups(keys: "np.ndarray[Any, Any]") -> tuple["np.ndarray[Any, Any]", "np.ndarray[Any, Any]"]:
-    import numpy as np
-
-    uniques, inverse = np.unique(keys, return_inverse=True)
+    uniques, inverse = unique(keys, return_inverse=True)
     return uniques, inverse.reshape(-1)
 
 
@@ -91,7 +90,7 @@ def _hists(inverse: "np.ndarray[Any, Any]", values: "np.ndarray[Any, Any]", grou
     values = np.ascontiguousarray(values, dtype=np.int64)
     inverse = np.ascontiguousarray(inverse, dtype=np.int64)
     pairs = (inverse.astype(np.int64) << 20) | bucket_of(values)
-    uniques, counts = np.unique(pairs, return_counts=True)
+    uniques, counts = unique(pairs, return_counts=True)
     sums = np.bincount(inverse, weights=values, minlength=groups)
     # each group's least and greatest value: sorted by (group, value), its
     # first and last rows (no ufunc.at: see ReadWindow in tracers/odirect.py)
@@ -248,7 +247,7 @@ class ODirectStats:
                 if int(ts[i]) >= row.comm_ts:
                     row.comm, row.comm_ts = comm_labels[comm_codes[i]], int(ts[i])
                 if kind == "file":
-                    row.pids.update(np.unique(pid[inverse == g]).tolist())
+                    row.pids.update(unique(pid[inverse == g]).tolist())
 
     def add_blocks(self, table: Any) -> None:
         import numpy as np

@@ -74,6 +74,7 @@ class Attached:
         record written so far, one DataFrame per kind."""
         self.run.drain()
         self.sink.writer.flush()
+        self.sink.writer.wait()
         return TraceReader(self.path).frames()
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ import os
 import struct
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
+from ..analysis.arrays import unique
 
 import click
 
@@ -245,7 +246,7 @@ class DStateTool(Tool):
         at_attach = batch["at_attach"] != 0
         tid = np.where(at_attach, batch["tid"].astype(np.int64), -1)
         key = (batch["stack_id"].astype(np.int64) << 32) | (tid & 0xFFFFFFFF)
-        uniques, first, codes = np.unique(key, return_index=True, return_inverse=True)
+        uniques, first, codes = unique(key, return_index=True, return_inverse=True)
         codes = pa.array(codes.reshape(-1).astype(np.int32))
         sites, stacks = [], []
         for i in first:

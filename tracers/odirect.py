@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, TextIO
+from ..analysis.arrays import unique
 
 import click
 
@@ -212,9 +213,7 @@ class Names:
 
     def compact(self) -> "Names":
         """Only the labels in use, in a new code space."""
-        import numpy as np
-
-        used, codes = np.unique(self.codes, return_inverse=True)
+        used, codes = unique(self.codes, return_inverse=True)
         return Names(codes.reshape(-1), [self.labels[u] for u in used.tolist()])
 
     def take(self, mask: "np.ndarray[Any, Any]") -> "Names":
@@ -504,13 +503,13 @@ class ODirectTool(Tool):
         for f in fields[1:]:
             mixed *= np.uint64(_GOLDEN)
             mixed ^= f
-        _u, first, inverse = np.unique(mixed, return_index=True, return_inverse=True)
+        _u, first, inverse = unique(mixed, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
         if not all((f[first][inverse] == f).all() for f in fields):  # merged by the mix: the exact way
             keys = np.empty(len(batch), dtype=[(n, "<u8") for n in ("pid", "fd", "dev", "ino", "has_file")])
             for name, f in zip(keys.dtype.names, fields):
                 keys[name] = f
-            _u, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            _u, first, inverse = unique(keys, return_index=True, return_inverse=True)
             inverse = inverse.reshape(-1)
         name = self.paths.name
         labels = [name(int(batch["pid"][i]), int(batch["fd"][i]), int(batch["dev"][i]), int(batch["ino"][i]),

@@ -188,6 +188,7 @@ def _panic_workdir(tmp_path, logged, traced, panic_s=10.0, flush_s=0.5, host=Tru
         "pid": pa.array([p for p, _t in rows], pa.uint32()),
         "comm": pa.array(["python"] * n, pa.string()).dictionary_encode()}))
     writer.flush()   # no finish(): the machine went down
+    writer.wait()
     return tmp_path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from ...analysis.arrays import unique
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,10 +69,10 @@ def _factorize_fixed_bytes(arr: "np.ndarray[Any, Any]", name: str) -> tuple["np.
     for i in range(1, words.shape[1]):
         mixed *= np.uint64(0x9E3779B97F4A7C15)
         mixed ^= words[:, i]
-    _uniques, first, codes = np.unique(mixed, return_index=True, return_inverse=True)
+    _uniques, first, codes = unique(mixed, return_index=True, return_inverse=True)
     codes = codes.reshape(-1)
     if not (words[first][codes] == words).all():  # merged by the mix: take the exact path
-        uniques, exact = np.unique(col, return_inverse=True)
+        uniques, exact = unique(col, return_inverse=True)
         return exact.reshape(-1), [u.split(b"\0", 1)[0].decode("utf-8", "replace") for u in uniques]
     labels = [col[i].split(b"\0", 1)[0].decode("utf-8", "replace") for i in first]
     return codes, labels
@@ -117,7 +118,7 @@ class Records:
 
         if not values:
             return self.add_strings(name, np.zeros(0, dtype=np.int64), [])
-        labels, codes = np.unique(np.array(values, dtype=object).astype(str), return_inverse=True)
+        labels, codes = unique(np.array(values, dtype=object).astype(str), return_inverse=True)
         return self.add_strings(name, codes.reshape(-1), [str(v) for v in labels])
 
     def column(self, name: str) -> "np.ndarray[Any, Any]":
@@ -220,7 +221,7 @@ def enum_strings(values: "np.ndarray[Any, Any]", names: Mapping[int, str]) -> tu
     name shows as its number)."""
     import numpy as np
 
-    uniques, codes = np.unique(values, return_inverse=True)
+    uniques, codes = unique(values, return_inverse=True)
     return codes.reshape(-1).astype(np.int64), [names.get(int(v), str(int(v))) for v in uniques]
 
 
