@@ -75,6 +75,12 @@ DENYLIST: dict[str, str] = {
         "virtme-init enables no cgroup controller, so the test cannot set memory.max; with every "
         "controller enabled, the guest stopped making progress in the odirect tests after this "
         "OOM kill, twice (open: not yet narrowed down)",
+    "tests/kernel/test_odirect.py::test_kill_9_leaves_every_read_up_to_the_last_flush":
+        "holds records to disk within 1 s of the read (the host's figure); under TCG the drain and "
+        "the part writer lag more: 2461 of 2543 reads made up to 1 s before the kill were on disk",
+    "tests/kernel/test_iowait.py::test_still_a_zombie_confirmed_from_proc":
+        "in the guest both children are still zombies at the end (lifecycles, /proc and report == live "
+        "all pass) but no unreaped-children finding is made (open: not narrowed down)",
 }
 
 SCRATCH_BYTES = 4 << 30  # sparse: only what the tests write takes host disk
