@@ -499,7 +499,12 @@ def test_all_processes_orphans_reaped_by_a_namespace_init(repro):
     row = f.evidence[0]
     assert row["unreaped"] == 5 and row["reaped_by_others"] == 5 and row["reaped_by_parent"] == 1
     assert row["reapers"] == f"init {init} (python)"
-    assert f.summary.endswith(f"5 were still zombies when it exited and init {init} (python) reaped them.")
+    # as in the subreaper test: the parent's one wait() may come a second
+    # after that child's exit in the 6.1 guest, and the finding says so
+    lives = [l for l in tool.zombies.lifecycles() if l.parent_pid == tool.parent]
+    (own,) = [l for l in lives if l.reaped_by == "parent"]
+    late = f"; 1 more it reaped only after up to {own.zombie_s:.1f} s" if own.zombie_s >= 1.0 else ""
+    assert f.summary.endswith(f"5 were still zombies when it exited and init {init} (python) reaped them{late}.")
 
 
 def _init_of(tool):
