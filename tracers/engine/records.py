@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from .parquet import Column
 
-__all__ = ["Records", "arrow_table", "enum_strings", "fixed_strings", "json_line", "records_of", "strings_of"]
+__all__ = ["Records", "arrow_table", "enum_strings", "fixed_strings", "json_line", "records_of"]
 
 
 def json_line(obj: Mapping[str, Any]) -> str:
@@ -262,12 +262,3 @@ def arrow_table(arr: "np.ndarray[Any, Any]", offset_ns: int, *, enums: Optional[
                 bools: Iterable[str] = (), drop: Iterable[str] = ()) -> "pa.Table":
     """records_of(...) as an Arrow table."""
     return records_of(arr, offset_ns, enums=enums, bools=bools, drop=drop).to_arrow()
-
-
-def strings_of(arr: "np.ndarray[Any, Any]", name: str) -> "pa.DictionaryArray":
-    """A fixed char array field (comm) as Arrow dictionary strings."""
-    import numpy as np
-    import pyarrow as pa
-
-    codes, labels = fixed_strings(arr, name)
-    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int32)), pa.array(labels, pa.string()))

@@ -354,8 +354,10 @@ class TraceReader:
 
         last = None
         for _seq, _kind, path in self.parts():
-            table = pq.read_table(path, columns=None)
-            if "ts_ns" in table.column_names and table.num_rows:
+            if "ts_ns" not in pq.read_schema(path).names:
+                continue
+            table = pq.read_table(path, columns=["ts_ns"])
+            if table.num_rows:
                 value = pc.max(table["ts_ns"]).as_py()
                 last = value if last is None or value > last else last
         return last
