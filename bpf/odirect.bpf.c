@@ -31,6 +31,34 @@ KT_EXPORT(odirect_read_event);
 KT_EXPORT(odirect_block_event);
 KT_EXPORT_ENUM(odirect_syscall);
 
+/* Record every read, buffered or not (--all-reads); otherwise only O_DIRECT
+ * reads travel the ring and the rest are counted in read_totals. */
+const volatile bool all_reads = false;
+
+KT_EXPORT(odirect_total_key);
+KT_EXPORT(odirect_total);
+KT_EXPORT_ENUM(odirect_ftype);
+
+/* Reads counted in the kernel (see odirect.h); read by user space each
+ * second and at the end.  Preallocated: tracing programs insert into it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ODIRECT_TOTALS);
+	__type(key, struct odirect_total_key);
+	__type(value, struct odirect_total);
+} read_totals SEC(".maps");
+
+/* A zeroed total to insert from (too large for the stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct odirect_total);
+} zero_total SEC(".maps");
+
+/* Reads that found read_totals full: recorded instead. */
+__u64 totals_full = 0;
+
 /* Requests completed with data and no bio we saw submitted (queued before
  * attach, or built by a path that bypasses submit_bio). */
 __u64 unattributed_requests = 0;
@@ -46,7 +74,7 @@ struct reader_state {
 	__u64 named_inode;  /* its struct inode * */
 	__u64 named_ino;
 	__u32 named_dev;
-	__u32 pad;
+	__s32 fd;           /* of the read in flight (bios it queues name its file) */
 	/* the io_uring read this thread submitted last, until its
 	 * io_uring_enter returns (an SQPOLL thread keeps it: it only submits) */
 	__u64 uring_submit_ns;
@@ -64,6 +92,9 @@ struct {
 struct bio_owner {
 	__u64 queued_ns;
 	__u64 read_enter_ns; /* the submitter's read in flight (reader_state.enter_ns) */
+	__u64 file_ino;     /* that read's file */
+	__u32 file_dev;
+	__u32 pad2;
 	__u64 sector;
 	__u32 bytes;
 	__u32 credited;     /* bytes credited so far: its own and those of bios split off it */
@@ -281,10 +312,10 @@ static __always_inline int read_file_head(struct file *file, struct file_head *h
 
 /* Sends the file's path the first time any traced task reads through this
  * struct file. */
-static __always_inline void name_file(struct file *file, struct odirect_read_event *r)
+static __always_inline void name_file(struct file *file, __u64 file_ino, __u32 dev, __u32 pid, __s32 fd)
 {
 	__u64 key = (__u64)file;
-	__u64 ino = r->ino; /* map values from the stack: 6.1 takes no ring memory there */
+	__u64 ino = file_ino; /* map values from the stack: 6.1 takes no ring memory there */
 	struct odirect_file_event *e;
 	struct dentry *d;
 	__u64 *seen;
@@ -297,10 +328,10 @@ static __always_inline void name_file(struct file *file, struct odirect_read_eve
 	e = kt_reserve(&odirect_files, sizeof(*e));
 	if (!e)
 		return;
-	e->ino = r->ino;
-	e->dev = r->dev;
-	e->pid = r->pid;
-	e->fd = r->fd;
+	e->ino = file_ino;
+	e->dev = dev;
+	e->pid = pid;
+	e->fd = fd;
 	e->truncated = 0;
 	d = BPF_CORE_READ(file, f_path.dentry);
 #pragma clang loop unroll(disable)
@@ -360,13 +391,121 @@ static __always_inline void fill_file(struct odirect_read_event *e, struct file 
 		return;
 	}
 	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	name_file(file, e);
+	name_file(file, e->ino, e->dev, e->pid, e->fd);
 	if (s) {
 		s->named_file = (__u64)file;
 		s->named_inode = (__u64)inode;
 		s->named_ino = e->ino;
 		s->named_dev = e->dev;
 	}
+}
+
+/* floor(log2(v)) for v > 0, without a loop. */
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r, shift;
+
+	r = (v > 0xffffffffULL) << 5;
+	v >>= r;
+	shift = (v > 0xffff) << 4;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xff) << 3;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xf) << 2;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0x3) << 1;
+	v >>= shift;
+	r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+/* Latency slot: the value itself below 4, else 4 slots per power of two
+ * (user space takes a slot's midpoint: within 12.5 %). */
+static __always_inline __u32 latency_slot(__u64 v)
+{
+	__u32 order;
+
+	if (v < 4)
+		return v;
+	order = log2_u64(v);
+	if (order >= 40)
+		return ODIRECT_LAT_SLOTS - 1;
+	return (order << ODIRECT_LAT_SUB_BITS) | ((v >> (order - ODIRECT_LAT_SUB_BITS)) & 3);
+}
+
+/* Counts a read that needs no record of its own in read_totals: a
+ * buffered read of a regular file per (process, file, syscall), a read of
+ * anything else per (process, file type, syscall).  Returns 0 when
+ * counted; -1 when it must be recorded: O_DIRECT, or no room left. */
+static __always_inline int count_read(struct reader_state *s, __u32 pid, __u16 kind, __s32 fd, struct file *file,
+				      long ret, __u64 latency, __u64 now)
+{
+	struct odirect_total_key key = {};
+	struct odirect_total *t, *zero;
+	struct file_head head;
+	__u32 slot, first = 0;
+
+	key.pid = pid;
+	key.syscall = kind;
+	if (file && !read_file_head(file, &head)) {
+		/* a local copy: CO-RE would relocate head.inode itself */
+		struct inode *inode = head.inode;
+
+		if (head.flags & ODIRECT_O_DIRECT)
+			return -1;
+		key.ftype = (BPF_CORE_READ(inode, i_mode) >> 12) & 0xf;
+		if (key.ftype == ODIRECT_FTYPE_REG) {
+			if (s && s->named_file == (__u64)file && s->named_inode == (__u64)inode) {
+				key.ino = s->named_ino;
+				key.dev = s->named_dev;
+			} else {
+				key.ino = BPF_CORE_READ(inode, i_ino);
+				key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+				name_file(file, key.ino, key.dev, pid, fd);
+				if (s) {
+					s->named_file = (__u64)file;
+					s->named_inode = (__u64)inode;
+					s->named_ino = key.ino;
+					s->named_dev = key.dev;
+				}
+			}
+		}
+	}
+	t = bpf_map_lookup_elem(&read_totals, &key);
+	if (!t) {
+		zero = bpf_map_lookup_elem(&zero_total, &first);
+		if (!zero)
+			return -1;
+		kt_current_comm_btf(zero->comm);
+		bpf_map_update_elem(&read_totals, &key, zero, BPF_NOEXIST);
+		__builtin_memset(zero->comm, 0, sizeof(zero->comm));
+		t = bpf_map_lookup_elem(&read_totals, &key);
+		if (!t) {
+			__sync_fetch_and_add(&totals_full, 1);
+			return -1;
+		}
+	}
+	__sync_fetch_and_add(&t->reads, 1);
+	if (ret > 0) {
+		__sync_fetch_and_add(&t->ok_reads, 1);
+		__sync_fetch_and_add(&t->bytes, ret);
+	} else if (ret < 0) {
+		__sync_fetch_and_add(&t->errors, 1);
+	}
+	__sync_fetch_and_add(&t->latency_ns, latency);
+	t->last_ns = now;
+	slot = latency_slot(latency);
+	if (slot < ODIRECT_LAT_SLOTS)
+		__sync_fetch_and_add(&t->latency[slot], 1);
+	slot = ret > 0 ? log2_u64(ret) + 1 : 0;
+	if (slot >= ODIRECT_SIZE_SLOTS)
+		slot = ODIRECT_SIZE_SLOTS - 1;
+	__sync_fetch_and_add(&t->size[slot], 1);
+	return 0;
 }
 
 /* Everything but the entry time is read at the exit, where the kernel has
@@ -379,8 +518,11 @@ static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 f
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 now = bpf_ktime_get_ns();
+	struct file *file = fd_file(fd);
 	struct odirect_read_event *e;
 
+	if (!all_reads && !count_read(s, pid_tgid >> 32, kind, fd, file, ret, now - s->enter_ns, now))
+		goto out;
 	e = kt_reserve(&odirect_reads, sizeof(*e));
 	if (!e)
 		goto out;
@@ -402,7 +544,7 @@ static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 f
 	} else {
 		e->asked = count;
 	}
-	fill_file(e, fd_file(fd), pos, ret, s);
+	fill_file(e, file, pos, ret, s);
 	submit(&odirect_reads, e);
 out:
 	s->enter_ns = 0;
@@ -441,6 +583,7 @@ int BPF_PROG(odirect_sys_enter, struct pt_regs *regs, long id)
 			return 0;
 	}
 	s->enter_ns = bpf_ktime_get_ns();
+	s->fd = regs->di;
 	return 0;
 }
 
@@ -599,6 +742,11 @@ int BPF_PROG(odirect_uring_complete, void *ring, void *request)
 	if (!r)
 		return 0;
 	now = bpf_ktime_get_ns();
+	if (!all_reads && !count_read(NULL, r->pid, r->kind, r->fd, BPF_CORE_READ(req, file), BPF_CORE_READ(req, cqe.res),
+				      now - r->submit_ns, now)) {
+		bpf_map_delete_elem(&uring_reads, &key);
+		return 0;
+	}
 	e = kt_reserve(&odirect_reads, sizeof(*e));
 	if (e) {
 		e->ts_ns = now;
@@ -643,6 +791,9 @@ static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 is
 	e->queued_ns = owner->queued_ns;
 	e->issue_ns = issue_ns;
 	e->read_enter_ns = owner->read_enter_ns;
+	e->file_ino = owner->file_ino;
+	e->file_dev = owner->file_dev;
+	e->pad2 = 0;
 	e->sector = sector;
 	e->bytes = bytes;
 	e->dev = dev;
@@ -707,6 +858,26 @@ static __always_inline void store_bio(__u64 bio, struct bio_owner *owner)
 	__sync_fetch_and_add(&untracked_bios, 1);
 }
 
+/* The file of the read a bio is queued in: from the thread's last named
+ * file when it is that fd's, else from the fd table (a bio is rarer than a
+ * read: this costs per bio, not per cached read). */
+static __always_inline void bio_file(struct reader_state *reader, struct bio_owner *owner)
+{
+	struct file *file = fd_file(reader->fd);
+	struct inode *inode;
+
+	if (!file)
+		return;
+	if (reader->named_file == (__u64)file) {
+		owner->file_ino = reader->named_ino;
+		owner->file_dev = reader->named_dev;
+		return;
+	}
+	inode = BPF_CORE_READ(file, f_inode);
+	owner->file_ino = BPF_CORE_READ(inode, i_ino);
+	owner->file_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+}
+
 /* block_bio_queue fires in submit_bio_noacct_nocheck, in the context of
  * whoever called submit_bio: the reader itself for O_DIRECT and readahead.
  * The file is not looked up here: user space joins a bio to the read the
@@ -742,8 +913,12 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	reader = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, 0);
 	owner.read_enter_ns = 0;
 	owner.uring = 0;
+	owner.file_ino = 0;
+	owner.file_dev = 0;
+	owner.pad2 = 0;
 	if (reader && reader->enter_ns) {
 		owner.read_enter_ns = reader->enter_ns;
+		bio_file(reader, &owner);
 	} else if (reader && reader->uring_submit_ns) {
 		owner.read_enter_ns = reader->uring_submit_ns;
 		owner.uring = 1;

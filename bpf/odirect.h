@@ -23,6 +23,16 @@
 /* slots of the table of request issue times: 2^ODIRECT_RQ_SLOT_BITS */
 #define ODIRECT_RQ_SLOT_BITS 16
 
+/* Reads that need no record of their own (buffered reads, reads of pipes
+ * and sockets) are counted in the kernel, in a hash of this many keys;
+ * beyond, they are sent as records. */
+#define ODIRECT_TOTALS 4096
+/* latency histogram: 4 slots per power of two of nanoseconds, up to 2^40 */
+#define ODIRECT_LAT_SUB_BITS 2
+#define ODIRECT_LAT_SLOTS (40 << ODIRECT_LAT_SUB_BITS)
+/* size histogram: a slot per power of two of bytes returned (slot 0: 0 bytes or an error) */
+#define ODIRECT_SIZE_SLOTS 40
+
 /* O_DIRECT as the kernel stores it in file->f_flags (x86, arm64 differ:
  * arm64 uses 0200000; the build is x86-only, see ARCH in the Makefile). */
 #define ODIRECT_O_DIRECT 040000
@@ -64,6 +74,43 @@ struct odirect_read_event {
 	char comm[ODIRECT_COMM_LEN];
 };
 
+/* odirect_total_key.ftype: the file's type (S_IFMT >> 12 of i_mode);
+ * ODIRECT_FTYPE_NONE: the fd named no open file. */
+enum odirect_ftype {
+	ODIRECT_FTYPE_NONE = 0,
+	ODIRECT_FTYPE_FIFO = 1,
+	ODIRECT_FTYPE_CHR = 2,
+	ODIRECT_FTYPE_DIR = 4,
+	ODIRECT_FTYPE_BLK = 6,
+	ODIRECT_FTYPE_REG = 8,
+	ODIRECT_FTYPE_LNK = 10,
+	ODIRECT_FTYPE_SOCK = 12,
+};
+
+/* Reads counted in the kernel (all but O_DIRECT ones, unless every read is
+ * recorded): per process, file (regular files; dev and ino 0 for the
+ * others, counted per type) and syscall. */
+struct odirect_total_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pid;          /* tgid */
+	__u16 ftype;        /* enum odirect_ftype */
+	__u16 syscall;      /* enum odirect_syscall */
+	__u32 pad;
+};
+
+struct odirect_total {
+	__u64 reads;
+	__u64 ok_reads;     /* returned data */
+	__u64 bytes;
+	__u64 errors;
+	__u64 latency_ns;   /* sum */
+	__u64 last_ns;      /* the last read's end */
+	__u32 latency[ODIRECT_LAT_SLOTS];
+	__u32 size[ODIRECT_SIZE_SLOTS];
+	char comm[ODIRECT_COMM_LEN];
+};
+
 /* The path of a file, sent the first time a traced task reads through a
  * given struct file: dentry names from the file up to the root of its
  * filesystem (user space prefixes the mount point of dev).  bpf_d_path is
@@ -86,6 +133,9 @@ struct odirect_block_event {
 	__u64 ts_ns;        /* request completion, bpf_ktime_get_ns */
 	__u64 queued_ns;    /* bio submitted (block_bio_queue); 0 when unattributed */
 	__u64 issue_ns;     /* request issued to the driver; 0 when not seen */
+	__u64 file_ino;     /* the file of the read syscall its submitter was in (0: none) */
+	__u32 file_dev;
+	__u32 pad2;
 	__u64 read_enter_ns; /* entry of the read syscall its submitter was in when it
 	                      * queued the bio, or the submission of the io_uring
 	                      * read it last submitted in this io_uring_enter (that
