@@ -249,6 +249,62 @@ class ODirectStats:
                 if kind == "file":
                     row.pids.update(unique(pid[inverse == g]).tolist())
 
+    def add_totals(self, table: Any) -> None:
+        """Reads counted in the kernel (kind read_total: one row per process,
+        file and syscall whose counts grew, with the growth): buffered reads
+        of files, reads of pipes and sockets."""
+        import numpy as np
+
+        if not len(table):
+            return
+        pid = _column(table, "pid").astype(np.int64)
+        ts = _column(table, "ts_ns").astype(np.int64)
+        counts = {name: _column(table, name).astype(np.int64) for name in ("reads", "ok_reads", "bytes", "errors")}
+        comm_codes, comm_labels = _labels(table, "comm")
+        path_codes, path_labels = _labels(table, "path")
+        for i in range(len(pid)):
+            p, path = int(pid[i]), path_labels[path_codes[i]]
+            comm = comm_labels[comm_codes[i]]
+            file_row = self.by_file.get(self._file_key(path))
+            if file_row is None:
+                file_row = self.by_file[self._file_key(path)] = _Reads()
+            pid_row = self.by_pid.get(p)
+            if pid_row is None:
+                pid_row = self.by_pid[p] = _Reads()
+            for row in (pid_row, file_row, self._pair(p, path)):
+                row.reads += int(counts["reads"][i])
+                row.ok_reads += int(counts["ok_reads"][i])
+                row.read_bytes += int(counts["bytes"][i])
+                row.errors += int(counts["errors"][i])
+                if int(ts[i]) >= row.comm_ts:
+                    row.comm, row.comm_ts = comm, int(ts[i])
+            file_row.pids.add(p)
+
+    def add_total_hists(self, table: Any) -> None:
+        """The kernel's latency histograms of counted reads (kind
+        read_total_hist: pid, path, slot, count growth)."""
+        import numpy as np
+
+        if not len(table):
+            return
+        pid = _column(table, "pid").astype(np.int64)
+        slot = _column(table, "slot").astype(np.int64)
+        count = _column(table, "count").astype(np.int64)
+        path_codes, path_labels = _labels(table, "path")
+        groups: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
+        for p, code, sl, c in zip(pid.tolist(), path_codes.tolist(), slot.tolist(), count.tolist()):
+            slots, counts = groups.setdefault((p, path_labels[code]), ([], []))
+            slots.append(sl)
+            counts.append(c)
+        for (p, path), (slots, counts) in groups.items():
+            got = _kernel_histogram(slots, counts)
+            if got is None:
+                continue
+            pid_row = self.by_pid.setdefault(p, _Reads())
+            for hist in (pid_row.latency, pid_row.buffered_latency, self.by_file.setdefault(self._file_key(path), _Reads()).latency,
+                         self._pair(p, path).latency):
+                hist.add_buckets(*got)
+
     def add_blocks(self, table: Any) -> None:
         import numpy as np
 
@@ -309,6 +365,41 @@ class ODirectStats:
             for g, key in enumerate(uniques.tolist()):
                 dk = (key >> 24, disk_labels[key & ((1 << 24) - 1)])
                 self.disk_reads[dk] = self.disk_reads.get(dk, 0) + int(total[g])
+
+
+# The kernel's latency histogram of counted reads (bpf/odirect.h): the
+# value itself below 4, else 4 slots per power of two.
+KERNEL_LAT_SUB_BITS = 2
+
+
+def kernel_slot_range(slot: int) -> tuple[int, int]:
+    """The nanoseconds a slot of the kernel's latency histogram covers."""
+    if slot < (1 << KERNEL_LAT_SUB_BITS):
+        return slot, slot
+    order = slot >> KERNEL_LAT_SUB_BITS
+    sub = slot & ((1 << KERNEL_LAT_SUB_BITS) - 1)
+    shift = order - KERNEL_LAT_SUB_BITS
+    low = ((1 << KERNEL_LAT_SUB_BITS) | sub) << shift
+    return low, low + (1 << shift) - 1
+
+
+def _kernel_histogram(slots: list[int], counts: list[int]) -> Optional[tuple]:
+    """Kernel latency slots -> (buckets, counts, sum, min, max) of Histogram,
+    each slot's reads taken at its midpoint."""
+    import numpy as np
+
+    pairs = [(kernel_slot_range(s), c) for s, c in zip(slots, counts) if c]
+    if not pairs:
+        return None
+    mids = np.array([(lo + hi) // 2 for (lo, hi), _c in pairs], dtype=np.int64)
+    n = [c for _r, c in pairs]
+    buckets = bucket_of(mids).tolist()
+    merged: dict[int, int] = {}
+    for b, c in zip(buckets, n):
+        merged[b] = merged.get(b, 0) + c
+    total = int(sum(int(m) * c for m, c in zip(mids.tolist(), n)))
+    return (list(merged), list(merged.values()), total, min(lo for (lo, _hi), _c in pairs),
+            max(hi for (_lo, hi), _c in pairs))
 
 
 def _names(table: Any) -> list[str]:

@@ -23,7 +23,7 @@ from ..analysis.report import format_table, print_findings, run_line
 from .counters import CounterSampler
 from .dstate import DStateTool
 from .engine.sinks import JsonSink, Sink, TextSink, TraceDirSink
-from .odirect import ODirectTool
+from .odirect import TOTALS_STREAM, ODirectTool
 from .zombies import ZombiesTool
 
 if TYPE_CHECKING:
@@ -114,11 +114,12 @@ class DiagnoseTool(Tool):
 
     def tick(self) -> Sequence[tuple[str, Any]]:
         self.zombies.tick()
+        out = list(self.odirect.tick())
         row = self.sampler.sample()
-        if row is None:
-            return []
-        self._count(row)
-        return [("counters", row)]
+        if row is not None:
+            self._count(row)
+            out.append(("counters", row))
+        return out
 
     def _count(self, row: Mapping[str, Any]) -> None:
         self._counter_rows.append({k: row[k] for k in ("wai", "read_bytes", "write_bytes")})
@@ -147,6 +148,8 @@ class DiagnoseTool(Tool):
     def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[tuple[str, Any]]:
         if ring == "counters":
             return [("counters", _counter_records(events, clock.offset_ns))]
+        if ring == TOTALS_STREAM:
+            return self.odirect.trace_records("odirect", ring, events, clock)
         if obj in self.parts:
             return self.parts[obj].trace_records(obj, ring, events, clock)
         return ()

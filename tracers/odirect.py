@@ -39,6 +39,8 @@ __all__ = ["ODirectTool", "PathNames", "block_latencies", "block_op_name", "comm
 FILE_RING = "odirect_files"
 READ_RING = "odirect_reads"
 BLOCK_RING = "odirect_blocks"
+TOTALS_STREAM = "odirect_totals"   # the kernel's counts, read each second (tick)
+FTYPE_REG = 8                      # enum odirect_ftype: a regular file
 
 # REQ_OP_* (include/linux/blk_types.h); values are ABI-stable for the block tracepoints.
 _BLOCK_OPS = {0: "R", 1: "W", 2: "F", 3: "D", 5: "SE", 9: "WZ"}
@@ -393,8 +395,15 @@ class ODirectTool(Tool):
 
     name = "odirect"
 
-    def __init__(self, ring_bytes: Optional[int] = None) -> None:
+    # the kernel's counts of reads without a record of their own, read each second
+    tick_interval = 1.0
+
+    def __init__(self, ring_bytes: Optional[int] = None, all_reads: bool = False) -> None:
         self.ring_bytes = ring_bytes
+        self.all_reads = all_reads
+        self._totals_seen: dict[bytes, Any] = {}
+        self.ftypes: dict[int, str] = {}
+        self.totals_full = 0
         self.tracer: Optional[BpfTracer] = None
         self.clock: Optional[Clock] = None
         self.offset_ns = 0
@@ -414,18 +423,22 @@ class ODirectTool(Tool):
 
     @classmethod
     def from_trace(cls, options: Mapping[str, Any]) -> "ODirectTool":
-        return cls()
+        return cls(all_reads=bool(options.get("all_reads", False)))
+
+    def trace_options(self) -> dict[str, Any]:
+        return {"all_reads": self.all_reads}
 
     def objects(self) -> Sequence[ObjectSpec]:
         # files first: a read's file is named before the read is drained
         return [ObjectSpec("odirect", HOOKS, rings={FILE_RING: "odirect_file_event", READ_RING: "odirect_read_event",
                                                     BLOCK_RING: "odirect_block_event"},
-                           ring_bytes=self.ring_bytes)]
+                           options={"all_reads": self.all_reads}, ring_bytes=self.ring_bytes)]
 
     def loaded(self, tracers: Mapping[str, BpfTracer]) -> None:
         self.tracer = tracers["odirect"]
         # odirect_read_event.syscall -> "read", "pread64", ... "io_uring_readv" (enum odirect_syscall)
         self.syscalls = self.tracer.btf.enum_names("odirect_syscall")
+        self.ftypes = self.tracer.btf.enum_names("odirect_ftype")
 
     def started(self, clock: Clock) -> None:
         self.clock = clock
@@ -456,6 +469,7 @@ class ODirectTool(Tool):
         if final:
             self._resolve_pending(final=True)
         names, wait = self.window.lookup(batch, final)
+        names, wait = self._files_from_kernel(batch, names, wait)
         self.window.trim()  # the reads drained before this batch have been looked at
         if wait.any():
             self._pending.append((batch[wait], names.take(wait)))
@@ -470,6 +484,32 @@ class ODirectTool(Tool):
         table = self.block_table(batch, names)
         self.stats.add_blocks(table)
         return _Blocks(batch, names, table)
+
+    def _files_from_kernel(self, bios: "np.ndarray[Any, Any]", names: Names,
+                           wait: "np.ndarray[Any, Any]") -> tuple[Names, "np.ndarray[Any, Any]"]:
+        """Bios queued in a read syscall carry its file (file_dev, file_ino,
+        read from the fd when the bio was queued): named by inode, they wait
+        for nothing.  The read window serves io_uring reads."""
+        import numpy as np
+
+        known = np.flatnonzero(np.ascontiguousarray(bios["file_ino"]) != 0)
+        if not len(known):
+            return names, wait
+        labels = list(names.labels)
+        index = {label: i for i, label in enumerate(labels)}
+        codes = names.codes.copy()
+        by_file: dict[tuple[int, int], int] = {}
+        for i, dev, ino in zip(known.tolist(), bios["file_dev"][known].tolist(), bios["file_ino"][known].tolist()):
+            code = by_file.get((dev, ino))
+            if code is None:
+                path = self.paths.name(int(bios["pid"][i]), -1, dev, ino, True)
+                code = by_file[(dev, ino)] = index.setdefault(path, len(index))
+                if code == len(labels):
+                    labels.append(path)
+            codes[i] = code
+        wait = wait.copy()
+        wait[known] = False
+        return Names(codes, labels).compact(), wait
 
     def _resolve_pending(self, final: bool = False) -> None:
         """After a batch of reads: the waiting bios whose read came, or that
@@ -545,6 +585,8 @@ class ODirectTool(Tool):
             return [("read", events.table)]
         if ring == BLOCK_RING:
             return [("block", events.table)]
+        if ring == TOTALS_STREAM:
+            return [("read_total", events[0]), ("read_total_hist", events[1])]
         return ()
 
     def replay(self, kind: str, table: Any) -> None:
@@ -553,6 +595,10 @@ class ODirectTool(Tool):
             self.stats.add_reads(table)
         elif kind == "block":
             self.stats.add_blocks(table)
+        elif kind == "read_total":
+            self.stats.add_totals(table)
+        elif kind == "read_total_hist":
+            self.stats.add_total_hists(table)
 
     def live_header(self, clock: Clock) -> str:
         return f"{clock.live_title:<10} " + HEADER
@@ -565,6 +611,8 @@ class ODirectTool(Tool):
         return ""
 
     def json_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[dict[str, Any]]:
+        if ring == TOTALS_STREAM:
+            return self._json_totals(events[0])
         if ring == READ_RING:
             return self._json_reads(events.batch, events.paths, clock)
         if ring == BLOCK_RING:
@@ -646,6 +694,18 @@ class ODirectTool(Tool):
                 "iovcnt": r["iovcnt"], "rwf": r["rwf"],
             }
 
+    @staticmethod
+    def _json_totals(totals: Records) -> Iterable[dict[str, Any]]:
+        """The kernel's counts that grew since the last line, per process,
+        file and syscall (reads without a record of their own)."""
+        names = ("pid", "comm", "path", "syscall", "ftype", "reads", "ok_reads", "bytes", "errors", "latency_ns")
+        columns = {n: totals.column(n).tolist() for n in names}
+        times = totals.column("time").tolist()
+        from .engine.clock import rfc3339_ns
+
+        for i in range(len(totals)):
+            yield {"type": "read_total", "time": rfc3339_ns(times[i]), **{n: columns[n][i] for n in names}}
+
     def _json_blocks(self, bios: "np.ndarray[Any, Any]", clock: Clock) -> Iterable[dict[str, Any]]:
         names = bios.dtype.names or ()
         queue, device = block_latencies(bios["queued_ns"], bios["issue_ns"], bios["ts_ns"])
@@ -663,6 +723,71 @@ class ODirectTool(Tool):
 
     # -- after tracing -----------------------------------------------------------
 
+    def tick(self) -> Sequence[tuple[str, Any]]:
+        totals = self.read_totals()
+        return [(TOTALS_STREAM, totals)] if totals is not None else []
+
+    def read_totals(self) -> Optional[tuple[Records, Records]]:
+        """What the kernel counted since the last call (read_totals, see
+        bpf/odirect.h): a read_total row per (process, file, syscall) whose
+        counts grew and a read_total_hist row per latency slot that grew;
+        folded into the aggregates here, as replay() folds them."""
+        import time as _time
+
+        import numpy as np
+
+        if self.tracer is None:
+            return None
+        key_t = self.tracer.btf.dtype("odirect_total_key")
+        val_t = self.tracer.btf.dtype("odirect_total")
+        now = _time.monotonic_ns()
+        rows: list[dict[str, Any]] = []
+        hist: dict[str, list[Any]] = {"pid": [], "path": [], "slot": [], "count": []}
+        for raw_key, raw_value in self.tracer.obj.map("read_totals").items():
+            key = np.frombuffer(raw_key, dtype=key_t, count=1)[0]
+            value = np.frombuffer(raw_value, dtype=val_t, count=1)[0]
+            before = self._totals_seen.get(raw_key)
+            reads = int(value["reads"]) - (int(before["reads"]) if before is not None else 0)
+            if reads <= 0:
+                continue
+            self._totals_seen[raw_key] = value.copy()
+            pid, ftype = int(key["pid"]), int(key["ftype"])
+            path = (self.paths.name(pid, -1, int(key["dev"]), int(key["ino"]), True) if ftype == FTYPE_REG
+                    else f"[{self.ftypes.get(ftype, str(ftype))}]")
+            grew = {name: int(value[name]) - (int(before[name]) if before is not None else 0)
+                    for name in ("reads", "ok_reads", "bytes", "errors", "latency_ns")}
+            rows.append({"pid": pid, "comm": _cstr(bytes(value["comm"])), "dev": int(key["dev"]),
+                         "ino": int(key["ino"]), "ftype": self.ftypes.get(ftype, str(ftype)),
+                         "syscall": self.syscalls.get(int(key["syscall"]), "?"), "path": path, **grew})
+            latency = value["latency"].astype(np.int64) - (before["latency"].astype(np.int64) if before is not None else 0)
+            for slot in np.flatnonzero(latency).tolist():
+                hist["pid"].append(pid)
+                hist["path"].append(path)
+                hist["slot"].append(slot)
+                hist["count"].append(int(latency[slot]))
+        if not rows:
+            return None
+        totals = Records(len(rows), self.offset_ns)
+        totals.add("time", np.full(len(rows), now + self.offset_ns, dtype=np.int64))
+        totals.add("ts_ns", np.full(len(rows), now, dtype=np.uint64))
+        for name, dtype in (("pid", np.uint32), ("dev", np.uint32), ("ino", np.uint64)):
+            totals.add(name, np.array([r[name] for r in rows], dtype=dtype))
+        for name in ("comm", "ftype", "syscall", "path"):
+            totals.add_string_list(name, [r[name] for r in rows])
+        for name in ("reads", "ok_reads", "bytes", "errors", "latency_ns"):
+            totals.add(name, np.array([r[name] for r in rows], dtype=np.int64))
+        n = len(hist["pid"])
+        hists = Records(n, self.offset_ns)
+        hists.add("time", np.full(n, now + self.offset_ns, dtype=np.int64))
+        hists.add("ts_ns", np.full(n, now, dtype=np.uint64))
+        hists.add("pid", np.array(hist["pid"], dtype=np.uint32))
+        hists.add_string_list("path", hist["path"])
+        hists.add("slot", np.array(hist["slot"], dtype=np.int32))
+        hists.add("count", np.array(hist["count"], dtype=np.int64))
+        self.stats.add_totals(totals)
+        self.stats.add_total_hists(hists)
+        return totals, hists
+
     def finish(self) -> Sequence[tuple[str, str, Any]]:
         """After the last drain, before the object closes: bios still in the
         kernel's table, bios still waiting for their read, and the counters
@@ -676,6 +801,10 @@ class ODirectTool(Tool):
             blocks = self._blocks(leftovers if len(leftovers) else np.zeros(0, leftovers.dtype), final=True)
             if blocks is not None:
                 late.append(("odirect", BLOCK_RING, blocks))
+        totals = self.read_totals()
+        if totals is not None:
+            late.append(("odirect", TOTALS_STREAM, totals))
+        self.totals_full = self.tracer.read_global("totals_full")
         self.unattributed_requests = self.tracer.read_global("unattributed_requests")
         self.unattributed_bytes = self.tracer.read_global("unattributed_bytes")
         self.untracked_bios = self.tracer.read_global("untracked_bios")
@@ -715,12 +844,13 @@ class ODirectTool(Tool):
 
     def end_state(self) -> dict[str, Any]:
         return {"unattributed_requests": self.unattributed_requests, "unattributed_bytes": self.unattributed_bytes,
-                "untracked_bios": self.untracked_bios}
+                "untracked_bios": self.untracked_bios, "totals_full": self.totals_full}
 
     def restore_end(self, state: Mapping[str, Any]) -> None:
         self.unattributed_requests = int(state.get("unattributed_requests", 0))
         self.unattributed_bytes = int(state.get("unattributed_bytes", 0))
         self.untracked_bios = int(state.get("untracked_bios", 0))
+        self.totals_full = int(state.get("totals_full", 0))
 
     def tables(self) -> dict[str, Any]:
         """Per process (every figure) and per file, as the text report shows them."""
@@ -734,6 +864,8 @@ class ODirectTool(Tool):
             "unattributed_requests": self.unattributed_requests,
             "unattributed_bytes": self.unattributed_bytes,
             "untracked_bios": self.untracked_bios,
+            # reads the kernel had no room left to count: recorded one by one instead
+            "totals_full": self.totals_full,
         }
 
     def findings(self, duration_s: float) -> list[Any]:
@@ -806,8 +938,12 @@ def _indent(text: str) -> str:
 
 @click.command("odirect")
 @pid_options(required=True)
+@click.option("--all-reads", is_flag=True,
+              help="A record (live line, JSON line, trace row) for every read, buffered or not. By default "
+                   "only O_DIRECT reads get one and the others are counted in the kernel per process, file and "
+                   "syscall: a reader of cached files runs several times slower with --all-reads.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
-            as_json: bool, output: Optional[str], utc: bool, verbose: int) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, all_reads: bool) -> int:
     """Every O_DIRECT (and buffered) read of a process, the block I/O it causes, and a finding.
 
     O_DIRECT is read from the open file at each read, so a later fcntl(F_SETFL, O_DIRECT)
@@ -818,5 +954,6 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     target = target_from_options(pids, command, follow, required=True)
     check_output_path(output)
     require_bpf_environment()
-    run_tool("iotrace", ODirectTool(), target, duration=duration, as_json=as_json, output=output, utc=utc)
+    run_tool("iotrace", ODirectTool(all_reads=all_reads), target, duration=duration, as_json=as_json, output=output,
+             utc=utc)
     return 0

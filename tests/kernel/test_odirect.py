@@ -41,8 +41,8 @@ def data_file(data_dir):
     return path
 
 
-def trace_command(argv, timeout=60.0):
-    trace = ODirectTool()
+def trace_command(argv, timeout=60.0, all_reads=False):
+    trace = ODirectTool(all_reads=all_reads)
     run = run_quiet(trace, Target(argv=list(argv), follow=True), duration=timeout)
     pid = run.session.child_pid
     assert run.session.stop_reason == f"process {pid} exited"
@@ -126,19 +126,38 @@ def test_odirect_reads_exact_per_syscall_and_block_bytes(data_file):
     assert f["odirect_share"] == 1.0 and f["block_bytes"] == odirect_bytes
 
 
-def test_buffered_reads_exact_and_reach_the_disk(data_file):
+def test_buffered_reads_counted_in_the_kernel_exactly(data_file):
+    """Buffered reads get no record of their own: the kernel counts them
+    per process, file and syscall, exactly; their bios still name the file."""
     pid, trace, frames = trace_command([sys.executable, READER, data_file, "buffered", str(N)])
-    mine = reads_of(frames, pid, data_file)
-    assert len(mine) == 4 * N
-    assert_exact_reads(mine, N, direct=False)
+    assert reads_of(frames, pid, data_file).empty
+    totals = frames["read_total"]
+    mine = totals[(totals["pid"] == pid) & (totals["path"] == data_file)]
+    assert set(mine["ftype"]) == {"reg"}
+    per_syscall = mine.groupby("syscall")[["reads", "ok_reads", "bytes", "errors"]].sum()
+    for kind, (count, size, _offsets) in expected_kinds(N).items():
+        assert per_syscall.loc[kind].tolist() == [count, count, count * size, 0], kind
+    hists = frames["read_total_hist"]
+    assert int(hists.loc[(hists["pid"] == pid) & (hists["path"] == data_file), "count"].sum()) == 4 * N
+    (f,) = [f for f in trace.tables()["files"] if f["path"] == data_file]
+    assert f["reads"] == 4 * N and f["read_bytes"] == 6 * N * BLOCK and f["odirect_reads"] == 0
+    assert f["latency_p50_ms"] is not None and f["latency_p50_ms"] > 0
     blocks = frames["block"]
     from_reads = blocks[(blocks["pid"] == pid) & (blocks["path"] == data_file)]
     # Readahead reads at least what was asked, in the reader's own context.
     assert int(from_reads["bytes"].sum()) >= 6 * N * BLOCK
-    from kerntrace.analysis.odirect import findings
+    assert trace.findings(1.0) == []
 
-    found = findings({"read": mine, "block": from_reads})
-    assert found == []
+
+def test_all_reads_records_buffered_reads_exactly(data_file):
+    pid, trace, frames = trace_command([sys.executable, READER, data_file, "buffered", str(N)], all_reads=True)
+    mine = reads_of(frames, pid, data_file)
+    assert len(mine) == 4 * N
+    assert_exact_reads(mine, N, direct=False)
+    assert "read_total" not in frames or (frames["read_total"]["pid"] != pid).all()
+    blocks = frames["block"]
+    from_reads = blocks[(blocks["pid"] == pid) & (blocks["path"] == data_file)]
+    assert int(from_reads["bytes"].sum()) >= 6 * N * BLOCK
 
 
 def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir, monkeypatch):
@@ -155,7 +174,7 @@ def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir, monkeypatc
     argv = ["dd", f"if={path}", "of=/dev/null", f"bs={BLOCK}", f"count={count}", "status=none"]
     # 60000 records of ~100 bytes: 1.5 rings of 4 MiB (odirect's own); a
     # smaller ring left the consumer too little room under QEMU's TCG
-    trace = ODirectTool(ring_bytes=4 << 20)
+    trace = ODirectTool(ring_bytes=4 << 20, all_reads=True)   # a record per cached read
     monkeypatch.setattr(Session, "poll_interval", 5.0)
     run = run_quiet(trace, Target(argv=argv, follow=True), duration=120)
     pid = run.session.child_pid
@@ -166,7 +185,8 @@ def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir, monkeypatc
 
 
 def test_fcntl_set_odirect_is_caught(data_file):
-    pid, trace, frames = trace_command([sys.executable, READER, data_file, "fcntl", str(N)])
+    # the first read is buffered: recorded with --all-reads only
+    pid, trace, frames = trace_command([sys.executable, READER, data_file, "fcntl", str(N)], all_reads=True)
     mine = reads_of(frames, pid, data_file).sort_values("ts_ns")
     first, rest = mine.iloc[0], mine.iloc[1:]
     assert first["syscall"] == "pread64" and first["offset"] == 0 and not first["direct"]
@@ -342,7 +362,9 @@ def test_cli_live_output_and_trace_dir(data_file, tmp_path):
     assert res.stdout.splitlines()[0].split()[:5] == ["TIME(s)", "COMM", "PID", "TID", "EVENT"]
     assert sum(1 for ln in res.stdout.splitlines() if data_file in ln and " D " in ln) == 8, res.stdout
     assert "odirect-bypass" in res.stdout and "Per process:" in res.stdout
-    assert sorted(os.listdir(out)) == ["block", "end.json", "meta.json", "read", "summary.json"]
+    # python's own start-up reads are buffered: counted (read_total), not recorded
+    assert sorted(os.listdir(out)) == ["block", "end.json", "meta.json", "read", "read_total", "read_total_hist",
+                                       "summary.json"]
     assert file_modes(out) == ({0o700}, {0o600})
     import pyarrow.dataset as ds
 
