@@ -310,6 +310,36 @@ static __always_inline int read_file_head(struct file *file, struct file_head *h
 	return 0;
 }
 
+/* An inode's type and number in one probe, as read_file_head does (both
+ * within its first 80 bytes on 6.1 and 6.18). */
+#define INODE_HEAD_BYTES 128
+
+struct inode_head {
+	__u16 mode;
+	__u64 ino;
+};
+
+static __always_inline int read_inode_head(struct inode *inode, struct inode_head *head)
+{
+	__u8 buf[INODE_HEAD_BYTES];
+	__u32 mode_at = bpf_core_field_offset(struct inode, i_mode);
+	__u32 ino_at = bpf_core_field_offset(struct inode, i_ino);
+	__u32 span = mode_at + sizeof(__u16);
+
+	if (ino_at + sizeof(__u64) > span)
+		span = ino_at + sizeof(__u64);
+	if (span > INODE_HEAD_BYTES) {
+		head->mode = BPF_CORE_READ(inode, i_mode);
+		head->ino = BPF_CORE_READ(inode, i_ino);
+		return 0;
+	}
+	if (bpf_probe_read_kernel(buf, span, inode))
+		return -1;
+	head->mode = *(__u16 *)(buf + mode_at);
+	head->ino = *(__u64 *)(buf + ino_at);
+	return 0;
+}
+
 /* Sends the file's path the first time any traced task reads through this
  * struct file. */
 static __always_inline void name_file(struct file *file, __u64 file_ino, __u32 dev, __u32 pid, __s32 fd)
@@ -457,13 +487,18 @@ static __always_inline int count_read(struct reader_state *s, __u32 pid, __u16 k
 
 		if (head.flags & ODIRECT_O_DIRECT)
 			return -1;
-		key.ftype = (BPF_CORE_READ(inode, i_mode) >> 12) & 0xf;
+		struct inode_head ihead;
+
+		if (read_inode_head(inode, &ihead))
+			goto count;
+		key.ftype = (ihead.mode >> 12) & 0xf;
 		if (key.ftype == ODIRECT_FTYPE_REG) {
-			if (s && s->named_file == (__u64)file && s->named_inode == (__u64)inode) {
-				key.ino = s->named_ino;
+			/* the thread's last file: its name sent and its device known;
+			 * pointers and inode number all match, as in fill_file */
+			key.ino = ihead.ino;
+			if (s && s->named_file == (__u64)file && s->named_inode == (__u64)inode && s->named_ino == key.ino) {
 				key.dev = s->named_dev;
 			} else {
-				key.ino = BPF_CORE_READ(inode, i_ino);
 				key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 				name_file(file, key.ino, key.dev, pid, fd);
 				if (s) {
@@ -475,6 +510,7 @@ static __always_inline int count_read(struct reader_state *s, __u32 pid, __u16 k
 			}
 		}
 	}
+count:
 	t = bpf_map_lookup_elem(&read_totals, &key);
 	if (!t) {
 		zero = bpf_map_lookup_elem(&zero_total, &first);
@@ -793,7 +829,7 @@ static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 is
 	e->read_enter_ns = owner->read_enter_ns;
 	e->file_ino = owner->file_ino;
 	e->file_dev = owner->file_dev;
-	e->pad2 = 0;
+	e->_pad_file = 0;
 	e->sector = sector;
 	e->bytes = bytes;
 	e->dev = dev;
@@ -858,9 +894,8 @@ static __always_inline void store_bio(__u64 bio, struct bio_owner *owner)
 	__sync_fetch_and_add(&untracked_bios, 1);
 }
 
-/* The file of the read a bio is queued in: from the thread's last named
- * file when it is that fd's, else from the fd table (a bio is rarer than a
- * read: this costs per bio, not per cached read). */
+/* The file of the read a bio is queued in, from the fd table (a bio is
+ * rarer than a read: this costs per bio, not per cached read). */
 static __always_inline void bio_file(struct reader_state *reader, struct bio_owner *owner)
 {
 	struct file *file = fd_file(reader->fd);
@@ -868,14 +903,15 @@ static __always_inline void bio_file(struct reader_state *reader, struct bio_own
 
 	if (!file)
 		return;
-	if (reader->named_file == (__u64)file) {
-		owner->file_ino = reader->named_ino;
-		owner->file_dev = reader->named_dev;
-		return;
-	}
 	inode = BPF_CORE_READ(file, f_inode);
 	owner->file_ino = BPF_CORE_READ(inode, i_ino);
-	owner->file_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	/* pointers and number all match: a struct file freed and reused for
+	 * another file keeps its address */
+	if (reader->named_file == (__u64)file && reader->named_inode == (__u64)inode &&
+	    reader->named_ino == owner->file_ino)
+		owner->file_dev = reader->named_dev;
+	else
+		owner->file_dev = BPF_CORE_READ(inode, i_sb, s_dev);
 }
 
 /* block_bio_queue fires in submit_bio_noacct_nocheck, in the context of

@@ -135,7 +135,7 @@ struct odirect_block_event {
 	__u64 issue_ns;     /* request issued to the driver; 0 when not seen */
 	__u64 file_ino;     /* the file of the read syscall its submitter was in (0: none) */
 	__u32 file_dev;
-	__u32 pad2;
+	__u32 _pad_file;
 	__u64 read_enter_ns; /* entry of the read syscall its submitter was in when it
 	                      * queued the bio, or the submission of the io_uring
 	                      * read it last submitted in this io_uring_enter (that

@@ -139,6 +139,13 @@ class PathNames:
                 pass
         return self._mounts.get(dev)
 
+    def knows(self, dev: int, ino: int) -> bool:
+        return (dev, ino) in self._by_inode
+
+    def knows_files(self, devs: "np.ndarray[Any, Any]", inos: "np.ndarray[Any, Any]") -> bool:
+        known = self._by_inode
+        return all((d, i) in known for d, i in zip(devs.tolist(), inos.tolist()))
+
     def knows_all(self, batch: "np.ndarray[Any, Any]") -> bool:
         known = self._by_inode
         return all(not has or (dev, ino) in known for dev, ino, has in zip(
@@ -258,6 +265,8 @@ class _Blocks(_Reads):
 # (readahead), and how long a bio waits for the record of its read.
 RECENT_READS_PER_TID = 16
 PENDING_BIO_S = 60.0
+# how long a bio whose file the kernel gave waits for that file's name
+FILE_WAIT_S = 2.0
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
@@ -417,6 +426,7 @@ class ODirectTool(Tool):
         self.window = ReadWindow()
         self._pending: list[tuple["np.ndarray[Any, Any]", Names]] = []   # bios waiting for their read
         self._ready: list[tuple["np.ndarray[Any, Any]", Names]] = []     # bios whose read came since
+        self.newest_bio_ns = 0
         self.unattributed_requests = 0
         self.unattributed_bytes = 0
         self.untracked_bios = 0
@@ -449,6 +459,8 @@ class ODirectTool(Tool):
     def update(self, obj: str, ring: str, batch: "np.ndarray[Any, Any]") -> Any:
         if ring == FILE_RING:
             self.paths.learn(batch)
+            if self._pending:
+                self._resolve_pending()  # bios of files named just now
             return None
         if ring == READ_RING:
             names = self._name_files(batch)
@@ -468,8 +480,7 @@ class ODirectTool(Tool):
 
         if final:
             self._resolve_pending(final=True)
-        names, wait = self.window.lookup(batch, final)
-        names, wait = self._files_from_kernel(batch, names, wait)
+        names, wait = self._lookup(batch, final)
         self.window.trim()  # the reads drained before this batch have been looked at
         if wait.any():
             self._pending.append((batch[wait], names.take(wait)))
@@ -485,16 +496,42 @@ class ODirectTool(Tool):
         self.stats.add_blocks(table)
         return _Blocks(batch, names, table)
 
+    def _lookup(self, bios: "np.ndarray[Any, Any]", final: bool) -> tuple[Names, "np.ndarray[Any, Any]"]:
+        """Each bio's file, and which bios wait for what names it."""
+        names, wait = self.window.lookup(bios, final)
+        return self._files_from_kernel(bios, names, wait, final)
+
     def _files_from_kernel(self, bios: "np.ndarray[Any, Any]", names: Names,
-                           wait: "np.ndarray[Any, Any]") -> tuple[Names, "np.ndarray[Any, Any]"]:
+                           wait: "np.ndarray[Any, Any]", final: bool) -> tuple[Names, "np.ndarray[Any, Any]"]:
         """Bios queued in a read syscall carry its file (file_dev, file_ino,
-        read from the fd when the bio was queued): named by inode, they wait
-        for nothing.  The read window serves io_uring reads."""
+        read from the fd when the bio was queued), named by inode once the
+        file's record is in: the read that names it ends after its bios
+        complete, so a bio of a file not named yet waits for that record
+        (FILE_WAIT_S at most).  The read window serves io_uring reads."""
         import numpy as np
 
-        known = np.flatnonzero(np.ascontiguousarray(bios["file_ino"]) != 0)
+        ino = np.ascontiguousarray(bios["file_ino"])
+        known = np.flatnonzero(ino != 0)
         if not len(known):
             return names, wait
+        if len(ino):
+            self.newest_bio_ns = max(self.newest_bio_ns, int(np.ascontiguousarray(bios["queued_ns"]).max()))
+        dev = np.ascontiguousarray(bios["file_dev"])
+        if not self.paths.knows_files(dev[known], ino[known]):
+            reader = self.tracer.readers.get(FILE_RING) if self.tracer is not None else None
+            if reader is not None:
+                self.paths.learn(reader.drain())
+        pairs = list(zip(dev[known].tolist(), ino[known].tolist()))
+        missing = {p for p in set(pairs) if not self.paths.knows(*p)}
+        unnamed = np.array([p in missing for p in pairs], dtype=bool) if missing else np.zeros(len(known), bool)
+        if unnamed.any() and not final:
+            queued = np.ascontiguousarray(bios["queued_ns"])[known]
+            hold = unnamed & (queued.astype(np.int64) > self.newest_bio_ns - int(FILE_WAIT_S * 1e9))
+            wait = wait.copy()
+            wait[known[hold]] = True
+            known = known[~hold]
+            if not len(known):
+                return names, wait
         labels = list(names.labels)
         index = {label: i for i, label in enumerate(labels)}
         codes = names.codes.copy()
@@ -516,7 +553,7 @@ class ODirectTool(Tool):
         can wait no more, are ready for the next batch of bios."""
         still = []
         for bios, _names in self._pending:
-            names, wait = self.window.lookup(bios, final)
+            names, wait = self._lookup(bios, final)
             if wait.all():
                 still.append((bios, names))
                 continue

@@ -463,8 +463,9 @@ def test_kill_9_leaves_every_read_up_to_the_last_flush(data_file, tmp_path):
     assert len(made) > 100  # thousands here; fewer under QEMU TCG
     con = duckdb.connect()
     (kept,) = con.execute(f"select count(*) from read_parquet('{out}/read/*.parquet') "
-                          f"where pid = {reader.pid} and direct and ts_ns between {attached_ns} and {bound}").fetchone()
-    # each read ended in the kernel (ts_ns) before the reader took its time
+                          f"where pid = {reader.pid} and direct and ts_ns <= {bound}").fetchone()
+    # each read ended in the kernel (ts_ns) before the reader took its time:
+    # one the reader timed just after attached_ns may have ended before it
     assert kept >= len(made)
     rep = subprocess.run([IOTRACE, "report", str(out), "--json"], capture_output=True, text=True, timeout=60)
     assert rep.returncode == 0, rep.stderr
@@ -601,8 +602,12 @@ def test_requests_of_several_bios_credit_each_bio(data_dir):
     _cold_file(path, size)
     with CompletionWitness(path) as witness:
         pid, trace, frames = trace_command([shutil.which("dd"), f"if={path}", "of=/dev/null", "bs=1M"])
-    mine = reads_of(frames, pid, path)
-    assert int(mine["ret"].clip(lower=0).sum()) == size and not mine["direct"].any()
+    # buffered reads: counted in the kernel, no record each
+    assert reads_of(frames, pid, path).empty
+    totals = frames["read_total"]
+    mine = totals[(totals["pid"] == pid) & (totals["path"] == path)]
+    assert int(mine["bytes"].sum()) == size and int(mine["errors"].sum()) == 0
+    assert int(mine["reads"].sum()) == size // (1 << 20) + 1   # the last returns 0: end of file
     blocks = frames["block"]
     credited = blocks[(blocks["pid"] == pid) & (blocks["path"] == path)]
     witness.assert_credits(credited, size)

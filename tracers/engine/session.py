@@ -93,7 +93,8 @@ class Session:
                 # between (the read of the pipe) is told from the command's.
                 prctl(_PR_SET_NAME, ctypes.c_char_p(LAUNCHER_COMM), 0, 0, 0)
                 os.close(write_fd)
-                os.read(read_fd, 1)
+                # waits in select, not read: odirect counts every read
+                select.select([read_fd], [], [])
                 os.close(read_fd)
                 os.execvp(argv[0], list(argv))
             except BaseException:
