@@ -44,7 +44,7 @@ def trace(tool, *args, prog="iotrace"):
 @pytest.fixture(scope="module")
 def queries():
     found = readme_queries()
-    assert len(found) == 3, found
+    assert len(found) == 4, found
     return found
 
 
@@ -69,10 +69,20 @@ def test_top_odirect_files(queries, data_file, tmp_path):
     assert rows[0] == (data_file, READS, READS * BLOCK)
 
 
+def test_buffered_reads_per_file(queries, data_file, tmp_path):
+    out = tmp_path / "buffered"
+    trace("odirect", "-c", f"{shutil.which('dd')} if={data_file} of=/dev/null bs={BLOCK} status=none",
+          "-o", str(out))
+    rows = query(queries[1], out)
+    (mine,) = [r for r in rows if r[0] == data_file]
+    # every block, then the read at the end of the file that returns 0
+    assert mine[1:3] == (READS + 1, READS * BLOCK) and mine[3] > 0
+
+
 def test_dstate_time_per_second(queries, data_file, tmp_path):
     out = tmp_path / "dstate"
-    trace("dstate", "-c", dd_direct(data_file), "-o", str(out))
-    rows = query(queries[1], out)
+    trace("dstate", "--min-ms", "0", "-c", dd_direct(data_file), "-o", str(out))
+    rows = query(queries[2], out)
     assert rows and all(d_ms >= io_ms >= 0 for _second, d_ms, io_ms in rows)
     import pandas as pd
 
@@ -91,7 +101,7 @@ def test_namespaces_per_container(queries, tmp_path):
         pytest.skip("no unshare(1)")
     out = tmp_path / "ip6mr"
     trace("ip6mr", "-c", f"sh -c 'for i in 1 2 3; do {unshare} -n true; done'", "-o", str(out), prog="nstrace")
-    rows = query(queries[2], out)
+    rows = query(queries[3], out)
     ((cgroup, created, failed, comms),) = rows
     assert (created, failed) == (3, 0) and "unshare" in comms.split(",")
     assert cgroup == cgroup_id(os.getpid())  # the command runs in the test's cgroup
