@@ -21,7 +21,7 @@ from .options import pid_options
 from ..analysis import diagnose as cause_rules
 from ..analysis.report import format_table, print_findings, run_line
 from .counters import CounterSampler
-from .dstate import DStateTool
+from .dstate import TICK_KIND, DStateTool
 from .engine.sinks import JsonSink, Sink, TextSink, TraceDirSink
 from .odirect import TOTALS_STREAM, ODirectTool
 from .zombies import ZombiesTool
@@ -114,7 +114,7 @@ class DiagnoseTool(Tool):
 
     def tick(self) -> Sequence[tuple[str, Any]]:
         self.zombies.tick()
-        out = list(self.odirect.tick())
+        out = list(self.odirect.tick()) + list(self.dstate.tick())
         row = self.sampler.sample()
         if row is not None:
             self._count(row)
@@ -150,6 +150,8 @@ class DiagnoseTool(Tool):
             return [("counters", _counter_records(events, clock.offset_ns))]
         if ring == TOTALS_STREAM:
             return self.odirect.trace_records("odirect", ring, events, clock)
+        if ring == TICK_KIND:
+            return self.dstate.trace_records("dstate", ring, events, clock)
         if obj in self.parts:
             return self.parts[obj].trace_records(obj, ring, events, clock)
         return ()

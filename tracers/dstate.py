@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["AT_ATTACH_KIND", "AT_END_KIND", "DStateTool", "SLEEP_KIND", "TOTAL_KIND", "command", "print_tables"]
+__all__ = ["AT_ATTACH_KIND", "AT_END_KIND", "DStateTool", "SLEEP_KIND", "TICK_KIND", "TOTAL_KIND", "command",
+           "print_tables"]
 
 HOOKS = (
     Hook("sched_switch", ("dstate_switch",)),
@@ -55,6 +56,7 @@ _BPF_NOEXIST = 1                # bpf_map_update_elem flag: create only
 SLEEP_KIND = "dstate_sleep"        # every sleep record the ring gave
 AT_ATTACH_KIND = "dstate_at_attach"
 TOTAL_KIND = "dstate_total"        # the kernel's exact totals, read at the end
+TICK_KIND = "dstate_total_tick"    # each second: the totals that grew, as they stand then
 AT_END_KIND = "dstate_at_end"
 # The state tables' columns and types (str: dictionary strings).  The totals
 # are analysis/dstate.py's input frame dstate_totals.
@@ -65,6 +67,7 @@ AT_ATTACH_TYPES: dict[str, Any] = {"ts_ns": "int64", "pid": "int64", "tid": "int
                                    "stack": str}
 AT_END_TYPES: dict[str, Any] = {"ts_ns": "int64", "pid": "int64", "tid": "int64", "comm": str, "wchan": str,
                                 "since_ns": "int64", "d_s": "float64"}
+TICK_TYPES: dict[str, Any] = {"ts_ns": "int64", **TOTAL_TYPES}
 AT_ATTACH_COLUMNS = list(AT_ATTACH_TYPES)
 AT_END_COLUMNS = list(AT_END_TYPES)
 assert list(TOTAL_TYPES) == TOTAL_COLUMNS
@@ -100,6 +103,10 @@ class DStateTool(Tool):
 
     name = "dstate"
 
+    # the kernel's totals go to the trace each second: a killed run keeps
+    # the count of sleeps too short to be sent (--min-ms)
+    tick_interval = 1.0
+
     def __init__(self, min_ms: float = 1.0, min_event_ms: float = 0.0) -> None:
         self.min_ms = min_ms
         self.min_event_ms = min_event_ms
@@ -118,6 +125,13 @@ class DStateTool(Tool):
         # summed from its sleep records, per kernel key
         self._sleep_totals = SleepTotals()
         self.totals_recomputed = False
+        # the totals at each tick: live, what was last written per key; in
+        # report, the latest row per key, the last tick's time, and the
+        # sleep records that ended after it
+        self._tick_counts: dict[tuple[int, int, bool, bool], int] = {}
+        self._tick_rows: dict[tuple[int, int, bool, bool], dict[str, Any]] = {}
+        self._tick_ns = -1
+        self._after_tick: list["pd.DataFrame"] = []
         self._ended = False                              # report: end.json was there
 
     def objects(self) -> Sequence[ObjectSpec]:
@@ -298,6 +312,8 @@ class DStateTool(Tool):
             return [(ring, rows_table(events, AT_ATTACH_TYPES, clock.offset_ns))]
         if ring == AT_END_KIND:
             return [(ring, rows_table(events, AT_END_TYPES, clock.offset_ns))]
+        if ring == TICK_KIND:   # rows made a table only when a trace is written (pyarrow is heavy)
+            return [(ring, rows_table(events, TICK_TYPES, clock.offset_ns))]
         if ring == TOTAL_KIND:
             return [(ring, events)]
         return []
@@ -305,6 +321,10 @@ class DStateTool(Tool):
     def replay(self, kind: str, table: "pa.Table") -> None:
         if kind == SLEEP_KIND:
             self._sleep_totals.add(table)
+            frame = table.to_pandas()
+            self._after_tick.append(frame[frame["ts_ns"].astype("int64") > self._tick_ns])
+        elif kind == TICK_KIND:
+            self._replay_tick(table)
         elif kind == TOTAL_KIND:
             self._add_totals(table)
         elif kind == AT_ATTACH_KIND:
@@ -329,11 +349,29 @@ class DStateTool(Tool):
         # A clean end wrote the kernel's totals (none: nothing slept).
         self._ended = True
 
-    # -- after tracing ----------------------------------------------------------
+    # -- the kernel's totals ---------------------------------------------------------
 
-    def finish(self) -> Sequence[tuple[str, str, Any]]:
-        """Reads the in-kernel totals (exact whatever the ring dropped) and
-        the tasks still in D; both go to the trace as late records."""
+    def tick(self) -> Sequence[tuple[str, Any]]:
+        """The totals that grew since the last tick, for the trace (nothing
+        is shown)."""
+        import time as _time
+
+        if self.tracer is None:
+            return []
+        now = _time.monotonic_ns()
+        rows = [dict(r, ts_ns=now) for r in self._kernel_rows(changed_only=True)]
+        return [(TICK_KIND, rows)] if rows else []
+
+    def _replay_tick(self, table: "pa.Table") -> None:
+        for row in table.to_pylist():
+            key = (int(row["tid"]), int(row["stack_id"]), bool(row["iowait"]), bool(row["at_attach"]))
+            self._tick_rows[key] = {c: row[c] for c in TOTAL_COLUMNS}
+            self._tick_ns = max(self._tick_ns, int(row["ts_ns"]))
+        self._after_tick = [f[f["ts_ns"].astype("int64") > self._tick_ns] for f in self._after_tick]
+
+    def _kernel_rows(self, changed_only: bool = False) -> list[dict[str, Any]]:
+        """The kernel's totals table as rows (with changed_only, those whose
+        count grew since the last call that asked so)."""
         import numpy as np
 
         assert self.tracer is not None
@@ -344,6 +382,11 @@ class DStateTool(Tool):
             key = np.frombuffer(k, dtype=key_t, count=1)[0]
             val = np.frombuffer(v, dtype=val_t, count=1)[0]
             tid, at_attach = int(key["tid"]), bool(key["at_attach"])
+            if changed_only:
+                ident = (tid, int(key["stack_id"]), bool(key["iowait"]), at_attach)
+                if self._tick_counts.get(ident) == int(val["count"]):
+                    continue
+                self._tick_counts[ident] = int(val["count"])
             # A sleep under way at attach has the stack /proc showed then.
             frames = self._frames_of(int(key["stack_id"]), tid, at_attach)
             rows.append({
@@ -355,7 +398,14 @@ class DStateTool(Tool):
                 else wait_site(frames, depth=1),
                 "stack": ";".join(frames), "at_attach": at_attach,
             })
-        totals = rows_table(rows, TOTAL_TYPES, 0)
+        return rows
+
+    # -- after tracing ----------------------------------------------------------
+
+    def finish(self) -> Sequence[tuple[str, str, Any]]:
+        """Reads the in-kernel totals (exact whatever the ring dropped) and
+        the tasks still in D; both go to the trace as late records."""
+        totals = rows_table(self._kernel_rows(), TOTAL_TYPES, 0)
         self._totals = None
         self._add_totals(totals)
         self.read_end_state()
@@ -370,7 +420,15 @@ class DStateTool(Tool):
         records."""
         import pandas as pd
 
-        if self._totals is None and self._sleep_totals and not self._ended:
+        if self._totals is None and self._tick_rows and not self._ended:
+            # the last tick's totals, and the sleeps recorded after it
+            after = SleepTotals()
+            for frame in self._after_tick:
+                after.add(frame)
+            self._totals = pd.concat([pd.DataFrame(list(self._tick_rows.values()), columns=TOTAL_COLUMNS),
+                                      after.frame()], ignore_index=True)
+            self.totals_recomputed = True
+        elif self._totals is None and self._sleep_totals and not self._ended:
             self._totals = self._sleep_totals.frame()
             self.totals_recomputed = True
         totals = self._totals if self._totals is not None else pd.DataFrame(columns=TOTAL_COLUMNS)
@@ -395,7 +453,10 @@ class DStateTool(Tool):
             "d_at_attach": [{k: r[k] for k in ("pid", "tid", "comm", "wchan")} for r in self._at_attach],
             "d_at_end": [{k: r[k] for k in ("pid", "tid", "comm", "wchan", "d_s")} for r in self._at_end],
         }
-        if self.totals_recomputed:
+        if self.totals_recomputed and self._tick_rows:
+            out["totals_from"] = (f"{TICK_KIND}: the kernel's totals as the last second's tick read them (the "
+                                  f"run did not end cleanly), and the {SLEEP_KIND} records after it")
+        elif self.totals_recomputed:
             out["totals_from"] = (f"{SLEEP_KIND} records: the trace has no {TOTAL_KIND} (the run did not end "
                                   f"cleanly); sleeps the ring dropped"
                                   + (f" or shorter than {self.min_event_ms:g} ms" if self.min_event_ms else "")
@@ -445,7 +506,9 @@ def print_tables(frames: "dict[str, pd.DataFrame]", out: TextIO, top: int = 10) 
 @click.command("dstate")
 @pid_options(required=False)
 @click.option("--min-ms", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Show (or with --json, emit) sleeps at least this long; all are counted.")
+              help="Send a record of each sleep at least this long (shown, emitted with --json, written "
+                   "with -o); shorter ones are only counted, in the kernel. 0: a record per sleep, at a "
+                   "cost on a task that sleeps often.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
             as_json: bool, output: Optional[str], utc: bool, verbose: int, min_ms: float) -> int:
     """Uninterruptible (D-state) sleeps of the traced tasks (all tasks without
@@ -454,6 +517,6 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     target = target_from_options(pids, command, follow, required=False)
     check_output_path(output)
     require_bpf_environment()
-    run_tool("iotrace", DStateTool(min_ms=min_ms), target, duration=duration, as_json=as_json, output=output,
+    run_tool("iotrace", DStateTool(min_ms=min_ms, min_event_ms=min_ms), target, duration=duration, as_json=as_json, output=output,
              utc=utc)
     return 0

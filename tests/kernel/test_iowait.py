@@ -126,7 +126,9 @@ def test_dstate_report_equals_live_and_truncated_trace_sums_sleeps(data_dir, tmp
     (live,) = [p for p in run.envelope["processes"] if p["pid"] == pid]
     cut = str(tmp_path / "cut")
     shutil.copytree(run.path, cut)
+    # as a run killed in its first second leaves it: no tick of the totals yet
     shutil.rmtree(os.path.join(cut, "dstate_total"))
+    shutil.rmtree(os.path.join(cut, "dstate_total_tick"), ignore_errors=True)
     for name in ("end.json", "summary.json"):
         os.unlink(os.path.join(cut, name))
     envelope, _findings = replayed(cut, DStateTool)
@@ -138,6 +140,37 @@ def test_dstate_report_equals_live_and_truncated_trace_sums_sleeps(data_dir, tmp
     assert summed["count"] == len(sleeps) <= live["count"]
     assert summed["d_ms"] == pytest.approx(sleeps["duration_ns"].sum() / 1e6, abs=1e-3)
     assert summed["longest_ms"] == pytest.approx(sleeps["duration_ns"].max() / 1e6, abs=1e-3)
+
+
+def test_truncated_trace_keeps_the_sleeps_too_short_to_be_sent(data_dir, tmp_path):
+    """Sleeps shorter than --min-ms are counted in the kernel only; the
+    totals go to the trace each second, so a run cut off before its end
+    (as kill -9 leaves it) still has every one counted up to the last tick:
+    here 200 short vfork sleeps and 3 long ones, then an idle 2.5 s."""
+    binary = compile_c(data_dir, "vforker", VFORK_C)
+    script = f"{binary} 200 0 && {binary} 3 60 && sleep 2.5"
+    run, frames, pid, status = run_one(DStateTool(min_ms=1.0, min_event_ms=1.0),
+                                       Target(argv=["sh", "-c", script], follow=True))
+    assert status == 0
+
+    def vfork_count(totals):   # sh vforks its commands too
+        mine = totals["stack"].astype(str).str.contains("sys_vfork") & (totals["comm"].astype(str) == "vforker")
+        return int(totals.loc[mine, "count"].sum())
+
+    assert vfork_count(frames["dstate_total"]) == 203
+    sleeps = frames["dstate_sleep"]
+    sent = sleeps[sleeps["stack"].astype(str).str.contains("sys_vfork") & (sleeps["comm"].astype(str) == "vforker")]
+    assert (sent["duration_ns"] >= 1_000_000).all() and len(sent) < 203   # the short ones stayed in the kernel
+    cut = str(tmp_path / "cut")
+    shutil.copytree(run.path, cut)
+    shutil.rmtree(os.path.join(cut, "dstate_total"))
+    for name in ("end.json", "summary.json"):
+        os.unlink(os.path.join(cut, name))
+    reader = TraceReader(cut)
+    tool = DStateTool.from_trace(reader.meta["options"])
+    envelope, _findings = replay_trace(reader, tool)
+    assert not envelope["trace"]["complete"] and "dstate_total_tick" in envelope["totals_from"]
+    assert vfork_count(tool.frames()["dstate_totals"]) == 203
 
 
 def test_dstate_odirect_reader_is_iowait_and_decoy_absent(data_dir):
