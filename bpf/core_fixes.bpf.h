@@ -90,4 +90,27 @@ static __always_inline struct gendisk *get_bio_disk(void *bio)
 	return BPF_CORE_READ((struct bio___o *)bio, bi_disk);
 }
 
+/* Linux commit 67c0496e87d1 ("kernfs: convert kernfs_node->id from union
+ * kernfs_node_id to u64") (v5.5): before it the id was a union whose ino
+ * half is what the cgroup directory's inode number (and
+ * bpf_get_current_cgroup_id) gives. */
+union kernfs_node_id___o {
+	struct {
+		__u32 ino;
+		__u32 generation;
+	};
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct kernfs_node___o {
+	union kernfs_node_id___o id;
+} __attribute__((preserve_access_index));
+
+static __always_inline __u64 get_kernfs_id(struct kernfs_node *kn)
+{
+	if (bpf_core_type_exists(union kernfs_node_id___o))
+		return BPF_CORE_READ((struct kernfs_node___o *)kn, id.ino);
+	return BPF_CORE_READ(kn, id);
+}
+
 #endif /* __CORE_FIXES_BPF_H */

@@ -80,7 +80,12 @@ static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 
 	if (!total) {
 		struct dstate_total zero = {};
 
+		struct kt_cgroup_ids cg;
+
 		zero.pid = start->pid;
+		kt_task_cgroups(task, &cg);
+		zero.cgroup_id = cg.v2;
+		zero.cgroup_v1_id = cg.v1;
 		bpf_probe_read_kernel_str(zero.comm, sizeof(zero.comm), task->comm);
 		/* Another CPU may have created it meanwhile: NOEXIST then fails harmlessly. */
 		bpf_map_update_elem(&dstate_totals, &key, &zero, BPF_NOEXIST);
@@ -99,6 +104,11 @@ static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 
 		struct dstate_event *e = kt_reserve(&dstate_events, sizeof(*e));
 
 		if (e) {
+			struct kt_cgroup_ids cg;
+
+			kt_task_cgroups(task, &cg);
+			e->cgroup_id = cg.v2;
+			e->cgroup_v1_id = cg.v1;
 			e->ts_ns = now;
 			e->duration_ns = delta;
 			e->pid = start->pid;
@@ -130,7 +140,7 @@ int BPF_PROG(dstate_switch, bool preempt, struct task_struct *prev, struct task_
 		if ((state & TASK_UNINTERRUPTIBLE) && !(state & TASK_NOLOAD)) {
 			__u32 tgid = BPF_CORE_READ(prev, tgid);
 
-			if (kt_tgid_traced(tgid)) {
+			if (kt_task_traced(prev, tgid)) {
 				struct dstate_sleep start = {};
 
 				start.ts_ns = bpf_ktime_get_ns();

@@ -16,6 +16,8 @@ enum dstate_end {
 struct dstate_event {
 	__u64 ts_ns;        /* end of the sleep (bpf_ktime_get_ns) */
 	__u64 duration_ns;  /* switch-out to wakeup */
+	__u64 cgroup_id;    /* the sleeper's cgroups (kerntrace.bpf.h: kt_cgroup_ids) */
+	__u64 cgroup_v1_id;
 	__u32 pid;          /* tgid */
 	__u32 tid;
 	__s32 stack_id;     /* kernel stack in dstate_stacks, or -errno */
@@ -59,6 +61,8 @@ struct dstate_total {
 	__u64 count;
 	__u64 total_ns;
 	__u64 max_ns;
+	__u64 cgroup_id;    /* the task's cgroups at its first such sleep */
+	__u64 cgroup_v1_id;
 	__u32 pid;          /* tgid of the task */
 	__u32 _pad;
 	char comm[DSTATE_COMM_LEN];

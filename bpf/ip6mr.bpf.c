@@ -145,7 +145,13 @@ static __always_inline struct ns_event *new_event(__u32 kind)
 	e->pid = pid_tgid >> 32;
 	e->tid = (__u32)pid_tgid;
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
-	e->cgroup_id = bpf_get_current_cgroup_id();
+	{
+		struct kt_cgroup_ids cg;
+
+		kt_task_cgroups(task, &cg);
+		e->cgroup_id = cg.v2;
+		e->cgroup_v1_id = cg.v1;
+	}
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	return e;
 }

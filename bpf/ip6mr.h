@@ -36,7 +36,8 @@ enum ns_method {
 struct ns_event {
 	__u64 ts_ns;        /* bpf_ktime_get_ns at the event (attempt: at syscall exit) */
 	__u64 latency_ns;   /* attempt: syscall entry to exit; copy_net_ns return: entry to return */
-	__u64 cgroup_id;
+	__u64 cgroup_id;    /* the task's cgroups (kerntrace.bpf.h: kt_cgroup_ids): its container */
+	__u64 cgroup_v1_id;
 	__u64 flags;        /* unshare/clone flags, setns nstype */
 	__s64 ret;          /* syscall or function return value */
 	__u32 kind;         /* enum ns_kind */

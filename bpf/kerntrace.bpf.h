@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "core_fixes.bpf.h"
 
 /* Records a ring buffer could not take.  User space reads it from .bss and
  * reports it with every summary: a lost event is never silent. */
@@ -27,6 +28,98 @@ struct {
 	__type(key, __u32);   /* tgid */
 	__type(value, __u8);
 } kt_traced SEC(".maps");
+
+/* Containers: with --container/--cgroup only tasks whose cgroup (either id
+ * of struct kt_cgroup_ids) is in kt_cgroup_allow are recorded; ANDed with
+ * the pid filter. */
+const volatile bool kt_filter_cgroups = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);   /* kernfs id of a cgroup directory, either hierarchy */
+	__type(value, __u8);
+} kt_cgroup_allow SEC(".maps");
+
+/* A task's cgroups, which user space resolves to a container: the cgroup v2
+ * (unified) one, and the one of the v1 memory hierarchy, where runtimes on
+ * v1 and hybrid hosts put each container (on a v2 host it is the v2 cgroup
+ * again).  Both are kernfs ids: the inode numbers of the cgroup directories,
+ * as bpf_get_current_cgroup_id() gives the first. */
+struct kt_cgroup_ids {
+	__u64 v2;
+	__u64 v1;
+};
+
+static __always_inline __u64 kt_css_cgroup_id(struct cgroup_subsys_state *css)
+{
+	return css ? get_kernfs_id(BPF_CORE_READ(css, cgroup, kn)) : 0;
+}
+
+/* Any task (BTF or not): CO-RE reads.  The memory controller's index in
+ * css_set::subsys is the kernel's enum value (absent without CONFIG_MEMCG). */
+static __always_inline void kt_task_cgroups(struct task_struct *task, struct kt_cgroup_ids *ids)
+{
+	struct css_set *cset = BPF_CORE_READ(task, cgroups);
+	struct cgroup_subsys_state *css = NULL;
+	int memory = -1;
+
+	ids->v2 = cset ? get_kernfs_id(BPF_CORE_READ(cset, dfl_cgrp, kn)) : 0;
+	ids->v1 = 0;
+	if (!cset || !bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return;
+	memory = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	if (memory < 0 || memory >= 32)
+		return;
+	if (bpf_probe_read_kernel(&css, sizeof(css), (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
+				  memory * sizeof(void *)))
+		return;
+	ids->v1 = kt_css_cgroup_id(css);
+}
+
+static __always_inline void kt_current_cgroups(struct kt_cgroup_ids *ids)
+{
+	kt_task_cgroups((struct task_struct *)bpf_get_current_task(), ids);
+}
+
+/* The same for the current task in BTF-typed programs (tp_btf, fentry):
+ * direct loads, a few ns where each CO-RE read above is a helper call. */
+static __always_inline void kt_current_cgroups_btf(struct kt_cgroup_ids *ids)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct cgroup_subsys_state *css;
+	struct kernfs_node *kn;
+
+	ids->v2 = bpf_get_current_cgroup_id();
+	ids->v1 = 0;
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return;
+	css = task->cgroups->subsys[bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id)];
+	if (!css)
+		return;
+	kn = css->cgroup->kn;
+	if (bpf_core_type_exists(union kernfs_node_id___o))
+		ids->v1 = ((struct kernfs_node___o *)kn)->id.ino;
+	else
+		ids->v1 = kn->id;
+}
+
+static __always_inline bool kt_cgroups_allowed(const struct kt_cgroup_ids *ids)
+{
+	if (!kt_filter_cgroups)
+		return true;
+	return bpf_map_lookup_elem(&kt_cgroup_allow, &ids->v2) || bpf_map_lookup_elem(&kt_cgroup_allow, &ids->v1);
+}
+
+static __always_inline bool kt_task_cgroup_allowed(struct task_struct *task)
+{
+	struct kt_cgroup_ids ids;
+
+	if (!kt_filter_cgroups)
+		return true;
+	kt_task_cgroups(task, &ids);
+	return kt_cgroups_allowed(&ids);
+}
 
 #define KT_RINGBUF(name, bytes)                                  \
 	struct {                                                 \
@@ -78,9 +171,15 @@ static __always_inline bool kt_tgid_traced(__u32 tgid)
 	return bpf_map_lookup_elem(&kt_traced, &tgid) != NULL;
 }
 
+/* A task of a traced process in an allowed cgroup. */
+static __always_inline bool kt_task_traced(struct task_struct *task, __u32 tgid)
+{
+	return kt_tgid_traced(tgid) && kt_task_cgroup_allowed(task);
+}
+
 static __always_inline bool kt_current_traced(void)
 {
-	return kt_tgid_traced(bpf_get_current_pid_tgid() >> 32);
+	return kt_task_traced((struct task_struct *)bpf_get_current_task(), bpf_get_current_pid_tgid() >> 32);
 }
 
 /* Syscalls are hooked on the raw tracepoints sys_enter/sys_exit (tp_btf),

@@ -96,6 +96,8 @@ struct bio_owner {
 	__u32 file_dev;
 	__u32 pad2;
 	__u64 sector;
+	__u64 cgroup_id;    /* the submitter's (kt_cgroup_ids) */
+	__u64 cgroup_v1_id;
 	__u32 bytes;
 	__u32 credited;     /* bytes credited so far: its own and those of bios split off it */
 	__u32 dev;
@@ -472,7 +474,7 @@ static __always_inline __u32 latency_slot(__u64 v)
  * anything else per (process, file type, syscall).  Returns 0 when
  * counted; -1 when it must be recorded: O_DIRECT, or no room left. */
 static __always_inline int count_read(struct reader_state *s, __u32 pid, __u16 kind, __s32 fd, struct file *file,
-				      long ret, __u64 latency, __u64 now)
+				      long ret, __u64 latency, __u64 now, const struct kt_cgroup_ids *cg)
 {
 	struct odirect_total_key key = {};
 	struct odirect_total *t, *zero;
@@ -517,6 +519,16 @@ count:
 		if (!zero)
 			return -1;
 		kt_current_comm_btf(zero->comm);
+		if (cg) {
+			zero->cgroup_id = cg->v2;
+			zero->cgroup_v1_id = cg->v1;
+		} else {
+			struct kt_cgroup_ids ids;
+
+			kt_current_cgroups_btf(&ids);
+			zero->cgroup_id = ids.v2;
+			zero->cgroup_v1_id = ids.v1;
+		}
 		bpf_map_update_elem(&read_totals, &key, zero, BPF_NOEXIST);
 		__builtin_memset(zero->comm, 0, sizeof(zero->comm));
 		t = bpf_map_lookup_elem(&read_totals, &key);
@@ -557,7 +569,7 @@ static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 f
 	struct file *file = fd_file(fd);
 	struct odirect_read_event *e;
 
-	if (!all_reads && !count_read(s, pid_tgid >> 32, kind, fd, file, ret, now - s->enter_ns, now))
+	if (!all_reads && !count_read(s, pid_tgid >> 32, kind, fd, file, ret, now - s->enter_ns, now, NULL))
 		goto out;
 	e = kt_reserve(&odirect_reads, sizeof(*e));
 	if (!e)
@@ -574,6 +586,13 @@ static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 f
 	e->iov_truncated = 0;
 	e->pad = 0;
 	kt_current_comm_btf(e->comm);
+	{
+		struct kt_cgroup_ids cg;
+
+		kt_current_cgroups_btf(&cg);
+		e->cgroup_id = cg.v2;
+		e->cgroup_v1_id = cg.v1;
+	}
 	if (iov) {
 		e->iovcnt = iovcnt > 0xffff ? 0xffff : iovcnt;
 		e->asked = iov_bytes(iov, iovcnt, &e->iov_truncated);
@@ -680,6 +699,8 @@ struct uring_read {
 	__u64 submit_ns;
 	__s64 pos;          /* -1: at the file position */
 	__u64 asked;
+	__u64 cgroup_id;    /* the submitter's (kt_cgroup_ids) */
+	__u64 cgroup_v1_id;
 	__u32 pid;
 	__u32 tid;
 	__s32 fd;           /* -1 for a registered (fixed) file */
@@ -745,6 +766,13 @@ static __always_inline int on_uring_submit(struct io_kiocb *req)
 		r.asked = BPF_CORE_READ(rw, len);
 	}
 	kt_current_comm_btf(r.comm);
+	{
+		struct kt_cgroup_ids cg;
+
+		kt_current_cgroups_btf(&cg);
+		r.cgroup_id = cg.v2;
+		r.cgroup_v1_id = cg.v1;
+	}
 	bpf_map_update_elem(&uring_reads, &key, &r, BPF_ANY);
 	/* the bios queued while this request is issued are its own */
 	s = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -771,6 +799,7 @@ int BPF_PROG(odirect_uring_complete, void *ring, void *request)
 	__u64 key = ptr_value(request);
 	struct io_kiocb *req = (struct io_kiocb *)key;
 	struct odirect_read_event *e;
+	struct kt_cgroup_ids cg;
 	struct uring_read *r;
 	__u64 now;
 
@@ -778,8 +807,10 @@ int BPF_PROG(odirect_uring_complete, void *ring, void *request)
 	if (!r)
 		return 0;
 	now = bpf_ktime_get_ns();
+	cg.v2 = r->cgroup_id;
+	cg.v1 = r->cgroup_v1_id;
 	if (!all_reads && !count_read(NULL, r->pid, r->kind, r->fd, BPF_CORE_READ(req, file), BPF_CORE_READ(req, cqe.res),
-				      now - r->submit_ns, now)) {
+				      now - r->submit_ns, now, &cg)) {
 		bpf_map_delete_elem(&uring_reads, &key);
 		return 0;
 	}
@@ -797,6 +828,8 @@ int BPF_PROG(odirect_uring_complete, void *ring, void *request)
 		e->iov_truncated = r->iov_truncated;
 		e->pad = 0;
 		e->asked = r->asked;
+		e->cgroup_id = r->cgroup_id;
+		e->cgroup_v1_id = r->cgroup_v1_id;
 		__builtin_memcpy(e->comm, r->comm, sizeof(e->comm));
 		fill_file(e, BPF_CORE_READ(req, file), r->pos, e->ret, NULL);
 		submit(&odirect_reads, e);
@@ -831,6 +864,8 @@ static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 is
 	e->file_dev = owner->file_dev;
 	e->_pad_file = 0;
 	e->sector = sector;
+	e->cgroup_id = owner->cgroup_id;
+	e->cgroup_v1_id = owner->cgroup_v1_id;
 	e->bytes = bytes;
 	e->dev = dev;
 	e->pid = owner->pid;
@@ -972,6 +1007,13 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	owner.op = bio->bi_opf & 0xff;
 	owner.pad = 0;
 	kt_current_comm_btf(owner.comm);
+	{
+		struct kt_cgroup_ids cg;
+
+		kt_current_cgroups_btf(&cg);
+		owner.cgroup_id = cg.v2;
+		owner.cgroup_v1_id = cg.v1;
+	}
 	store_bio(typed_key(bio), &owner);
 	return 0;
 }

@@ -59,6 +59,8 @@ struct odirect_read_event {
 	__u64 asked;        /* count, or the sum of iov_len */
 	__s64 ret;          /* bytes returned, or -errno */
 	__u64 ino;
+	__u64 cgroup_id;    /* the reader's cgroup v2 id (user space: its container) */
+	__u64 cgroup_v1_id; /* its v1 memory cgroup's id (kerntrace.bpf.h: kt_cgroup_ids) */
 	__u32 dev;          /* the file's superblock s_dev (kernel encoding) */
 	__u32 pid;          /* tgid */
 	__u32 tid;
@@ -106,6 +108,8 @@ struct odirect_total {
 	__u64 errors;
 	__u64 latency_ns;   /* sum */
 	__u64 last_ns;      /* the last read's end */
+	__u64 cgroup_id;    /* the process's cgroups at its first such read */
+	__u64 cgroup_v1_id;
 	__u32 latency[ODIRECT_LAT_SLOTS];
 	__u32 size[ODIRECT_SIZE_SLOTS];
 	char comm[ODIRECT_COMM_LEN];
@@ -142,6 +146,8 @@ struct odirect_block_event {
 	                      * odirect_read_event has ts_ns - latency_ns equal to
 	                      * it); 0: none */
 	__u64 sector;       /* of this bio (of the request when unattributed) */
+	__u64 cgroup_id;    /* the submitter's cgroups (0 when unattributed) */
+	__u64 cgroup_v1_id;
 	__u32 bytes;        /* of the bio (completed by this call when unattributed) */
 	__u32 dev;          /* whole-disk dev_t (kernel encoding) */
 	__u32 pid;          /* submitter's tgid; 0 when unattributed */

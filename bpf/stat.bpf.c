@@ -59,6 +59,13 @@ static __always_inline struct stat_task *task_entry(__u32 tgid, struct task_stru
 		entry = bpf_map_lookup_elem(&stat_tasks, &tgid);
 		if (!entry)
 			return NULL;
+		{
+			struct kt_cgroup_ids cg;
+
+			kt_task_cgroups(task, &cg);
+			entry->cgroup_id = cg.v2;
+			entry->cgroup_v1_id = cg.v1;
+		}
 	}
 	bpf_probe_read_kernel_str(entry->comm, sizeof(entry->comm), task->comm);
 	return entry;
@@ -79,7 +86,7 @@ int BPF_PROG(stat_switch, bool preempt, struct task_struct *prev, struct task_st
 	if (tid == 0)
 		return 0;
 	sleep.tgid = BPF_CORE_READ(prev, tgid);
-	if (!kt_tgid_traced(sleep.tgid))
+	if (!kt_task_traced(prev, sleep.tgid))
 		return 0;
 	sleep.start_ns = bpf_ktime_get_ns();
 	sleep.iowait = BPF_CORE_READ_BITFIELD_PROBED(prev, in_iowait);
@@ -122,7 +129,7 @@ int BPF_PROG(stat_bio_queue, struct bio *bio)
 	struct stat_task *entry;
 	__u32 op = opf & KT_STAT_REQ_OP_MASK;
 
-	if (!bytes || !kt_tgid_traced(tgid))
+	if (!bytes || !kt_task_traced(task, tgid))
 		return 0;
 	if (op != REQ_OP_READ && op != REQ_OP_WRITE)
 		return 0;  /* discard, flush, write-zeroes move no data */

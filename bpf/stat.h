@@ -19,6 +19,8 @@ struct stat_task {
 	__u64 iowait_ns;    /* the part of dstate_ns slept with in_iowait set */
 	__u64 read_bytes;   /* block bio bytes queued by this process: reads */
 	__u64 write_bytes;  /* ... writes (incl. writeback it submits itself) */
+	__u64 cgroup_id;    /* the process's cgroups (kerntrace.bpf.h: kt_cgroup_ids) */
+	__u64 cgroup_v1_id;
 	char comm[16];      /* comm of the last thread that touched the entry */
 };
 

@@ -177,6 +177,13 @@ static __always_inline void fill_process(struct zombie_event *e, struct task_str
 	e->start_ns = task_start_boottime(leader);
 	BPF_CORE_READ_STR_INTO(&e->comm, leader, comm);
 	BPF_CORE_READ_STR_INTO(&e->parent_comm, parent, comm);
+	{
+		struct kt_cgroup_ids cg;
+
+		kt_task_cgroups(p, &cg);
+		e->cgroup_id = cg.v2;
+		e->cgroup_v1_id = cg.v1;
+	}
 }
 
 static __always_inline struct zombie_event *new_event(__u32 kind)
@@ -200,7 +207,7 @@ int BPF_PROG(zombie_fork, struct task_struct *parent, struct task_struct *child)
 	struct zombie_tracked t = {};
 	struct zombie_event *e;
 
-	if (child_tgid == BPF_CORE_READ(parent, tgid) || !kt_tgid_traced(parent_tgid))
+	if (child_tgid == BPF_CORE_READ(parent, tgid) || !kt_task_traced(real_parent, parent_tgid))
 		return 0;
 	t.start_ns = task_start_boottime(child);
 	bpf_map_update_elem(&zombie_children, &child_tgid, &t, BPF_ANY);
@@ -219,11 +226,12 @@ int BPF_PROG(zombie_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(zombie_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
+	struct task_struct *parent = BPF_CORE_READ(p, real_parent);
 	__u32 tgid = BPF_CORE_READ(p, tgid);
-	__u32 ppid = BPF_CORE_READ(p, real_parent, tgid);
+	__u32 ppid = BPF_CORE_READ(parent, tgid);
 	struct zombie_event *e;
 
-	if (!kt_tgid_traced(tgid) && !kt_tgid_traced(ppid) && !bpf_map_lookup_elem(&zombie_children, &tgid))
+	if (!kt_task_traced(p, tgid) && !kt_task_traced(parent, ppid) && !bpf_map_lookup_elem(&zombie_children, &tgid))
 		return 0;
 	e = new_event(ZOMBIE_KIND_EXEC);
 	if (!e)
@@ -237,8 +245,9 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(zombie_exit, struct task_struct *p)
 {
 	struct task_struct *leader = BPF_CORE_READ(p, group_leader);
+	struct task_struct *parent = BPF_CORE_READ(p, real_parent);
 	__u32 tgid = BPF_CORE_READ(p, tgid);
-	__u32 ppid = BPF_CORE_READ(p, real_parent, tgid);
+	__u32 ppid = BPF_CORE_READ(parent, tgid);
 	struct zombie_tracked t = {}, *seen;
 	struct zombie_event *e;
 
@@ -246,7 +255,7 @@ int BPF_PROG(zombie_exit, struct task_struct *p)
 	 * threads racing to this point may all see 0, hence the check below. */
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
-	if (!kt_tgid_traced(tgid) && !kt_tgid_traced(ppid) && !bpf_map_lookup_elem(&zombie_children, &tgid))
+	if (!kt_task_traced(p, tgid) && !kt_task_traced(parent, ppid) && !bpf_map_lookup_elem(&zombie_children, &tgid))
 		return 0;
 	t.start_ns = task_start_boottime(leader);
 	seen = bpf_map_lookup_elem(&zombie_exited, &tgid);
@@ -360,7 +369,7 @@ static __always_inline int wait_exit(struct pt_regs *regs, long id, long ret)
 	}
 	task = (struct task_struct *)bpf_get_current_task_btf();
 	target = host_tgid(task, target);
-	if (!kt_tgid_traced(tgid) && !(target && bpf_map_lookup_elem(&zombie_exited, &target)))
+	if (!kt_task_traced(task, tgid) && !(target && bpf_map_lookup_elem(&zombie_exited, &target)))
 		goto out;
 	e = new_event(ZOMBIE_KIND_WAIT);
 	if (!e)

@@ -27,6 +27,8 @@ struct zombie_event {
 	__u64 enter_ns;       /* wait: when the call started */
 	__u64 start_ns;       /* fork/exit/free: the process's start_boottime */
 	__s64 ret;            /* wait: the syscall's return value */
+	__u64 cgroup_id;      /* the process's cgroups (kerntrace.bpf.h: kt_cgroup_ids) */
+	__u64 cgroup_v1_id;
 	__u32 kind;           /* enum zombie_kind */
 	__u32 pid;            /* the process (wait: the waiter's tgid) */
 	__u32 tid;            /* the thread that caused the event */
