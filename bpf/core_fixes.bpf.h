@@ -113,4 +113,23 @@ static __always_inline __u64 get_kernfs_id(struct kernfs_node *kn)
 	return BPF_CORE_READ(kn, id);
 }
 
+/* Linux commit "kernfs: Use RCU to access kernfs_node::parent" (v6.15;
+ * hash not checked here) renamed kernfs_node::parent to __parent. */
+struct kernfs_node___parent_o {
+	struct kernfs_node *parent;
+} __attribute__((preserve_access_index));
+
+struct kernfs_node___parent_x {
+	struct kernfs_node *__parent;
+} __attribute__((preserve_access_index));
+
+static __always_inline struct kernfs_node *get_kernfs_parent(void *kn)
+{
+	struct kernfs_node___parent_x *k = kn;
+
+	if (bpf_core_field_exists(k->__parent))
+		return BPF_CORE_READ(k, __parent);
+	return BPF_CORE_READ((struct kernfs_node___parent_o *)kn, parent);
+}
+
 #endif /* __CORE_FIXES_BPF_H */

@@ -130,6 +130,33 @@ static __always_inline __u32 current_netns(void)
 	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 }
 
+/* kernfs ids start at 1 for a hierarchy's root: a task whose v2 cgroup is
+ * the root is named by its v1 memory cgroup (a v1 host's containers). */
+static __always_inline void cgroup_names(struct task_struct *task, bool v1, struct ns_event *e)
+{
+	struct css_set *cset = BPF_CORE_READ(task, cgroups);
+	struct cgroup_subsys_state *css = NULL;
+	struct kernfs_node *kn;
+	int memory;
+
+	if (!cset)
+		return;
+	kn = BPF_CORE_READ(cset, dfl_cgrp, kn);
+	if (v1 && bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id)) {
+		memory = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+		if (memory >= 0 && memory < 32 &&
+		    !bpf_probe_read_kernel(&css, sizeof(css), (void *)cset + bpf_core_field_offset(struct css_set, subsys) +
+					   memory * sizeof(void *)) && css)
+			kn = BPF_CORE_READ(css, cgroup, kn);
+	}
+	if (!kn)
+		return;
+	bpf_probe_read_kernel_str(e->cgroup_name, sizeof(e->cgroup_name), BPF_CORE_READ(kn, name));
+	kn = get_kernfs_parent(kn);
+	if (kn)
+		bpf_probe_read_kernel_str(e->cgroup_parent, sizeof(e->cgroup_parent), BPF_CORE_READ(kn, name));
+}
+
 static __always_inline struct ns_event *new_event(__u32 kind)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
@@ -151,6 +178,7 @@ static __always_inline struct ns_event *new_event(__u32 kind)
 		kt_task_cgroups(task, &cg);
 		e->cgroup_id = cg.v2;
 		e->cgroup_v1_id = cg.v1;
+		cgroup_names(task, cg.v2 <= 1, e);
 	}
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	return e;

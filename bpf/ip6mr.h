@@ -7,6 +7,7 @@
 
 #define NS_TASK_COMM_LEN 16
 #define NS_KMSG_LEN 192
+#define NS_CGROUP_NAME_LEN 96   /* "cri-containerd-" + 64 hex + ".scope" fits */
 
 /* ns_event.kind; user space names them from BTF: the member's name,
  * lower-cased, without NS_KIND_ ("attempt", "oom", "icmp6_open", ...) */
@@ -51,6 +52,12 @@ struct ns_event {
 	__s32 fd;           /* ICMPv6 socket fd, setns fd */
 	__u32 child_pid;    /* clone/clone3: the child; OOM: the victim */
 	char comm[NS_TASK_COMM_LEN];
+	/* The names of the task's cgroup directory and of its parent (the v2
+	 * one, or the v1 memory one when the task is in the v2 root): a
+	 * container's cgroup is gone soon after a short container exits, so
+	 * user space may not find it by id; its name says the container. */
+	char cgroup_name[NS_CGROUP_NAME_LEN];
+	char cgroup_parent[NS_CGROUP_NAME_LEN];
 };
 
 struct kmsg_event {

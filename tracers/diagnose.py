@@ -279,12 +279,13 @@ def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[Tex
 
 @click.command("diagnose")
 @pid_options(required=False)
-def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
+def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
+            cgroups: tuple[str, ...], duration: Optional[float],
             as_json: bool, output: Optional[str], utc: bool, verbose: int) -> int:
     """odirect + dstate + zombies at once, with CPU and disk counters each
     second, and findings: who causes the iowait, O_DIRECT around the page
     cache, parents that leave zombies.  Without -p/-c: every process."""
-    target = target_from_options(pids, command, follow, required=False)
+    target = target_from_options(pids, command, follow, required=False, containers=containers, cgroups=cgroups)
     check_output_path(output)
     require_bpf_environment()
     run_diagnose(target, duration, as_json=as_json, output_dir=output, utc=utc)

@@ -34,6 +34,7 @@ from ..analysis import dstate as rules
 from ..analysis.dstate import TOTAL_COLUMNS, SleepTotals, per_process, per_task, top_stacks
 from ..analysis.report import format_table, print_findings, run_line
 from .engine.ksyms import kernel_symbols, read_stack, wait_site
+from .engine.labels import container_cells, container_header
 from .engine.records import arrow_table
 
 if TYPE_CHECKING:
@@ -271,18 +272,20 @@ class DStateTool(Tool):
         return table.append_column("stack", pa.DictionaryArray.from_arrays(codes, pa.array(stacks, pa.string())))
 
     def live_header(self, clock: Clock) -> str:
-        return f"{clock.live_title:<15} {'COMM':<16} {'PID':>7} {'TID':>7} {'KIND':<6} {'D(ms)':>9}  WAIT-SITE"
+        return (f"{clock.live_title:<15} {'COMM':<16} {'PID':>7} {'TID':>7} {'KIND':<6} {'D(ms)':>9}  "
+                f"{container_header()}WAIT-SITE")
 
     def live_lines(self, obj: str, ring: str, events: "np.ndarray[Any, Any]", clock: Clock) -> str:
         if ring != "dstate_events":
             return ""   # state read at attach and at the end: in the report
         lines = []
-        for ev in events:
+        cells = container_cells(events) or [""] * len(events)
+        for ev, cell in zip(events, cells):
             comm = bytes(ev["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace")
             site = self._site(int(ev["stack_id"]), int(ev["tid"]), bool(ev["at_attach"]), 2)
             kind = "io" if ev["iowait"] else "D"
             lines.append(f"{clock.live(int(ev['ts_ns'])):<15} {comm:<16} {int(ev['pid']):>7} {int(ev['tid']):>7} "
-                         f"{kind:<6} {int(ev['duration_ns']) / 1e6:>9.3f}  {site}\n")
+                         f"{kind:<6} {int(ev['duration_ns']) / 1e6:>9.3f}  {cell}{site}\n")
         return "".join(lines)
 
     def json_records(self, obj: str, ring: str, events: "np.ndarray[Any, Any]",
@@ -297,6 +300,7 @@ class DStateTool(Tool):
                 "state": int(ev["state"]),
                 "wait_site": self._site(int(ev["stack_id"]), int(ev["tid"]), bool(ev["at_attach"]), 2),
                 "at_attach": bool(ev["at_attach"]),
+                "cgroup_id": int(ev["cgroup_id"]), "cgroup_v1_id": int(ev["cgroup_v1_id"]),
             }
 
     # -- the trace directory ------------------------------------------------------
@@ -509,12 +513,13 @@ def print_tables(frames: "dict[str, pd.DataFrame]", out: TextIO, top: int = 10) 
               help="Send a record of each sleep at least this long (shown, emitted with --json, written "
                    "with -o); shorter ones are only counted, in the kernel. 0: a record per sleep, at a "
                    "cost on a task that sleeps often.")
-def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
+def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
+            cgroups: tuple[str, ...], duration: Optional[float],
             as_json: bool, output: Optional[str], utc: bool, verbose: int, min_ms: float) -> int:
     """Uninterruptible (D-state) sleeps of the traced tasks (all tasks without
     -p/-c): count, total and longest per task, split into iowait and other D,
     and the kernel stacks where the time went."""
-    target = target_from_options(pids, command, follow, required=False)
+    target = target_from_options(pids, command, follow, required=False, containers=containers, cgroups=cgroups)
     check_output_path(output)
     require_bpf_environment()
     run_tool("iotrace", DStateTool(min_ms=min_ms, min_event_ms=min_ms), target, duration=duration, as_json=as_json, output=output,

@@ -28,6 +28,7 @@ from ..analysis import ip6mr as rule
 from ..analysis.ip6mr import config_value, errno_name, HostFacts, namespace_counts
 from ..analysis.precursors import classify_line, PRECURSORS
 from ..analysis.report import format_table, print_findings, run_line
+from .engine.labels import label_with_names
 from .engine.probe import ensure_tracefs
 from .engine.records import Records, records_of
 
@@ -163,6 +164,9 @@ class Ip6mrTool(Tool):
         self.icmp6_closed_by_exit = 0
         self.kernel_events: dict[str, int] = {k: 0 for k in KERNEL_KINDS}
         self.attempt_rows: list[dict[str, Any]] = []
+        # per container (name or short id; "" the host): namespaces created,
+        # failed (by errno), OOM kills of its tasks
+        self.by_container: dict[str, dict[str, Any]] = {}
         self.attempts_omitted = 0
         self._host: Optional["HostFacts"] = None
         self._kernel_hooks: Optional[bool] = None
@@ -260,8 +264,10 @@ class Ip6mrTool(Tool):
             if kind == "attempt":
                 self.stats.attempt(row["ts_ns"], row["method"], row["err"], row["latency_ns"])
                 self._keep_attempt(row)
+                self._count_container(row, "failed" if row["err"] else "created", errno_name(row["err"]))
             elif kind == "oom":
                 self.stats.oom(row["ts_ns"])
+                self._count_container(row, "oom_kills")
             elif kind == "icmp6_open" and row["err"] == 0:
                 self.icmp6_opened += 1
                 self._open_icmp6.setdefault(row["pid"], set()).add(row["fd"])
@@ -275,6 +281,24 @@ class Ip6mrTool(Tool):
                 self.kernel_events[kind] += 1
             yield row, closed
 
+    def _count_container(self, row: dict[str, Any], what: str, errno: str = "") -> None:
+        """The container of a record: from the trace (report) or resolved
+        from its cgroup ids (live; the ids are kept for the trace)."""
+        if "container" in row:
+            name, pod = row["container"] or "", row.get("pod") or ""
+        else:
+            label = label_with_names(row.get("cgroup_id") or 0, row.get("cgroup_v1_id") or 0, _text(row.get("cgroup_name")),
+                                     _text(row.get("cgroup_parent")))
+            name, pod = label.container, label.pod
+        row["container"] = name
+        entry = self.by_container.get(name)
+        if entry is None:
+            entry = self.by_container[name] = {"container": name, "pod": pod, "created": 0, "failed": 0,
+                                               "failed_by_errno": {}, "oom_kills": 0}
+        entry[what] += 1
+        if errno:
+            entry["failed_by_errno"][errno] = entry["failed_by_errno"].get(errno, 0) + 1
+
     def _keep_attempt(self, row: dict[str, Any]) -> None:
         if len(self.attempt_rows) >= ATTEMPT_ROWS:
             self.attempts_omitted += 1
@@ -282,7 +306,7 @@ class Ip6mrTool(Tool):
         err = row["err"]
         self.attempt_rows.append(
             {"pid": row["pid"], "tid": row["tid"], "ppid": row["ppid"], "comm": row["comm"],
-             "cgroup_id": row["cgroup_id"], "method": row["method"],
+             "cgroup_id": row["cgroup_id"], "container": row.get("container") or "", "method": row["method"],
              "result": errno_name(err) if err else row["netns"], "errno": errno_name(err),
              "latency_us": round(row["latency_ns"] / 1000, 1),
              **({"child_pid": row["child_pid"]} if row["child_pid"] else {})})
@@ -316,7 +340,7 @@ class Ip6mrTool(Tool):
         return out
 
     def live_header(self, clock: Clock) -> str:
-        return (f"{clock.live_title:<15} {'PID':<7} {'COMM':<16} {'PPID':<7} {'CGROUP':<8} {'METHOD':<12} "
+        return (f"{clock.live_title:<15} {'PID':<7} {'COMM':<16} {'PPID':<7} {'CONTAINER':<16} {'METHOD':<12} "
                 f"{'RESULT':<18} {'LAT(us)':>9}")
 
     def live_lines(self, obj: str, ring: str, events: Ip6mrBatch, clock: Clock) -> str:
@@ -352,6 +376,8 @@ class Ip6mrTool(Tool):
             "icmp6_sockets": {"opened": self.icmp6_opened, "closed": self.icmp6_closed,
                               "closed_by_exit": self.icmp6_closed_by_exit},
             "oom_kills": self.stats.oom_kills,
+            # per container ("" : the host's own processes), most namespaces first
+            "containers": sorted(self.by_container.values(), key=lambda c: (-c["created"] - c["failed"], c["container"])),
             "precursors": dict(self.stats.precursors),
             "kernel_events": dict(self.kernel_events) if self.kernel_hooks_available() else None,
             "host_facts": self.host().as_dict(),
@@ -365,6 +391,13 @@ class Ip6mrTool(Tool):
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
         print_report(envelope, self.stats, findings, out)
+
+
+def _text(value: Any) -> str:
+    """A char-array field as a row gives it: str, or bytes from a ring batch."""
+    if isinstance(value, bytes):
+        return value.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return value or ""
 
 
 def _rows(table: "Records | pa.Table") -> list[dict[str, Any]]:
@@ -406,10 +439,12 @@ def _event_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     show it."""
     kind = row["kind"]
     d: dict[str, Any] = {"type": kind, "ts_ns": row["ts_ns"], "pid": row["pid"], "tid": row["tid"],
-                         "comm": row["comm"]}
+                         "comm": row["comm"], "cgroup_id": row.get("cgroup_id"), "cgroup_v1_id": row.get("cgroup_v1_id")}
+    if "container" in row:   # resolved when it was counted
+        d["container"] = row["container"]
     err = row["err"]
     if kind == "attempt":
-        d.update(ppid=row["ppid"], cgroup_id=row["cgroup_id"], method=row["method"] or "?",
+        d.update(ppid=row["ppid"], method=row["method"] or "?",
                  flags=hex(row["flags"]), result=row["netns"] if not err else errno_name(err),
                  errno=errno_name(err), netns=row["netns"] or None, old_netns=row["old_netns"],
                  latency_us=round(row["latency_ns"] / 1000, 1))
@@ -437,7 +472,7 @@ def _live_line(d: dict[str, Any], t: str) -> str:
     if kind == "attempt":
         result = f"net:[{d['netns']}]" if not d["errno"] else d["errno"]
         child = f" child {d['child_pid']}" if "child_pid" in d else ""
-        return (f"{t:<15} {pid:<7} {comm:<16} {d['ppid']:<7} {d['cgroup_id']:<8} {d['method']:<12} "
+        return (f"{t:<15} {pid:<7} {comm:<16} {d['ppid']:<7} {d.get('container') or '-':<16} {d['method']:<12} "
                 f"{result:<18} {d['latency_us']:>9.1f}{child}")
     if kind == "oom":
         return f"{t:<15} OOM kill: victim pid {d['victim_pid']} ({comm or '?'})"
@@ -471,12 +506,14 @@ def describe_hooks(choices: list[HookChoice]) -> list[str]:
 
 @click.command("ip6mr")
 @pid_options(required=False)
-def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
+def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
+            cgroups: tuple[str, ...], duration: Optional[float],
             as_json: bool, output: Optional[str], utc: bool, verbose: int) -> int:
     """Network-namespace creation and entry, the ip6mr path, raw ICMPv6
     sockets, OOM kills and kernel-log precursors; then whether this host is
     at risk of the ip6mr_sk_done crash."""
-    target = target_from_options(list(pids), command, follow, required=False)
+    target = target_from_options(list(pids), command, follow, required=False, containers=containers, cgroups=cgroups,
+                                late_match=True)
     check_output_path(output)
     require_bpf_environment()
     ensure_tracefs()
@@ -500,6 +537,13 @@ def print_report(summary: Mapping[str, Any], stats: "rule.NamespaceStats", found
     else:
         out.write("Kernel path: fentry/kprobe unavailable on this kernel; copy_net_ns/setup_net/ip6mr_* inferred "
                   "from the syscall tracepoints.\n")
+    containers = [c for c in summary.get("containers", []) if c["container"]]
+    if containers:
+        rows = [{"container": c["container"], **({"pod": c["pod"]} if any(x["pod"] for x in containers) else {}),
+                 "netns_created": c["created"], "failed": c["failed"],
+                 "errnos": ",".join(f"{k}x{v}" for k, v in c["failed_by_errno"].items()) or "-",
+                 "oom_kills": c["oom_kills"]} for c in containers]
+        out.write("\nPer container:\n" + format_table(rows) + "\n")
     if stats.by_method:
         rows = [{"method": name, "attempts": m.attempts, "ok": m.ok, "failed": m.failed,
                  "p50_us": round((m.latency_ns.quantile(0.5) or 0.0) / 1000, 1),

@@ -26,6 +26,7 @@ from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
 from ..analysis.odirect import ODirectStats, findings as odirect_findings, per_file, per_process
 from ..analysis.report import format_table, print_findings, run_line
+from .engine.labels import container_cells, container_header
 from .engine.records import Records, records_of
 
 if TYPE_CHECKING:
@@ -59,9 +60,9 @@ HOOKS = (
     Hook("io_uring read completion", ("odirect_uring_complete",), required=False),
 )
 
-HEADER = (  # after the TIME column
+HEADER = (  # after the TIME column; CONTAINER before FILE on hosts with containers
     f"{'COMM':<16} {'PID':>7} {'TID':>7} {'EVENT':<8} {'FD':>4} {'D':<1} "
-    f"{'OFFSET':>12} {'BYTES':>9} {'RET':>9} {'LAT(ms)':>8} FILE"
+    f"{'OFFSET':>12} {'BYTES':>9} {'RET':>9} {'LAT(ms)':>8} "
 )
 
 
@@ -638,7 +639,7 @@ class ODirectTool(Tool):
             self.stats.add_total_hists(table)
 
     def live_header(self, clock: Clock) -> str:
-        return f"{clock.live_title:<10} " + HEADER
+        return f"{clock.live_title:<10} " + HEADER + container_header() + "FILE"
 
     def live_lines(self, obj: str, ring: str, events: Any, clock: Clock) -> str:
         if ring == READ_RING:
@@ -663,10 +664,11 @@ class ODirectTool(Tool):
         # The task and call columns repeat from line to line: format them once.
         who_cache = self._who_cache
         call_cache = self._call_cache
-        for ts, comm, pid, tid, sc, fd, direct, off, asked, ret, lat, path in zip(
+        cells = container_cells(batch) or [""] * len(batch)
+        for ts, comm, pid, tid, sc, fd, direct, off, asked, ret, lat, path, cell in zip(
             batch["ts_ns"].tolist(), batch["comm"].tolist(), batch["pid"].tolist(), batch["tid"].tolist(),
             batch["syscall"].tolist(), batch["fd"].tolist(), batch["direct"].tolist(), batch["offset"].tolist(),
-            batch["asked"].tolist(), batch["ret"].tolist(), batch["latency_ns"].tolist(), paths,
+            batch["asked"].tolist(), batch["ret"].tolist(), batch["latency_ns"].tolist(), paths, cells,
         ):
             who = who_cache.get((comm, pid, tid))
             if who is None:
@@ -678,7 +680,7 @@ class ODirectTool(Tool):
             ret_s = ret if ret >= 0 else _errno_name(-ret)
             when = f"{(ts - t0) / 1e9:<10.6f}" if live is None else live(ts)
             lines.append(f"{when} {who} {call} {off:>12} {asked:>9} {ret_s:>9} "
-                         f"{lat / 1e6:8.3f} {path}\n")
+                         f"{lat / 1e6:8.3f} {cell}{path}\n")
         return "".join(lines)
 
     def _block_lines(self, bios: "np.ndarray[Any, Any]", clock: Clock) -> str:
@@ -688,10 +690,11 @@ class ODirectTool(Tool):
         who_cache = self._who_cache
         op_cache = self._op_cache
         queue, device = block_latencies(bios["queued_ns"], bios["issue_ns"], bios["ts_ns"])
-        for ts, comm, pid, tid, attributed, op, dev, sector, nbytes, q, d, done in zip(
+        cells = container_cells(bios) or [""] * len(bios)
+        for ts, comm, pid, tid, attributed, op, dev, sector, nbytes, q, d, done, cell in zip(
             bios["ts_ns"].tolist(), bios["comm"].tolist(), bios["pid"].tolist(), bios["tid"].tolist(),
             bios["attributed"].tolist(), bios["op"].tolist(), bios["dev"].tolist(), bios["sector"].tolist(),
-            bios["bytes"].tolist(), queue.tolist(), device.tolist(), bios["completed"].tolist(),
+            bios["bytes"].tolist(), queue.tolist(), device.tolist(), bios["completed"].tolist(), cells,
         ):
             if attributed:
                 who = who_cache.get((comm, pid, tid))
@@ -706,15 +709,15 @@ class ODirectTool(Tool):
             # one line at completion, as biosnoop does; LAT is queue + device
             if done and q == q and d == d:  # (NaN != NaN: a latency not known)
                 lines.append(f"{when} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
-                             f"{'-':>9} {(q + d) / 1e6:8.3f} {event[1]} sector {sector} queue {q / 1e6:.3f} ms "
+                             f"{'-':>9} {(q + d) / 1e6:8.3f} {cell}{event[1]} sector {sector} queue {q / 1e6:.3f} ms "
                              f"device {d / 1e6:.3f} ms\n")
             elif done:
                 lines.append(f"{when} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
-                             f"{'-':>9} {'-':>8} {event[1]} sector {sector} queue {_ms(q)} ms "
+                             f"{'-':>9} {'-':>8} {cell}{event[1]} sector {sector} queue {_ms(q)} ms "
                              f"device {_ms(d)} ms\n")
             else:  # at the time it was queued
                 lines.append(f"{when} {who} {event[0]} {sector * 512:>12} {nbytes:>9} "
-                             f"{'-':>9} {'-':>8} {event[1]} sector {sector} completion not seen\n")
+                             f"{'-':>9} {'-':>8} {cell}{event[1]} sector {sector} completion not seen\n")
         return "".join(lines)
 
     def _json_reads(self, batch: "np.ndarray[Any, Any]", paths: list[str], clock: Clock) -> Iterable[dict[str, Any]]:
@@ -728,14 +731,15 @@ class ODirectTool(Tool):
                 "direct": bool(r["direct"]), "f_flags": r["f_flags"], "offset": r["offset"], "asked": r["asked"],
                 "bytes": ret if ret >= 0 else None, "errno": _errno_name(-ret) if ret < 0 else None,
                 "latency_ns": r["latency_ns"], "dev": dev_name(r["dev"]), "ino": r["ino"],
-                "iovcnt": r["iovcnt"], "rwf": r["rwf"],
+                "iovcnt": r["iovcnt"], "rwf": r["rwf"], "cgroup_id": r["cgroup_id"], "cgroup_v1_id": r["cgroup_v1_id"],
             }
 
     @staticmethod
     def _json_totals(totals: Records) -> Iterable[dict[str, Any]]:
         """The kernel's counts that grew since the last line, per process,
         file and syscall (reads without a record of their own)."""
-        names = ("pid", "comm", "path", "syscall", "ftype", "reads", "ok_reads", "bytes", "errors", "latency_ns")
+        names = ("pid", "comm", "path", "syscall", "ftype", "reads", "ok_reads", "bytes", "errors", "latency_ns",
+                 "cgroup_id", "cgroup_v1_id")
         columns = {n: totals.column(n).tolist() for n in names}
         times = totals.column("time").tolist()
         from .engine.clock import rfc3339_ns
@@ -756,6 +760,8 @@ class ODirectTool(Tool):
                 "dev": dev_name(r["dev"]), "op": block_op_name(r["op"]), "sector": r["sector"],
                 "bytes": r["bytes"], "queue_ns": None if q != q else int(q),
                 "device_ns": None if d != d else int(d), "completed": bool(r["completed"]), "error": r["error"],
+                "cgroup_id": r["cgroup_id"] if attributed else None,
+                "cgroup_v1_id": r["cgroup_v1_id"] if attributed else None,
             }
 
     # -- after tracing -----------------------------------------------------------
@@ -794,6 +800,7 @@ class ODirectTool(Tool):
             grew = {name: int(value[name]) - (int(before[name]) if before is not None else 0)
                     for name in ("reads", "ok_reads", "bytes", "errors", "latency_ns")}
             rows.append({"pid": pid, "comm": _cstr(bytes(value["comm"])), "dev": int(key["dev"]),
+                         "cgroup_id": int(value["cgroup_id"]), "cgroup_v1_id": int(value["cgroup_v1_id"]),
                          "ino": int(key["ino"]), "ftype": self.ftypes.get(ftype, str(ftype)),
                          "syscall": self.syscalls.get(int(key["syscall"]), "?"), "path": path, **grew})
             latency = value["latency"].astype(np.int64) - (before["latency"].astype(np.int64) if before is not None else 0)
@@ -807,7 +814,8 @@ class ODirectTool(Tool):
         totals = Records(len(rows), self.offset_ns)
         totals.add("time", np.full(len(rows), now + self.offset_ns, dtype=np.int64))
         totals.add("ts_ns", np.full(len(rows), now, dtype=np.uint64))
-        for name, dtype in (("pid", np.uint32), ("dev", np.uint32), ("ino", np.uint64)):
+        for name, dtype in (("pid", np.uint32), ("dev", np.uint32), ("ino", np.uint64), ("cgroup_id", np.uint64),
+                            ("cgroup_v1_id", np.uint64)):
             totals.add(name, np.array([r[name] for r in rows], dtype=dtype))
         for name in ("comm", "ftype", "syscall", "path"):
             totals.add_string_list(name, [r[name] for r in rows])
@@ -979,7 +987,8 @@ def _indent(text: str) -> str:
               help="A record (live line, JSON line, trace row) for every read, buffered or not. By default "
                    "only O_DIRECT reads get one and the others are counted in the kernel per process, file and "
                    "syscall: a reader of cached files runs several times slower with --all-reads.")
-def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
+def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
+            cgroups: tuple[str, ...], duration: Optional[float],
             as_json: bool, output: Optional[str], utc: bool, verbose: int, all_reads: bool) -> int:
     """Every O_DIRECT (and buffered) read of a process, the block I/O it causes, and a finding.
 
@@ -988,7 +997,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duratio
     io_uring reads (read, readv, read_fixed) are traced too; multishot reads and uring_cmd
     are not seen as reads (their block I/O is).
     """
-    target = target_from_options(pids, command, follow, required=True)
+    target = target_from_options(pids, command, follow, required=True, containers=containers, cgroups=cgroups)
     check_output_path(output)
     require_bpf_environment()
     run_tool("iotrace", ODirectTool(all_reads=all_reads), target, duration=duration, as_json=as_json, output=output,

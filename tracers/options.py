@@ -62,6 +62,12 @@ def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callab
             click.option("-c", "--command", "command", metavar="COMMAND",
                          help="Start COMMAND once the probes are attached and trace it and its children."),
             click.option("-f", "--follow", is_flag=True, help="Also trace children created while tracing."),
+            click.option("--container", "containers", multiple=True, metavar="NAME|ID",
+                         help="Only tasks of this container (name, or id of 12+ hex digits; Docker, "
+                              "containerd, CRI-O, podman); repeatable. With -p/-c: both must hold."),
+            click.option("--cgroup", "cgroups", multiple=True, metavar="PATH",
+                         help="Only tasks of this cgroup or below it (/docker/ID, or a path under "
+                              "/sys/fs/cgroup); repeatable."),
             click.option("-d", "--duration", type=click.FloatRange(min=0), metavar="SECONDS",
                          help="Stop after SECONDS (0: attach, print the ready line, exit)."),
             click.option("--json", "as_json", is_flag=True, help="JSON Lines: events, then a summary."),

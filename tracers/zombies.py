@@ -32,6 +32,7 @@ from . import procstate
 from ..analysis.report import format_table, print_findings, run_line
 from ..analysis.zombies import ZombieState, sort_events
 from .dstate import rows_table
+from .engine.labels import CONTAINER_WIDTH, container_header, label_of
 from .engine.records import arrow_table
 
 if TYPE_CHECKING:
@@ -352,19 +353,23 @@ class ZombiesTool(Tool):
         return sort_events(table)
 
     def live_header(self, clock: Clock) -> str:
-        return f"{clock.live_title:<15} {'EVENT':<5} {'PID':>7} {'COMM':<16} {'PPID':>7} {'PCOMM':<16} DETAIL"
+        return (f"{clock.live_title:<15} {'EVENT':<5} {'PID':>7} {'COMM':<16} {'PPID':>7} {'PCOMM':<16} "
+                f"{container_header()}DETAIL")
 
     def live_lines(self, obj: str, ring: str, events: Any, clock: Clock) -> str:
         if ring != "zombie_events":
             return ""   # state found at attach: in the report
         lines = []
+        show = bool(container_header())
         for ev, kind, detail in events:
             if kind == "free":
                 continue
             ppid = f"{int(ev['ppid']):>7}" if kind != "wait" else f"{'':>7}"
             pcomm = _name(ev["parent_comm"]) if kind != "wait" else ""
+            cell = (f"{label_of(ev['cgroup_id'], ev['cgroup_v1_id']).container or '-':<{CONTAINER_WIDTH}} "
+                    if show else "")
             lines.append(f"{clock.live(int(ev['ts_ns'])):<15} {kind:<5} {int(ev['pid']):>7} "
-                         f"{_name(ev['comm']):<16} {ppid} {pcomm:<16} {detail}\n")
+                         f"{_name(ev['comm']):<16} {ppid} {pcomm:<16} {cell}{detail}\n")
         return "".join(lines)
 
     def json_records(self, obj: str, ring: str, events: Any, clock: Clock) -> Iterable[dict[str, Any]]:
@@ -376,6 +381,7 @@ class ZombiesTool(Tool):
                 "pid": int(ev["pid"]), "comm": _name(ev["comm"]), "ppid": int(ev["ppid"]),
                 "parent_comm": _name(ev["parent_comm"]), "detail": detail,
                 "target": int(ev["target"]), "ret": int(ev["ret"]),
+                "cgroup_id": int(ev["cgroup_id"]), "cgroup_v1_id": int(ev["cgroup_v1_id"]),
             }
 
     def _drain(self) -> list[tuple[str, str, Any]]:
@@ -521,12 +527,13 @@ def print_lifecycles(lives: list[Any], clock: Clock, out: TextIO, top: int = 20,
 @pid_options(required=False)
 @click.option("--min-zombie", "min_zombie_s", type=click.FloatRange(min=0), default=1.0, show_default=True,
               metavar="SECONDS", help="A zombie older than this counts as unreaped.")
-def command(pids: tuple[int, ...], command: Optional[str], follow: bool, duration: Optional[float],
+def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
+            cgroups: tuple[str, ...], duration: Optional[float],
             as_json: bool, output: Optional[str], utc: bool, verbose: int, min_zombie_s: float) -> int:
     """Exits of the traced processes and of their children, and their
     reaping: by the parent, by a subreaper or init after the parent died, or
     still a zombie when tracing ends; the parent's wait4/waitid calls."""
-    target = target_from_options(pids, command, follow, required=False)
+    target = target_from_options(pids, command, follow, required=False, containers=containers, cgroups=cgroups)
     check_output_path(output)
     require_bpf_environment()
     tool = ZombiesTool(reap_orphans=bool(target.argv), min_zombie_s=min_zombie_s)

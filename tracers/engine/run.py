@@ -162,6 +162,8 @@ class Run:
         options = dict(spec.options)
         if spec.targeted:
             options["kt_filter_pids"] = self.target.filtered
+            # containers by name as they appear: matched in user space (dispatch)
+            options["kt_filter_cgroups"] = self.target.by_container and not self.target.late_match
             # The tracer never records itself (its own reads and sleeps), unless
             # it was asked to trace its own pid.
             options["kt_self_tgid"] = 0 if os.getpid() in self.target.pids else os.getpid()
@@ -169,6 +171,8 @@ class Run:
                          ring_bytes=spec.ring_bytes, follow_children=spec.targeted and self.target.follow)
 
     def _apply_target(self, session: Session) -> None:
+        if self.target.by_container and not self.target.late_match:
+            session.allow_cgroups(self.target.cgroup_ids)
         if not self.target.pids:
             return
         session.trace_pids(self.target.pids)  # the objects that carry the pid filter
@@ -180,6 +184,10 @@ class Run:
     def dispatch(self, tracer: BpfTracer, ring: str, batch: "np.ndarray[Any, Any]") -> None:
         if self._launcher is not None and tracer.name not in self._keep_launcher:
             batch = self._drop_launcher(batch)
+            if not len(batch):
+                return
+        if self.target.late_match:
+            batch = self._keep_containers(batch)
             if not len(batch):
                 return
         events = self.tool.update(tracer.name, ring, batch)
@@ -203,6 +211,23 @@ class Run:
         pid, comm = self._launcher
         ours = (batch["pid"] == pid) & (batch["comm"] == comm)
         return batch[~ours] if ours.any() else batch
+
+    def _keep_containers(self, batch: "np.ndarray[Any, Any]") -> "np.ndarray[Any, Any]":
+        """--container NAME of a watcher (late_match): the records of tasks in
+        the named containers, resolved as they come (their cgroups are
+        created while the run watches).  Records without cgroups (kernel
+        log lines) are kept."""
+        import numpy as np
+
+        from .labels import batch_labels, has_cgroups, resolver
+
+        if not has_cgroups(batch.dtype.names or ()):
+            return batch
+        ids, names = self.target.cgroup_ids, self.target.containers
+        keep = np.array([(int(a) in ids or int(b) in ids) or resolver().matches(label, names)
+                         for a, b, label in zip(batch["cgroup_id"], batch["cgroup_v1_id"], batch_labels(batch))],
+                        dtype=bool)
+        return batch if keep.all() else batch[keep]
 
     def _periodic(self) -> None:
         """A few times a second: the sinks' idle work (a trace's due flush),

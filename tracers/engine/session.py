@@ -73,6 +73,12 @@ class Session:
             if tracer.targeted:
                 tracer.trace_pids(pids)
 
+    def allow_cgroups(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        for tracer in self.tracers:
+            if tracer.targeted:
+                tracer.allow_cgroups(ids)
+
     def watch_exit(self, pid: int) -> None:
         """End the run when ``pid`` exits (pidfds poll readable on exit)."""
         try:

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, TextIO
 
+from .labels import add_label_columns, json_labels
 from .records import json_line
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class JsonSink(Sink):
         self._out = out
 
     def events(self, tool: "Tool", obj: str, ring: str, events: Any, clock: "Clock") -> None:
-        lines = "".join(json_line(record) for record in tool.json_records(obj, ring, events, clock))
+        lines = "".join(json_line(json_labels(record)) for record in tool.json_records(obj, ring, events, clock))
         if lines:
             _write(self, self._out or sys.stdout, lines)
 
@@ -128,7 +129,7 @@ class TraceDirSink(Sink):
         if self.failed:
             return
         for kind, table in tool.trace_records(obj, ring, events, clock):
-            self.writer.append(kind, table)
+            self.writer.append(kind, add_label_columns(table))
         self._guard(self.writer.flush_if_due)
 
     def idle(self) -> None:

@@ -244,6 +244,11 @@ class BpfTracer:
         for pid in pids:
             traced.update(struct.pack("<I", pid), b"\x01")
 
+    def allow_cgroups(self, ids: Iterable[int]) -> None:
+        allowed = self.obj.map("kt_cgroup_allow")
+        for cgroup_id in ids:
+            allowed.update(struct.pack("<Q", cgroup_id), b"\x01")
+
     def untrace_pid(self, pid: int) -> None:
         self.obj.map("kt_traced").delete(struct.pack("<I", pid))
 
