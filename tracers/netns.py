@@ -23,6 +23,7 @@ import click
 
 from .engine.clock import Clock
 from .engine.environment import UsageProblem, require_root
+from .engine.labels import label_of_pid
 from .engine.tool import Tool
 from .engine.tracedir import DEFAULT_FLUSH_S
 from ..analysis.findings import Finding
@@ -48,8 +49,14 @@ class Namespace:
     host: bool = False
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def containers(self) -> list[str]:
+        """The containers whose processes hold it (names or short ids)."""
+        return sorted({p["container"] for p in self.pids if p.get("container")})
+
     def as_dict(self) -> dict[str, Any]:
-        return {"inode": self.inode, "names": self.names, "host": self.host, "pids": self.pids, **self.details}
+        return {"inode": self.inode, "names": self.names, "host": self.host, "pids": self.pids,
+                "containers": self.containers, **self.details}
 
 
 def _comm(pid: str) -> str:
@@ -100,7 +107,7 @@ def list_namespaces() -> list[Namespace]:
         except OSError:
             continue  # exited, or a kernel thread we cannot see into
         ns = found.setdefault(ino, Namespace(ino, path=path))
-        ns.pids.append({"pid": int(pid), "comm": _comm(pid)})
+        ns.pids.append({"pid": int(pid), "comm": _comm(pid), "container": label_of_pid(int(pid)).container})
         if not ns.path:
             ns.path = path
     for ns in found.values():
@@ -242,7 +249,8 @@ def _render(namespaces: list[Namespace]) -> str:
         procs = ", ".join(f"{p['comm']}({p['pid']})" for p in ns.pids[:3]) + (f", +{len(ns.pids) - 3}" if len(ns.pids) > 3 else "")
         rows.append({
             "netns": f"net:[{ns.inode}]", "name": "(host)" if ns.host else (",".join(ns.names) or "-"),
-            "pids": len(ns.pids), "processes": procs or "-", "links": len(d.get("links", [])),
+            "pids": len(ns.pids), "processes": procs or "-", "containers": ",".join(ns.containers) or "-",
+            "links": len(d.get("links", [])),
             "ipv6": "error" if "error" in d else ("off (not loaded)" if not d.get("ipv6")
                     else f"disable_ipv6 all={dis.get('all')} default={dis.get('default')}"),
             "mroutes6": len(d.get("ip6_mroutes", [])),
@@ -282,7 +290,7 @@ def _namespace_schema() -> "pa.Schema":
     return pa.schema([
         ("time", pa.timestamp("ns", tz="UTC")), ("ts_ns", pa.int64()), ("inode", pa.int64()),
         ("names", pa.list_(pa.string())), ("host", pa.bool_()),
-        ("pids", pa.list_(pa.struct([("pid", pa.int64()), ("comm", pa.string())]))),
+        ("pids", pa.list_(pa.struct([("pid", pa.int64()), ("comm", pa.string()), ("container", pa.string())]))),
         ("error", pa.string()), ("ipv6", pa.bool_()), ("disable_ipv6_all", pa.int64()),
         ("disable_ipv6_default", pa.int64()), ("mc_forwarding", pa.int64()),
         ("bridges_without_address", pa.list_(pa.string())), ("ip6_mroutes", pa.list_(pa.string())),

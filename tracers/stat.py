@@ -23,6 +23,7 @@ import click
 from .counters import Interval, read_sample, resolve_disks, resolve_interfaces, whole_disk_dev
 from .engine.clock import Clock
 from .engine.environment import EnvironmentProblem, require_bpf_environment, UsageProblem
+from .engine.labels import label_of
 from .engine.sinks import JsonSink, Sink, TextSink, TraceDirSink
 from .engine.tool import ObjectSpec, Tool
 from .engine.tracer import Hook
@@ -39,7 +40,7 @@ from .statview import (
     json_record,
     row_line,
 )
-from .engine import AttachError, Target
+from .engine import AttachError, Target, target_from_options
 from .engine.libbpf import LibbpfError
 from .engine.run import Run, check_output_path
 from .engine.tracedir import DEFAULT_FLUSH_S
@@ -89,6 +90,7 @@ class TaskSampler:
         self.previous_ns = 0
         self.map_full = 0  # D-state sleeps or processes the BPF maps had no room for
         self.self_tgid = os.getpid()
+        self.cgroups: dict[int, tuple[int, int]] = {}   # tgid -> its cgroup ids (its container)
 
     def _snapshot(self) -> tuple[int, dict[int, tuple[int, int, int, int]], dict[int, str]]:
         import numpy as np
@@ -105,6 +107,7 @@ class TaskSampler:
                 continue  # the tracer never ranks itself
             totals[tgid] = [int(rec["dstate_ns"]), int(rec["iowait_ns"]), int(rec["read_bytes"]), int(rec["write_bytes"])]
             comms[tgid] = rec["comm"].split(b"\0", 1)[0].decode("utf-8", "replace")
+            self.cgroups[tgid] = (int(rec["cgroup_id"]), int(rec["cgroup_v1_id"]))
         sleeps = [np.frombuffer(v, dtype=self.sleep_dtype, count=1)[0] for _k, v in self.sleeping.items()]
         sleeps = [s for s in sleeps if int(s["tgid"]) != self.self_tgid]
         now = time.monotonic_ns()  # the clock of bpf_ktime_get_ns()
@@ -133,16 +136,21 @@ class TaskSampler:
         by_read = sorted((kv for kv in deltas.items() if kv[1][2] > 0), key=lambda kv: -kv[1][2])
         dstate = tuple(
             TaskFigure(tgid, comms.get(tgid, "?"), dstate_ms=d_ns / 1e6, iowait_ms=iow_ns / 1e6,
-                       iowait_share=100.0 * iow_ns / iowait_all if iowait_all else 0.0)
+                       iowait_share=100.0 * iow_ns / iowait_all if iowait_all else 0.0,
+                       container=self._container(tgid))
             for tgid, (d_ns, iow_ns, _r, _w) in by_dstate[:self.ranked])
         readers = tuple(
             TaskFigure(tgid, comms.get(tgid, "?"), read_rate=r_b / seconds, write_rate=w_b / seconds,
-                       read_bytes=r_b)
+                       read_bytes=r_b, container=self._container(tgid))
             for tgid, (_d, _i, r_b, w_b) in by_read[:self.ranked])
         self.previous, self.previous_ns = current, now
         self._forget_exited(current)
         self.map_full = self.tracer.read_global("stat_map_full")
         return TopTasks(dstate, readers, iowait_ms_all=iowait_all / 1e6, map_full=self.map_full)
+
+    def _container(self, tgid: int) -> str:
+        ids = self.cgroups.get(tgid)
+        return label_of(*ids).container if ids else ""
 
     def _forget_exited(self, current: dict[int, Any]) -> None:
         # An exited process's totals were just counted; its entry would only
@@ -151,6 +159,7 @@ class TaskSampler:
             if not os.path.exists(f"/proc/{tgid}"):
                 self.tasks.delete(struct.pack("<I", tgid))
                 self.previous.pop(tgid, None)
+                self.cgroups.pop(tgid, None)
 
 
 def _bpf_unavailable_reason(no_bpf: bool) -> Optional[str]:
@@ -410,10 +419,14 @@ class _StatCommand(click.Command):
 @click.option("--flush", "flush_s", type=click.FloatRange(min=0.01), default=DEFAULT_FLUSH_S, show_default=True,
               metavar="SECONDS", help="With -o: write and fsync the records at least this often.")
 @click.option("--no-bpf", is_flag=True, help="Leave out the BPF columns (most D-state task, top reader).")
+@click.option("--container", "containers", multiple=True, metavar="NAME|ID",
+              help="Rank only the processes of this container in the BPF columns; repeatable.")
+@click.option("--cgroup", "cgroups", multiple=True, metavar="PATH",
+              help="Rank only the processes of this cgroup or below it; repeatable.")
 @click.option("-v", "--verbose", count=True, help="Show libbpf's messages (-vv: debug).")
 def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[str], net_spec: Optional[str],
             as_json: bool, csv_path: Optional[str], output: Optional[str], flush_s: float, no_bpf: bool,
-            verbose: int) -> int:
+            containers: tuple[str, ...], cgroups: tuple[str, ...], verbose: int) -> int:
     """dstat's columns every INTERVAL seconds (default 1), COUNT lines (default: until Ctrl-C).
 
     CPU in percent (usr includes nice and irq time, wai is iowait); disk, net
@@ -432,6 +445,7 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
     disk_groups = resolve_disks(disk_spec)
     net_groups = resolve_interfaces(net_spec)
     check_output_path(output)
+    target = target_from_options((), None, False, required=False, containers=containers, cgroups=cgroups)
 
     csv_file: Optional[IO[str]] = None
     if csv_path:
@@ -442,7 +456,7 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
 
     note = _bpf_unavailable_reason(no_bpf)
     try:
-        return _run(seconds, lines, disk_groups, net_groups, as_json, csv_file, note, output, flush_s)
+        return _run(seconds, lines, disk_groups, net_groups, as_json, csv_file, note, output, flush_s, target)
     finally:
         if csv_file is not None:
             csv_file.close()
@@ -450,7 +464,7 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
 
 def _run(seconds: float, lines: Optional[int], disk_groups: dict[str, list[str]], net_groups: dict[str, list[str]],
          as_json: bool, csv_file: Optional[IO[str]], note: Optional[str], output: Optional[str] = None,
-         flush_s: float = DEFAULT_FLUSH_S) -> int:
+         flush_s: float = DEFAULT_FLUSH_S, target: Optional[Target] = None) -> int:
     def make_run(bpf: bool, why: Optional[str]) -> Run:
         tool = StatTool(seconds, lines, disk_groups, net_groups, bpf=bpf, note=why)
         sinks: list[Sink] = [JsonSink() if as_json else TextSink(report=False)]
@@ -458,7 +472,7 @@ def _run(seconds: float, lines: Optional[int], disk_groups: dict[str, list[str]]
             sinks.append(CsvSink(csv_file, list(disk_groups), list(net_groups)))
         if output:
             sinks.append(TraceDirSink(output, flush_s))
-        return Run("iotrace", tool, Target(), sinks, quiet=True)
+        return Run("iotrace", tool, target or Target(), sinks, quiet=True)
 
     if note is None:
         run = make_run(True, None)

@@ -48,6 +48,7 @@ class TaskFigure:
     read_rate: float = 0.0        # block bytes queued per second
     read_bytes: int = 0           # block bytes queued in the interval
     write_rate: float = 0.0
+    container: str = ""           # its container (name or short id), "" for the host's
 
     def label(self, width: int = TASK_WIDTH) -> str:
         pid = f"/{self.pid}"
@@ -175,10 +176,10 @@ def _task_dict(t: Optional[TaskFigure], kind: str) -> Optional[dict[str, Any]]:
     if kind == "dstate":
         # ms to the nanosecond: a share recomputed from these figures matches
         # iowait_share_pct even when an interval's iowait is a few microseconds
-        return {"pid": t.pid, "comm": t.comm, "dstate_ms": round(t.dstate_ms, 6),
+        return {"pid": t.pid, "comm": t.comm, "container": t.container, "dstate_ms": round(t.dstate_ms, 6),
                 "iowait_ms": round(t.iowait_ms, 6), "iowait_share_pct": round(t.iowait_share, 2)}
-    return {"pid": t.pid, "comm": t.comm, "read_bytes": t.read_bytes, "read_bytes_s": round(t.read_rate, 1),
-            "write_bytes_s": round(t.write_rate, 1)}
+    return {"pid": t.pid, "comm": t.comm, "container": t.container, "read_bytes": t.read_bytes,
+            "read_bytes_s": round(t.read_rate, 1), "write_bytes_s": round(t.write_rate, 1)}
 
 
 def json_record(row: Row, bpf_note: Optional[str]) -> dict[str, Any]:
@@ -215,8 +216,8 @@ def csv_fields(disk_names: Sequence[str], net_names: Sequence[str]) -> list[str]
     for n in net_names:
         fields += [f"net_{n}_recv", f"net_{n}_send"]
     fields += ["paging_in", "paging_out", "system_int", "system_csw", "procs_run", "procs_blk", "procs_new",
-               "dstate_pid", "dstate_comm", "dstate_ms", "dstate_iowait_share_pct",
-               "reader_pid", "reader_comm", "reader_read_bytes_s"]
+               "dstate_pid", "dstate_comm", "dstate_container", "dstate_ms", "dstate_iowait_share_pct",
+               "reader_pid", "reader_comm", "reader_container", "reader_read_bytes_s"]
     return fields
 
 
@@ -236,21 +237,22 @@ def csv_record(row: Row, disk_names: Sequence[str], net_names: Sequence[str]) ->
     # Unavailable BPF columns stay empty; a task nobody matched is also empty.
     top = row.top
     if top is not None and top.dstate is not None:
-        rec.update(dstate_pid=top.dstate.pid, dstate_comm=top.dstate.comm,
+        rec.update(dstate_pid=top.dstate.pid, dstate_comm=top.dstate.comm, dstate_container=top.dstate.container,
                    dstate_ms=round(top.dstate.dstate_ms, 3),
                    dstate_iowait_share_pct=round(top.dstate.iowait_share, 2))
     if top is not None and top.reader is not None:
-        rec.update(reader_pid=top.reader.pid, reader_comm=top.reader.comm,
+        rec.update(reader_pid=top.reader.pid, reader_comm=top.reader.comm, reader_container=top.reader.container,
                    reader_read_bytes_s=round(top.reader.read_rate, 1))
     return rec
 
 
 # -- the trace directory (-o DIR) -----------------------------------------------
 
-_DSTATE_FIELDS = (("pid", "int64"), ("comm", "string"), ("dstate_ms", "float64"), ("iowait_ms", "float64"),
+_DSTATE_FIELDS = (("pid", "int64"), ("comm", "string"), ("container", "string"), ("dstate_ms", "float64"),
+                  ("iowait_ms", "float64"),
                   ("iowait_share_pct", "float64"))
-_READER_FIELDS = (("pid", "int64"), ("comm", "string"), ("read_bytes", "int64"), ("read_bytes_s", "float64"),
-                  ("write_bytes_s", "float64"))
+_READER_FIELDS = (("pid", "int64"), ("comm", "string"), ("container", "string"), ("read_bytes", "int64"),
+                  ("read_bytes_s", "float64"), ("write_bytes_s", "float64"))
 _FIGURES = ("iowait_ms_all_tasks", "not_counted_map_full")
 
 

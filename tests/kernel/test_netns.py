@@ -136,7 +136,7 @@ def test_snapshot_trace_dir_replays_to_the_live_json(named_netns_with_empty_brid
     assert named["names"] == [name] and named["pids"] == [] and named["host"] is False
     assert named["bridges_without_address"] == ["br-empty"] and named["disable_ipv6_all"] == 1
     assert named["time"].value == named["ts_ns"] + reader.meta["clock"]["offset_ns"]
-    assert spaces[held_ino]["pids"] == [{"pid": held_pid, "comm": "sleep"}]
+    assert spaces[held_ino]["pids"] == [{"pid": held_pid, "comm": "sleep", "container": ""}]   # a host process
     links = {l["ifname"]: l for l in reader.table("netns_link").to_pylist() if l["netns"] == named_ino}
     assert set(links) == {"lo", "br-empty", "br-used"}
     assert links["br-empty"]["kind"] == "bridge" and links["br-empty"]["addresses"] == []

@@ -187,3 +187,32 @@ def label_with_names(cgroup_id: int, cgroup_v1_id: int, name: str, parent: str) 
     names = resolver().names
     return ContainerLabel(names.name(ref) or ref.container_id[:12], names.pod_name(ref) or ref.pod_uid,
                           ref.runtime, ref.container_id)
+
+
+def label_of_pid(pid: int) -> "ContainerLabel":
+    """A live process's container, from /proc/PID/cgroup (its v2 cgroup,
+    else its v1 memory one): for inventories read from /proc, not events."""
+    from .containers import HOST, ContainerLabel, parse_cgroup_path
+
+    paths: dict[str, str] = {}
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                _num, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "":
+                    paths["v2"] = path
+                elif "memory" in controllers.split(","):
+                    paths["v1"] = path
+    except (OSError, ValueError):
+        return ContainerLabel("", "", "", "")
+    ref = HOST
+    for hierarchy in ("v2", "v1"):
+        if paths.get(hierarchy, "/") != "/":
+            ref = parse_cgroup_path(paths[hierarchy])
+            if ref.container_id or ref.pod_uid:
+                break
+    if not (ref.container_id or ref.pod_uid):
+        return ContainerLabel(ref.unit, "", ref.runtime, "")
+    names = resolver().names
+    return ContainerLabel(names.name(ref) or ref.container_id[:12], names.pod_name(ref) or ref.pod_uid,
+                          ref.runtime, ref.container_id)
