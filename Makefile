@@ -2,7 +2,7 @@
 # every set-up step on a fresh Debian machine; each step is also a target.
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps bpf install test test-unit test-kernel vmtest bench demo clean
+.PHONY: all deps bpf install test test-unit test-kernel vmtest bench demo docker-repro clean
 
 SHELL := /bin/bash
 ARCH := x86
@@ -15,7 +15,7 @@ BPFTOOL ?= bpftool
 BIN_DIR ?= /usr/local/bin
 MAN_DIR ?= /usr/local/share/man/man1
 
-APT_PACKAGES := clang llvm libbpf-dev bpftool libbpf1 python3-venv fio strace bpftrace iproute2 gcc make
+APT_PACKAGES := clang llvm libbpf-dev bpftool libbpf1 python3-venv fio strace bpftrace iproute2 gcc make docker.io busybox-static
 # Installed only when missing, so a set-up machine pays one dpkg query.
 DEPS_STAMP := .deps-installed
 
@@ -98,6 +98,9 @@ bench: install
 
 demo: install
 	$(Q)$(VPY) bench/demo.py
+
+docker-repro: install
+	$(Q)$(VPY) bench/docker_ip6mr.py
 
 clean:
 	rm -f bpf/*.bpf.o bpf/vmlinux.h

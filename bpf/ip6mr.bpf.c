@@ -395,6 +395,9 @@ int BPF_PROG(ns_console, const char *text, size_t len)
 	n = len < NS_KMSG_LEN - 1 ? len : NS_KMSG_LEN - 1;
 	if (bpf_probe_read_kernel(s->text, n, text))
 		return 0;
+	/* the scratch buffer holds the previous, longer message past n */
+	if (n < NS_KMSG_LEN)
+		s->text[n] = 0;
 	for (__u32 i = 0; i < NS_KMSG_LEN - 1; i++) {
 		if (i >= n)
 			break;

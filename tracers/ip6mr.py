@@ -264,7 +264,8 @@ class Ip6mrTool(Tool):
             if kind == "attempt":
                 self.stats.attempt(row["ts_ns"], row["method"], row["err"], row["latency_ns"])
                 self._keep_attempt(row)
-                self._count_container(row, "failed" if row["err"] else "created", errno_name(row["err"]))
+                self._count_container(row, "failed" if row["err"] else
+                                      "entered" if row["method"] == "setns" else "created", errno_name(row["err"]))
             elif kind == "oom":
                 self.stats.oom(row["ts_ns"])
                 self._count_container(row, "oom_kills")
@@ -293,8 +294,8 @@ class Ip6mrTool(Tool):
         row["container"] = name
         entry = self.by_container.get(name)
         if entry is None:
-            entry = self.by_container[name] = {"container": name, "pod": pod, "created": 0, "failed": 0,
-                                               "failed_by_errno": {}, "oom_kills": 0}
+            entry = self.by_container[name] = {"container": name, "pod": pod, "created": 0, "entered": 0,
+                                               "failed": 0, "failed_by_errno": {}, "oom_kills": 0}
         entry[what] += 1
         if errno:
             entry["failed_by_errno"][errno] = entry["failed_by_errno"].get(errno, 0) + 1
@@ -540,7 +541,7 @@ def print_report(summary: Mapping[str, Any], stats: "rule.NamespaceStats", found
     containers = [c for c in summary.get("containers", []) if c["container"]]
     if containers:
         rows = [{"container": c["container"], **({"pod": c["pod"]} if any(x["pod"] for x in containers) else {}),
-                 "netns_created": c["created"], "failed": c["failed"],
+                 "netns_created": c["created"], "entered": c["entered"], "failed": c["failed"],
                  "errnos": ",".join(f"{k}x{v}" for k, v in c["failed_by_errno"].items()) or "-",
                  "oom_kills": c["oom_kills"]} for c in containers]
         out.write("\nPer container:\n" + format_table(rows) + "\n")

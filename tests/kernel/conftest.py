@@ -4,6 +4,9 @@ import os
 
 import pytest
 
+# the real Docker engine's fixture, for every kernel test module that asks for it
+pytest_plugins = ["docker_engine"]
+
 
 def _why_not() -> str:
     if os.geteuid() != 0:

@@ -684,3 +684,27 @@ def test_io_uring_reads_equal_fio(data_dir, tmp_path, engine_args, kind):
     blocks = frames["block"]
     credited = blocks[(blocks["pid"] == job_pid) & (blocks["path"] == path) & (blocks["op"] == "R")]
     assert int(credited["bytes"].sum()) == job["io_bytes"]
+
+
+def test_json_to_a_full_pipe_loses_no_line_on_ctrl_c(data_dir):
+    """`iotrace odirect --json ... | slow-reader`, then Ctrl-C while the
+    tracer waits on the full pipe: every read's line still comes out (a
+    write cut short by the signal once lost the rest of its batch)."""
+    path = os.path.join(data_dir, "pipe.dat")
+    with open(path, "wb") as f:
+        f.write(os.urandom(2000 * BLOCK))
+        f.flush()
+        os.fsync(f.fileno())
+    proc = subprocess.Popen([IOTRACE, "odirect", "--json", "-c",
+                             f"{shutil.which('dd')} if={path} of=/dev/null bs={BLOCK} iflag=direct status=none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(3.0)   # dd is done; the tracer blocks on the pipe (~700 KB of lines, 64 KiB of pipe)
+    proc.send_signal(signal.SIGINT)
+    out, _err = proc.communicate(timeout=120)
+    lines = [json.loads(line) for line in out.splitlines()]
+    reads = [d for d in lines if d["type"] == "read" and d["path"] == path]
+    (summary,) = [d for d in lines if d["type"] == "summary"]
+    assert summary["lost_events"] == 0
+    assert len(reads) == 2001   # the last returns 0: end of file
+    (dd,) = [p for p in summary["processes"] if p["comm"] == "dd"]
+    assert dd["odirect_reads"] == 2001

@@ -151,8 +151,22 @@ def _pair_codes(a: "np.ndarray[Any, Any]", b: "np.ndarray[Any, Any]") -> tuple["
 
 def batch_labels(batch: "np.ndarray[Any, Any]") -> "list[ContainerLabel]":
     """One label per record of a ring batch (a structured array with the
-    cgroup fields)."""
-    return labels_of(batch["cgroup_id"].tolist(), batch["cgroup_v1_id"].tolist())
+    cgroup fields, and the cgroup's names where the records carry them)."""
+    if "cgroup_name" not in (batch.dtype.names or ()):
+        return labels_of(batch["cgroup_id"].tolist(), batch["cgroup_v1_id"].tolist())
+    cache: dict[tuple[int, int, bytes, bytes], "ContainerLabel"] = {}
+    out = []
+    for key in zip(batch["cgroup_id"].tolist(), batch["cgroup_v1_id"].tolist(), batch["cgroup_name"].tolist(),
+                   batch["cgroup_parent"].tolist()):
+        label = cache.get(key)
+        if label is None:
+            label = cache[key] = label_with_names(key[0], key[1], _cstr(key[2]), _cstr(key[3]))
+        out.append(label)
+    return out
+
+
+def _cstr(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 CONTAINER_WIDTH = 16

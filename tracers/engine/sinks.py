@@ -40,13 +40,26 @@ class Sink:
 
 
 def _write(sink: Sink, stream: TextIO, text: str) -> None:
-    """Writes and flushes; a reader that went away (EPIPE) closes the sink,
-    and stdout then points at /dev/null so no later flush fails."""
+    """Writes all of text; a reader that went away (EPIPE) closes the sink,
+    and stdout then points at /dev/null so no later flush fails.
+
+    A file descriptor is written with os.write until every byte is out:
+    CPython's buffered writer drops the rest of a write to a full pipe that
+    a signal cut short (Ctrl-C while `iotrace ... | less` waits), and the
+    run goes on after SIGINT to write its summary."""
     if sink.closed:
         return
     try:
-        stream.write(text)
-        stream.flush()
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):   # io.UnsupportedOperation: a StringIO
+            stream.write(text)
+            stream.flush()
+            return
+        stream.flush()   # anything written through the stream before, in order
+        view = memoryview(text.encode(stream.encoding or "utf-8", stream.errors or "strict"))
+        while view:
+            view = view[os.write(fd, view):]
     except BrokenPipeError:
         sink.closed = True
         devnull = os.open(os.devnull, os.O_WRONLY)
