@@ -105,13 +105,20 @@ def test_stall_watchdog_reports_and_aborts_a_silent_pytest(tmp_path, monkeypatch
             output = vmtest._Output(silent.stdout, sink)
             copier = vmtest.threading.Thread(target=output.copy, daemon=True)
             copier.start()
-            vmtest._watch_for_stall(output, silent, tmp_path, 1.0)
+            # in a thread of its own, as vmtest runs it: it raises its thread to
+            # SCHED_FIFO, which on this thread would have made every later test
+            # (and all it starts: dockerd, tracers) real-time
+            watchdog = vmtest.threading.Thread(target=vmtest._watch_for_stall, args=(output, silent, tmp_path, 1.0))
+            watchdog.start()
+            watchdog.join(timeout=30)
+            assert not watchdog.is_alive()
             assert silent.wait(timeout=10) == -signal.SIGABRT
             copier.join(timeout=10)
     finally:
         silent.kill()
     assert reports == [(tmp_path, ["tid 1 init"])]
     assert log.read_bytes() == b"started\n"
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 def test_wedged_guest_vcpus_are_named_from_the_monitor(tmp_path):
