@@ -11,6 +11,8 @@ timings are only reported, a lost event is a defect.
     (d) bench_odirect.py: what ``iotrace odirect`` costs an O_DIRECT reader.
     (e) bench_reads.py: what ``iotrace odirect`` costs a reader of cached
         files and of sockets (no O_DIRECT), against bpftrace.
+    (g) bench_tools.py: what each tracing command costs a syscall-heavy, a
+        switch-heavy and a fork-heavy workload.
     (f) bench_memory.py: iotrace odirect's peak RSS over a 20 s and an 80 s
         fio run, without and with ``-o DIR``; lost events; fio's read rate
         against untraced; records/s written to the trace directory.
@@ -203,13 +205,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sustain-seconds", type=float, default=60.0)
     parser.add_argument("--memory-seconds", type=float, nargs="+", default=[20.0, 80.0], metavar="SECONDS",
                         help="fio run lengths of the memory step (the first short, the last long)")
-    parser.add_argument("--only", choices=["launch", "decode", "sustained", "odirect", "reads", "memory"],
+    parser.add_argument("--only", choices=["launch", "decode", "sustained", "odirect", "reads", "tools", "memory"],
                         action="append")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("make bench needs root (it loads BPF programs)", file=sys.stderr)
         return 2
-    wanted = set(args.only or ["launch", "decode", "sustained", "odirect", "reads", "memory"])
+    wanted = set(args.only or ["launch", "decode", "sustained", "odirect", "reads", "tools", "memory"])
     failed = False
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     if "launch" in wanted:
@@ -229,6 +231,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         import bench_reads  # beside this file
 
         steps.append(("reads", bench_reads.run))
+    if "tools" in wanted:
+        import bench_tools  # beside this file
+
+        steps.append(("tools", bench_tools.run))
     if "memory" in wanted:
         import bench_memory  # beside this file
 
@@ -259,6 +265,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"  {result['achieved_events_per_s']:,.0f} events/s for {result['seconds']:.0f} s: "
                   f"emitted {result['emitted']:,}, received {result['received']:,}, lost {result['lost']:,}")
             failed |= result["received"] != result["emitted"]
+        elif name == "tools":
+            failed |= not result["ok"]   # a run that failed or lost events
         elif name == "reads":
             # bench_reads printed its lines; a goal missed is a defect
             failed |= not result["ok"]
