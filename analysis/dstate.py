@@ -1,4 +1,5 @@
-"""D-state time: per-task and per-process tables, and rule ``dstate-io``.
+"""D-state time: per-task and per-process tables, the log2 histograms of
+sleep lengths, folded stacks for flame graphs, and rule ``dstate-io``.
 
 Input frame ``dstate_totals`` (one row per thread, kernel stack and iowait
 flag): pid, tid, comm, iowait, count, total_ns, max_ns, wait_site, stack, and
@@ -7,14 +8,16 @@ counted from then (its stack is the one /proc showed at the attach).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
+from .arrays import unique
 from .findings import Finding
+from .log2 import histogram_dict, indexes_of
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["SleepTotals", "findings", "per_process", "per_task", "top_stacks"]
+__all__ = ["SleepTotals", "findings", "folded_lines", "histograms", "per_process", "per_task", "top_stacks"]
 
 # D time below this is noise on any machine (a few page-cache misses).
 MIN_D_S = 0.25
@@ -38,6 +41,9 @@ class SleepTotals:
     def __init__(self) -> None:
         # key -> [count, total_ns, max_ns, comm, wait_site, stack]
         self._rows: dict[tuple[int, int, int, bool, bool], list[Any]] = {}
+        # the same sleeps per (iowait, log2 slot of their length), as the
+        # kernel's dstate_hists counts them
+        self.hist: dict[tuple[bool, int], int] = {}
 
     def __bool__(self) -> bool:
         return bool(self._rows)
@@ -49,6 +55,10 @@ class SleepTotals:
             return
         frame = frame.assign(**{c: frame[c].astype(str) for c in ("comm", "wait_site", "stack")})
         frame = frame.assign(iowait=frame["iowait"].astype(bool), at_attach=frame["at_attach"].astype(bool))
+        slots = indexes_of(frame["duration_ns"].astype("int64").to_numpy()) << 1 | frame["iowait"].to_numpy()
+        for k, c in zip(*(a.tolist() for a in unique(slots, return_counts=True))):
+            key = (bool(k & 1), k >> 1)
+            self.hist[key] = self.hist.get(key, 0) + c
         g = frame.groupby(_KEY, sort=False).agg(
             count=("duration_ns", "size"), total_ns=("duration_ns", "sum"), max_ns=("duration_ns", "max"),
             comm=("comm", "last"), wait_site=("wait_site", "last"), stack=("stack", "last"))
@@ -131,6 +141,52 @@ def top_stacks(frames: "dict[str, pd.DataFrame]", n: int) -> "pd.DataFrame":
     g["longest_ms"] = g["max_ns"] / 1e6
     g["iowait"] = g["iowait"].astype(bool)
     return g.sort_values("d_ms", ascending=False).head(n)[cols].reset_index(drop=True)
+
+
+def histograms(counts: Mapping[tuple[bool, int], int], **extra: Any) -> dict[str, dict[str, Any]]:
+    """The log2 histograms of sleep lengths from counts per (iowait, log2
+    slot): iowait and other D apart, as the per-task table splits them."""
+    return {
+        "dstate_iowait_time": histogram_dict("D-state sleeps waiting for I/O, in io_schedule",
+                                             {s: c for (io, s), c in counts.items() if io}, "sleeps", **extra),
+        "dstate_other_time": histogram_dict("Other D-state sleeps: locks, vfork, page faults, ...",
+                                            {s: c for (io, s), c in counts.items() if not io}, "sleeps", **extra),
+    }
+
+
+def _folded(stack: str, site: str) -> str:
+    """A totals row's stack (innermost first) root first, down to the
+    scheduler function its wait site called (io_schedule, schedule, ...):
+    the scheduler's own frames inside that one say nothing about why."""
+    frames = [f for f in stack.split(";") if f]
+    if not frames:
+        return "[unknown]"
+    if site in frames:
+        frames = frames[max(frames.index(site) - 1, 0):]
+    return ";".join(reversed(frames))
+
+
+def folded_lines(frames: "dict[str, pd.DataFrame]") -> list[str]:
+    """D time per distinct kernel stack as flamegraph.pl and speedscope read
+    it: ``entry_SYSCALL_64_after_hwframe;...;io_schedule 1234``, one line per
+    stack, the value in microseconds (as offcputime -f), sorted by stack.
+    Every task and iowait flag of a stack in one line; a sleep without a
+    stack (the stack map full, or a hash collision) is ``[unknown]``.  The
+    values are rounded on their running sum, so they add up to the total D
+    time in microseconds."""
+    t = _totals(frames)
+    per_stack: dict[str, int] = {}
+    for stack, site, ns in zip(t["stack"].astype(str), t["wait_site"].astype(str), t["total_ns"].astype("int64")):
+        key = _folded(stack, site)
+        per_stack[key] = per_stack.get(key, 0) + int(ns)
+    lines = []
+    summed_ns = shown_us = 0
+    for key in sorted(per_stack):
+        summed_ns += per_stack[key]
+        us = (summed_ns + 500) // 1000 - shown_us
+        shown_us += us
+        lines.append(f"{key} {us}")
+    return lines
 
 
 def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]:

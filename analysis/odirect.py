@@ -23,6 +23,7 @@ from .arrays import unique
 
 from .findings import Finding
 from .histogram import Histogram, bucket_of
+from .log2 import from_histogram, histogram_dict
 
 if TYPE_CHECKING:
     import numpy as np
@@ -161,6 +162,13 @@ class ODirectStats:
         self.by_pid_file: dict[tuple[int, str], _Reads] = {}
         self.disk_reads: dict[tuple[int, str], int] = {}      # (pid, disk) -> bytes of block reads
         self.odirect_latency = Histogram()
+        # the report's distributions: every read without O_DIRECT (recorded,
+        # or counted in the kernel), and the device time of each credited bio
+        # that completed (from its request's issue; unknown when the issue
+        # was not seen)
+        self.buffered_latency = Histogram()
+        self.device_time = Histogram()
+        self.bios_without_device_time = 0
 
     @classmethod
     def from_frames(cls, frames: Mapping[str, "pd.DataFrame"]) -> "ODirectStats":
@@ -203,6 +211,7 @@ class ODirectStats:
         comm_codes, comm_labels = _labels(table, "comm")
         path_codes, path_labels = _labels(table, "path")
         self.odirect_latency.add(latency[direct])
+        self.buffered_latency.add(latency[~direct])
         # one pass per grouping: per process, per file, per (process, file)
         for kind, keys in (("pid", pid), ("file", path_codes), ("pair", (pid << 24) | path_codes)):
             uniques, inverse = _groups(keys)
@@ -300,6 +309,7 @@ class ODirectStats:
             got = _kernel_histogram(slots, counts)
             if got is None:
                 continue
+            self.buffered_latency.add_buckets(*got)
             pid_row = self.by_pid.setdefault(p, _Reads())
             for hist in (pid_row.latency, pid_row.buffered_latency, self.by_file.setdefault(self._file_key(path), _Reads()).latency,
                          self._pair(p, path).latency):
@@ -319,6 +329,12 @@ class ODirectStats:
         disk_codes, disk_labels = _labels(table, "disk") if "disk" in _names(table) else (
             np.zeros(len(pid), dtype=np.int64), [""])
         comm_codes, comm_labels = _labels(table, "comm")
+        if "completed" in _names(table) and "device_ns" in _names(table):
+            done = attributed & _column(table, "completed").astype(bool)
+            device = _column(table, "device_ns").astype(np.float64)[done]
+            known = ~np.isnan(device)   # NaN: the request's issue was not seen
+            self.device_time.add(device[known].astype(np.int64))
+            self.bios_without_device_time += int((~known).sum())
         # per process: every attributed bio
         sel = np.flatnonzero(attributed)
         if len(sel):
@@ -365,6 +381,23 @@ class ODirectStats:
             for g, key in enumerate(uniques.tolist()):
                 dk = (key >> 24, disk_labels[key & ((1 << 24) - 1)])
                 self.disk_reads[dk] = self.disk_reads.get(dk, 0) + int(total[g])
+
+    def histograms(self) -> dict[str, dict[str, Any]]:
+        """The log2 histograms of the report and the summary: counts add up
+        to the O_DIRECT reads, the other reads, and the credited bios that
+        completed with a known device time."""
+        block = histogram_dict("Block device time per bio, issue to completion", from_histogram(self.device_time),
+                               "bios", no_device_time=self.bios_without_device_time)
+        if self.bios_without_device_time:
+            block["note"] = (f"{self.bios_without_device_time} more bios completed without a device time: "
+                             "their issue was not seen")
+        return {
+            "odirect_read_latency": histogram_dict("O_DIRECT read latency", from_histogram(self.odirect_latency),
+                                                   "reads"),
+            "buffered_read_latency": histogram_dict("Read latency without O_DIRECT: page cache, pipes, sockets",
+                                                    from_histogram(self.buffered_latency), "reads"),
+            "block_device_time": block,
+        }
 
 
 # The kernel's latency histogram of counted reads (bpf/odirect.h): the

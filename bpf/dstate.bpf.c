@@ -27,6 +27,7 @@ KT_EXPORT(dstate_event);
 KT_EXPORT(dstate_key);
 KT_EXPORT(dstate_total);
 KT_EXPORT(dstate_sleep);
+KT_EXPORT(dstate_hist);
 KT_EXPORT_ENUM(dstate_end);
 KT_EXPORT_ENUM(dstate_stack_id);
 
@@ -51,9 +52,39 @@ struct {
 	__type(value, struct dstate_total);
 } dstate_totals SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);  /* 0: other D, 1: iowait */
+	__type(key, __u32);
+	__type(value, struct dstate_hist);
+} dstate_hists SEC(".maps");
+
 /* Sleeps ended, and sleeps whose aggregate slot could not be created. */
 __u64 sleeps_seen = 0;
 __u64 totals_full = 0;
+
+/* floor(log2(v)), 0 for v < 2, without a loop (as odirect.bpf.c has it). */
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r, shift;
+
+	r = (v > 0xffffffffULL) << 5;
+	v >>= r;
+	shift = (v > 0xffff) << 4;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xff) << 3;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0xf) << 2;
+	v >>= shift;
+	r |= shift;
+	shift = (v > 0x3) << 1;
+	v >>= shift;
+	r |= shift;
+	r |= (v >> 1);
+	return r;
+}
 
 static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 how, __u32 waker)
 {
@@ -92,10 +123,15 @@ static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 
 		total = bpf_map_lookup_elem(&dstate_totals, &key);
 	}
 	if (total) {
+		__u32 which = iowait ? 1 : 0;
+		struct dstate_hist *hist = bpf_map_lookup_elem(&dstate_hists, &which);
+
 		__sync_fetch_and_add(&total->count, 1);
 		__sync_fetch_and_add(&total->total_ns, delta);
 		if (delta > total->max_ns)
 			total->max_ns = delta;
+		if (hist)
+			__sync_fetch_and_add(&hist->slots[log2_u64(delta) & (DSTATE_HIST_SLOTS - 1)], 1);
 	} else {
 		__sync_fetch_and_add(&totals_full, 1);
 	}

@@ -57,6 +57,17 @@ enum dstate_stack_id {
 	DSTATE_STACK_ID_NONE = -2,   /* -ENOENT: the sleep began before the programs saw it */
 };
 
+/* Sleeps per log2 of their length in ns (slot 0: 0 and 1 ns; slot k:
+ * [2^k, 2^(k+1)); 64 slots hold any __u64), in the map dstate_hists:
+ * entry 0 other D, entry 1 iowait.  Counted with the totals, so the slots
+ * add up to the sum of dstate_total.count (a sleep the totals had no room
+ * for is in neither). */
+#define DSTATE_HIST_SLOTS 64
+
+struct dstate_hist {
+	__u64 slots[DSTATE_HIST_SLOTS];
+};
+
 struct dstate_total {
 	__u64 count;
 	__u64 total_ns;

@@ -19,6 +19,7 @@ from .engine.run import Run, check_output_path
 from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
 from ..analysis import diagnose as cause_rules
+from ..analysis.log2 import print_histograms
 from ..analysis.report import format_table, print_findings, run_line
 from .counters import CounterSampler
 from .dstate import TICK_KIND, DStateTool
@@ -199,6 +200,7 @@ class DiagnoseTool(Tool):
             "stacks": parts["dstate"]["stacks"],
             "d_at_attach": parts["dstate"]["d_at_attach"],
             "d_at_end": parts["dstate"]["d_at_end"],
+            "histograms": {**parts["odirect"]["histograms"], **parts["dstate"]["histograms"]},
             "tracers": list(self.parts),
         }
 
@@ -227,6 +229,7 @@ class DiagnoseTool(Tool):
         out.write("\nProcesses:\n" + format_table(rows) + "\n")
         if len(shown) > 15:
             out.write(f"({len(shown) - 15} more)\n")
+        print_histograms(envelope.get("histograms") or {}, out)
         print_findings(findings, out)
 
 

@@ -4,11 +4,18 @@ other D time, with the kernel stacks where the time went.
 Every sleep is aggregated in the kernel per (thread, stack, iowait), so the
 totals are exact even if the ring buffer drops per-sleep records; the ring
 carries each sleep for the live view and the trace (-o DIR), and nothing is
-kept of it here.  The trace's kinds: dstate_sleep (every sleep record, with
-its wait site and stack), dstate_at_attach, and at the end dstate_total (the
-kernel's totals) and dstate_at_end; `report` takes the totals from
-dstate_total, or for a run killed before its end sums its dstate_sleep
-records.
+kept of it here.  The kernel also counts the sleeps per power of two of
+their length (dstate_hists, iowait and other D apart) for the report's
+histograms.  The trace's kinds: dstate_sleep (every sleep record, with its
+wait site and stack), dstate_at_attach, each second dstate_total_tick and
+dstate_hist_tick (the totals and histogram slots that grew), and at the end
+dstate_total (the kernel's totals), dstate_hist (its histograms) and
+dstate_at_end; `report` takes the totals and histograms from those, or for a
+run killed before its end from the last tick and the dstate_sleep records
+after it (or from the records alone).
+
+``--folded`` prints, instead of the live lines and the report, the D time
+per kernel stack for flame graphs (analysis/dstate.py: folded_lines).
 
 Tasks already in D when tracing starts are read from /proc (wait channel,
 kernel stack) and their sleep is counted from the attach to its wake-up;
@@ -33,6 +40,8 @@ from . import procstate
 from ..analysis import dstate as rules
 from ..analysis.dstate import TOTAL_COLUMNS, SleepTotals, per_process, per_task, top_stacks
 from ..analysis.report import format_table, print_findings, run_line
+from ..analysis.log2 import print_histograms
+from .engine.environment import UsageProblem
 from .engine.ksyms import kernel_symbols, read_stack, wait_site
 from .engine.labels import container_cells, container_header
 from .engine.records import arrow_table
@@ -42,8 +51,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["AT_ATTACH_KIND", "AT_END_KIND", "DStateTool", "SLEEP_KIND", "TICK_KIND", "TOTAL_KIND", "command",
-           "print_tables"]
+__all__ = ["AT_ATTACH_KIND", "AT_END_KIND", "DStateTool", "HIST_KIND", "HIST_TICK_KIND", "SLEEP_KIND", "TICK_KIND",
+           "TOTAL_KIND", "command", "print_tables"]
 
 HOOKS = (
     Hook("sched_switch", ("dstate_switch",)),
@@ -58,6 +67,8 @@ SLEEP_KIND = "dstate_sleep"        # every sleep record the ring gave
 AT_ATTACH_KIND = "dstate_at_attach"
 TOTAL_KIND = "dstate_total"        # the kernel's exact totals, read at the end
 TICK_KIND = "dstate_total_tick"    # each second: the totals that grew, as they stand then
+HIST_KIND = "dstate_hist"          # the kernel's histogram slots, read at the end
+HIST_TICK_KIND = "dstate_hist_tick"  # each second: the slots that grew, as they stand then
 AT_END_KIND = "dstate_at_end"
 # The state tables' columns and types (str: dictionary strings).  The totals
 # are analysis/dstate.py's input frame dstate_totals.
@@ -69,6 +80,9 @@ AT_ATTACH_TYPES: dict[str, Any] = {"ts_ns": "int64", "pid": "int64", "tid": "int
 AT_END_TYPES: dict[str, Any] = {"ts_ns": "int64", "pid": "int64", "tid": "int64", "comm": str, "wchan": str,
                                 "since_ns": "int64", "d_s": "float64"}
 TICK_TYPES: dict[str, Any] = {"ts_ns": "int64", **TOTAL_TYPES}
+# one row per non-empty slot: sleeps of [2**slot, 2**(slot+1)) ns (bpf/dstate.h)
+HIST_TYPES: dict[str, Any] = {"iowait": "bool", "slot": "int32", "count": "int64"}
+HIST_TICK_TYPES: dict[str, Any] = {"ts_ns": "int64", **HIST_TYPES}
 AT_ATTACH_COLUMNS = list(AT_ATTACH_TYPES)
 AT_END_COLUMNS = list(AT_END_TYPES)
 assert list(TOTAL_TYPES) == TOTAL_COLUMNS
@@ -108,8 +122,9 @@ class DStateTool(Tool):
     # the count of sleeps too short to be sent (--min-ms)
     tick_interval = 1.0
 
-    def __init__(self, min_ms: float = 1.0, min_event_ms: float = 0.0) -> None:
+    def __init__(self, min_ms: float = 1.0, min_event_ms: float = 0.0, folded: bool = False) -> None:
         self.min_ms = min_ms
+        self.folded = folded    # the report is the folded stacks alone
         self.min_event_ms = min_event_ms
         self.min_live_ns = int(min_ms * 1e6)
         self.min_event_ns = int(min_event_ms * 1e6)
@@ -134,6 +149,14 @@ class DStateTool(Tool):
         self._tick_ns = -1
         self._after_tick: list["pd.DataFrame"] = []
         self._ended = False                              # report: end.json was there
+        # the histograms' counts per (iowait, slot): the kernel's at the end
+        # (or the trace's dstate_hist); live, what each tick last wrote; in
+        # report, the last tick's; and those of the totals recomputed from
+        # the trace (set with them, in frames())
+        self._hist: Optional[dict[tuple[bool, int], int]] = None
+        self._tick_hist_counts: dict[tuple[bool, int], int] = {}
+        self._tick_hist: dict[tuple[bool, int], int] = {}
+        self._recomputed_hist: dict[tuple[bool, int], int] = {}
 
     def objects(self) -> Sequence[ObjectSpec]:
         return [ObjectSpec("dstate", HOOKS, rings={"dstate_events": "dstate_event"},
@@ -317,9 +340,13 @@ class DStateTool(Tool):
         if ring == AT_END_KIND:
             return [(ring, rows_table(events, AT_END_TYPES, clock.offset_ns))]
         if ring == TICK_KIND:   # rows made a table only when a trace is written (pyarrow is heavy)
-            return [(ring, rows_table(events, TICK_TYPES, clock.offset_ns))]
+            totals, hist = events
+            out = [(ring, rows_table(totals, TICK_TYPES, clock.offset_ns))] if totals else []
+            return out + ([(HIST_TICK_KIND, rows_table(hist, HIST_TICK_TYPES, clock.offset_ns))] if hist else [])
         if ring == TOTAL_KIND:
             return [(ring, events)]
+        if ring == HIST_KIND:
+            return [(ring, rows_table(events, HIST_TYPES, 0))]
         return []
 
     def replay(self, kind: str, table: "pa.Table") -> None:
@@ -329,8 +356,16 @@ class DStateTool(Tool):
             self._after_tick.append(frame[frame["ts_ns"].astype("int64") > self._tick_ns])
         elif kind == TICK_KIND:
             self._replay_tick(table)
+        elif kind == HIST_TICK_KIND:
+            for row in table.to_pylist():   # each tick's rows: the slots as they stand then
+                self._tick_hist[(bool(row["iowait"]), int(row["slot"]))] = int(row["count"])
         elif kind == TOTAL_KIND:
             self._add_totals(table)
+        elif kind == HIST_KIND:
+            self._hist = self._hist or {}
+            for row in table.to_pylist():
+                key = (bool(row["iowait"]), int(row["slot"]))
+                self._hist[key] = self._hist.get(key, 0) + int(row["count"])
         elif kind == AT_ATTACH_KIND:
             self._at_attach += _state_rows(table, AT_ATTACH_COLUMNS)
         elif kind == AT_END_KIND:
@@ -356,15 +391,28 @@ class DStateTool(Tool):
     # -- the kernel's totals ---------------------------------------------------------
 
     def tick(self) -> Sequence[tuple[str, Any]]:
-        """The totals that grew since the last tick, for the trace (nothing
-        is shown)."""
+        """The totals and histogram slots that grew since the last tick, for
+        the trace (nothing is shown)."""
         import time as _time
 
         if self.tracer is None:
             return []
         now = _time.monotonic_ns()
-        rows = [dict(r, ts_ns=now) for r in self._kernel_rows(changed_only=True)]
-        return [(TICK_KIND, rows)] if rows else []
+        # The slots the same before and after the totals were read: no sleep
+        # ended meanwhile, both hold the same sleeps (a killed run's report
+        # adds them up).  A few tries, then as they are.
+        for _attempt in range(3):
+            slots = self._kernel_hist()
+            entries = list(self.tracer.obj.map("dstate_totals").items())
+            if self._kernel_hist() == slots:
+                break
+        rows = [dict(r, ts_ns=now) for r in self._kernel_rows(changed_only=True, entries=entries)]
+        hist = []
+        for key, count in slots.items():
+            if self._tick_hist_counts.get(key) != count:
+                self._tick_hist_counts[key] = count
+                hist.append({"ts_ns": now, "iowait": key[0], "slot": key[1], "count": count})
+        return [(TICK_KIND, (rows, hist))] if rows or hist else []
 
     def _replay_tick(self, table: "pa.Table") -> None:
         for row in table.to_pylist():
@@ -373,16 +421,33 @@ class DStateTool(Tool):
             self._tick_ns = max(self._tick_ns, int(row["ts_ns"]))
         self._after_tick = [f[f["ts_ns"].astype("int64") > self._tick_ns] for f in self._after_tick]
 
-    def _kernel_rows(self, changed_only: bool = False) -> list[dict[str, Any]]:
-        """The kernel's totals table as rows (with changed_only, those whose
-        count grew since the last call that asked so)."""
+    def _kernel_hist(self) -> dict[tuple[bool, int], int]:
+        """The kernel's histograms: the count of each non-empty (iowait, slot)."""
+        import numpy as np
+
+        assert self.tracer is not None
+        dtype = self.tracer.btf.dtype("dstate_hist")
+        hists = self.tracer.obj.map("dstate_hists")
+        out = {}
+        for iowait in (False, True):
+            raw = hists.lookup(struct.pack("<I", int(iowait)))
+            slots = np.frombuffer(raw, dtype=dtype, count=1)[0]["slots"] if raw is not None else []
+            for slot in np.flatnonzero(slots).tolist():
+                out[(iowait, slot)] = int(slots[slot])
+        return out
+
+    def _kernel_rows(self, changed_only: bool = False,
+                     entries: Optional[Iterable[tuple[bytes, bytes]]] = None) -> list[dict[str, Any]]:
+        """The kernel's totals table (or entries read from it) as rows (with
+        changed_only, those whose count grew since the last call that asked
+        so)."""
         import numpy as np
 
         assert self.tracer is not None
         key_t = self.tracer.btf.dtype("dstate_key")
         val_t = self.tracer.btf.dtype("dstate_total")
         rows = []
-        for k, v in self.tracer.obj.map("dstate_totals").items():
+        for k, v in (self.tracer.obj.map("dstate_totals").items() if entries is None else entries):
             key = np.frombuffer(k, dtype=key_t, count=1)[0]
             val = np.frombuffer(v, dtype=val_t, count=1)[0]
             tid, at_attach = int(key["tid"]), bool(key["at_attach"])
@@ -407,13 +472,20 @@ class DStateTool(Tool):
     # -- after tracing ----------------------------------------------------------
 
     def finish(self) -> Sequence[tuple[str, str, Any]]:
-        """Reads the in-kernel totals (exact whatever the ring dropped) and
-        the tasks still in D; both go to the trace as late records."""
+        """Reads the in-kernel totals (exact whatever the ring dropped), the
+        histograms and the tasks still in D; all go to the trace as late
+        records."""
+        assert self.tracer is not None
+        # Nothing is counted from here on: the totals and the histograms,
+        # read one after the other, hold the same sleeps.
+        self.tracer.detach()
         totals = rows_table(self._kernel_rows(), TOTAL_TYPES, 0)
         self._totals = None
         self._add_totals(totals)
+        self._hist = self._kernel_hist()
         self.read_end_state()
         late: list[tuple[str, str, Any]] = [("dstate", TOTAL_KIND, totals)]
+        late.append(("dstate", HIST_KIND, [{"iowait": k[0], "slot": k[1], "count": c} for k, c in self._hist.items()]))
         if self._at_end:
             late.append(("dstate", AT_END_KIND, list(self._at_end)))
         return late
@@ -431,9 +503,13 @@ class DStateTool(Tool):
                 after.add(frame)
             self._totals = pd.concat([pd.DataFrame(list(self._tick_rows.values()), columns=TOTAL_COLUMNS),
                                       after.frame()], ignore_index=True)
+            self._recomputed_hist = dict(self._tick_hist)
+            for key, count in after.hist.items():
+                self._recomputed_hist[key] = self._recomputed_hist.get(key, 0) + count
             self.totals_recomputed = True
         elif self._totals is None and self._sleep_totals and not self._ended:
             self._totals = self._sleep_totals.frame()
+            self._recomputed_hist = dict(self._sleep_totals.hist)
             self.totals_recomputed = True
         totals = self._totals if self._totals is not None else pd.DataFrame(columns=TOTAL_COLUMNS)
         return {"dstate_totals": totals}
@@ -448,11 +524,22 @@ class DStateTool(Tool):
             "dstate_at_end": pd.DataFrame(self._at_end, columns=AT_END_COLUMNS),
         }
 
+    def histograms(self) -> dict[str, dict[str, Any]]:
+        """The log2 histograms of sleep lengths, from the same source as the
+        totals (their counts add up to the totals' sleeps)."""
+        frames = self.frames()
+        if self.totals_recomputed:
+            return rules.histograms(self._recomputed_hist)
+        if self._hist is None and len(frames["dstate_totals"]):
+            return rules.histograms({}, note=f"not in this trace: it has no {HIST_KIND} (an older kerntrace wrote it)")
+        return rules.histograms(self._hist or {})
+
     def summary(self, duration_s: float) -> dict[str, Any]:
         frames = self.frames()
         out = {
             "processes": per_process(frames).to_dict("records"),
             "stacks": top_stacks(frames, 10).to_dict("records"),
+            "histograms": self.histograms(),
             # Tasks in D when tracing started (counted from then) and when it ended.
             "d_at_attach": [{k: r[k] for k in ("pid", "tid", "comm", "wchan")} for r in self._at_attach],
             "d_at_end": [{k: r[k] for k in ("pid", "tid", "comm", "wchan", "d_s")} for r in self._at_end],
@@ -471,10 +558,14 @@ class DStateTool(Tool):
         return rules.findings(self.frames(), duration_s=duration_s)
 
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
+        if self.folded:
+            out.write("".join(line + "\n" for line in rules.folded_lines(self.frames())))
+            return
         out.write(f"\n{run_line(envelope)}\n")
         print_tables({**self.frames(), **self.state_frames()}, out)
         if self.totals_recomputed:
             out.write(f"\n(totals summed from the {SLEEP_KIND} records: the trace has no kernel totals)\n")
+        print_histograms(envelope.get("histograms") or {}, out)
         print_findings(findings, out)
 
 
@@ -513,15 +604,21 @@ def print_tables(frames: "dict[str, pd.DataFrame]", out: TextIO, top: int = 10) 
               help="Send a record of each sleep at least this long (shown, emitted with --json, written "
                    "with -o); shorter ones are only counted, in the kernel. 0: a record per sleep, at a "
                    "cost on a task that sleeps often.")
+@click.option("--folded", is_flag=True,
+              help="Print only the D time per kernel stack, in microseconds, root first, one line per stack "
+                   "(`frame;frame;frame N`): the folded format flamegraph.pl and speedscope read.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
             cgroups: tuple[str, ...], duration: Optional[float],
-            as_json: bool, output: Optional[str], utc: bool, verbose: int, min_ms: float) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, min_ms: float, folded: bool) -> int:
     """Uninterruptible (D-state) sleeps of the traced tasks (all tasks without
     -p/-c): count, total and longest per task, split into iowait and other D,
-    and the kernel stacks where the time went."""
+    the distribution of their lengths, and the kernel stacks where the time
+    went."""
+    if folded and as_json:
+        raise UsageProblem("--folded or --json, not both")
     target = target_from_options(pids, command, follow, required=False, containers=containers, cgroups=cgroups)
     check_output_path(output)
     require_bpf_environment()
-    run_tool("iotrace", DStateTool(min_ms=min_ms, min_event_ms=min_ms), target, duration=duration, as_json=as_json, output=output,
-             utc=utc)
+    run_tool("iotrace", DStateTool(min_ms=min_ms, min_event_ms=min_ms, folded=folded), target, duration=duration,
+             as_json=as_json, output=output, utc=utc, live=not folded)
     return 0

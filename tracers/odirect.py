@@ -24,6 +24,7 @@ from .engine.clock import Clock
 from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
 from .options import pid_options
+from ..analysis.log2 import print_histograms
 from ..analysis.odirect import ODirectStats, findings as odirect_findings, per_file, per_process
 from ..analysis.report import format_table, print_findings, run_line
 from .engine.labels import container_cells, container_header
@@ -911,6 +912,7 @@ class ODirectTool(Tool):
             "untracked_bios": self.untracked_bios,
             # reads the kernel had no room left to count: recorded one by one instead
             "totals_full": self.totals_full,
+            "histograms": self.stats.histograms(),
         }
 
     def findings(self, duration_s: float) -> list[Any]:
@@ -970,6 +972,7 @@ def print_report(summary: Mapping[str, Any], findings: "Sequence[Finding]", out:
     if summary["untracked_bios"]:
         out.write(f"Bios queued while the table of queued bios had no room (their requests count as "
                   f"unattributed): {summary['untracked_bios']}.\n")
+    print_histograms(summary.get("histograms") or {}, out)
     print_findings(findings, out)
 
 
