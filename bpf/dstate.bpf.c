@@ -130,8 +130,17 @@ static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 
 		__sync_fetch_and_add(&total->total_ns, delta);
 		if (delta > total->max_ns)
 			total->max_ns = delta;
-		if (hist)
-			__sync_fetch_and_add(&hist->slots[log2_u64(delta) & (DSTATE_HIST_SLOTS - 1)], 1);
+		if (hist) {
+			/* clamped, then barrier_var: clang may index with a copy
+			 * made before the test, whose bound 6.1's verifier loses */
+			__u32 slot = log2_u64(delta);
+
+			if (slot >= DSTATE_HIST_SLOTS)
+				slot = DSTATE_HIST_SLOTS - 1;
+			barrier_var(slot);
+			if (slot < DSTATE_HIST_SLOTS)
+				__sync_fetch_and_add(&hist->slots[slot], 1);
+		}
 	} else {
 		__sync_fetch_and_add(&totals_full, 1);
 	}
