@@ -63,29 +63,6 @@ struct {
 __u64 sleeps_seen = 0;
 __u64 totals_full = 0;
 
-/* floor(log2(v)), 0 for v < 2, without a loop (as odirect.bpf.c has it). */
-static __always_inline __u32 log2_u64(__u64 v)
-{
-	__u32 r, shift;
-
-	r = (v > 0xffffffffULL) << 5;
-	v >>= r;
-	shift = (v > 0xffff) << 4;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xff) << 3;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xf) << 2;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0x3) << 1;
-	v >>= shift;
-	r |= shift;
-	r |= (v >> 1);
-	return r;
-}
-
 static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 how, __u32 waker)
 {
 	struct dstate_sleep *start = bpf_map_lookup_elem(&dstate_sleeping, &tid);
@@ -133,7 +110,7 @@ static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 
 		if (hist) {
 			/* clamped, then barrier_var: clang may index with a copy
 			 * made before the test, whose bound 6.1's verifier loses */
-			__u32 slot = log2_u64(delta);
+			__u32 slot = kt_log2_u64(delta);
 
 			if (slot >= DSTATE_HIST_SLOTS)
 				slot = DSTATE_HIST_SLOTS - 1;

@@ -432,29 +432,6 @@ static __always_inline void fill_file(struct odirect_read_event *e, struct file 
 	}
 }
 
-/* floor(log2(v)) for v > 0, without a loop. */
-static __always_inline __u32 log2_u64(__u64 v)
-{
-	__u32 r, shift;
-
-	r = (v > 0xffffffffULL) << 5;
-	v >>= r;
-	shift = (v > 0xffff) << 4;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xff) << 3;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xf) << 2;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0x3) << 1;
-	v >>= shift;
-	r |= shift;
-	r |= (v >> 1);
-	return r;
-}
-
 /* Latency slot: the value itself below 4, else 4 slots per power of two
  * (user space takes a slot's midpoint: within 12.5 %). */
 static __always_inline __u32 latency_slot(__u64 v)
@@ -463,7 +440,7 @@ static __always_inline __u32 latency_slot(__u64 v)
 
 	if (v < 4)
 		return v;
-	order = log2_u64(v);
+	order = kt_log2_u64(v);
 	if (order >= 40)
 		return ODIRECT_LAT_SLOTS - 1;
 	return (order << ODIRECT_LAT_SUB_BITS) | ((v >> (order - ODIRECT_LAT_SUB_BITS)) & 3);
@@ -554,7 +531,7 @@ count:
 	barrier_var(slot);
 	if (slot < ODIRECT_LAT_SLOTS)
 		__sync_fetch_and_add(&t->latency[slot], 1);
-	slot = ret > 0 ? log2_u64(ret) + 1 : 0;
+	slot = ret > 0 ? kt_log2_u64(ret) + 1 : 0;
 	if (slot >= ODIRECT_SIZE_SLOTS)
 		slot = ODIRECT_SIZE_SLOTS - 1;
 	barrier_var(slot);
