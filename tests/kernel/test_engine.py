@@ -3,13 +3,14 @@ counts from a workload the test drives itself, lost-event accounting, the
 verifier log on failure, and nothing left loaded after close."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+import loaded
 
 from kerntrace.tracers.engine import probe
 from kerntrace.tracers.engine import BpfTracer, Hook, Session
@@ -133,11 +134,6 @@ def test_verifier_log_reaches_the_exception():
         assert "invalid access to map value" in info.value.verifier_log
 
 
-def _loaded_prog_ids():
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
-    return {p["id"] for p in json.loads(out.stdout)}
-
-
 def _prog_id(fd):
     with open(f"/proc/self/fdinfo/{fd}") as f:
         for line in f:
@@ -151,6 +147,7 @@ def test_nothing_stays_loaded_after_close():
     tracer.load()
     tracer.attach()
     ours = {_prog_id(p.fd) for p in tracer.obj.programs() if p.autoload}
-    assert len(ours) == 1 and ours <= _loaded_prog_ids()
+    assert len(ours) == 1 and ours <= set(loaded.programs())
     tracer.close()
-    assert ours & _loaded_prog_ids() == set()
+    assert loaded.links_of(ours) == []
+    assert loaded.wait_released(ours) == set()

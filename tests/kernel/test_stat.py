@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+import loaded
+
 MIB = 1 << 20
 READ_MIB = 96
 BLOCK = 16 * 1024
@@ -211,23 +213,24 @@ def test_no_bpf_leaves_columns_unavailable(capsys):
     assert len(records) == 2 and all(r["type"] == "interval" and r["bpf"] is None for r in records)
 
 
-def _stat_programs() -> list[str]:
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
-    names = [p.get("name", "") for p in json.loads(out.stdout or "[]")]
-    return sorted(n for n in names if n in ("stat_switch", "stat_wakeup", "stat_bio_queue"))
+STAT_PROGRAMS = {"stat_switch", "stat_wakeup", "stat_bio_queue"}
 
 
 def test_nothing_stays_loaded():
-    """While the command runs its three programs are loaded; after Ctrl-C, none."""
-    assert _stat_programs() == []
+    """While the command runs its three programs are loaded and attached;
+    after Ctrl-C no link is left and the programs are released."""
+    assert loaded.programs(STAT_PROGRAMS) == {}
     stat = StatRun("0.3", "1000")
     try:
         stat.wait_lines(1)
-        assert _stat_programs() == ["stat_bio_queue", "stat_switch", "stat_wakeup"]
+        ours = loaded.programs(STAT_PROGRAMS)
+        assert sorted(ours.values()) == ["stat_bio_queue", "stat_switch", "stat_wakeup"]
+        assert sorted(link["prog_id"] for link in loaded.links_of(set(ours))) == sorted(ours)
     finally:
         rc = stat.stop()
     assert rc == 0, stat.stderr
-    assert _stat_programs() == []
+    assert loaded.links_of(set(ours)) == []
+    assert loaded.wait_released(set(ours)) == set()
 
 
 # The parent of vfork() sleeps in TASK_KILLABLE (a D state, not iowait)
