@@ -26,6 +26,23 @@ static __always_inline __u32 get_task_state(void *task)
 }
 
 
+/* Linux commit fa2c3254d7cf ("sched/tracing: Don't re-read p->state when
+ * emitting sched_switch event") (v5.18) passes the outgoing task's state to
+ * sched_switch.  Read from the task at the tracepoint instead, it can already
+ * be TASK_WAKING: a waker on another CPU may run between the dequeue and the
+ * tracepoint, and a D sleep that the kernel counted would be missed.  Whether
+ * the argument exists is read from the kernel's BTF by the engine (clang 14
+ * has no bpf_core_type_matches); with it unset, the 4th argument is dead code
+ * that the verifier never visits. */
+const volatile bool kt_switch_has_prev_state = false;
+
+static __always_inline __u32 get_switch_prev_state(unsigned long long *ctx, void *prev)
+{
+	if (kt_switch_has_prev_state)
+		return (__u32)ctx[3];
+	return get_task_state(prev);
+}
+
 /* Linux commit 4055526d3574 ("ns: move ns type into struct ns_common")
  * (v6.18) moved the namespace type (a CLONE_NEW* flag) from
  * proc_ns_operations::type to ns_common::ns_type. */

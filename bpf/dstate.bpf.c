@@ -158,7 +158,7 @@ int BPF_PROG(dstate_switch, bool preempt, struct task_struct *prev, struct task_
 
 	/* A preempted task is runnable whatever its state says. */
 	if (!preempt && prev_tid != 0) {
-		state = get_task_state(prev);
+		state = get_switch_prev_state(ctx, prev);
 		if ((state & TASK_UNINTERRUPTIBLE) && !(state & TASK_NOLOAD)) {
 			__u32 tgid = BPF_CORE_READ(prev, tgid);
 

@@ -79,7 +79,7 @@ int BPF_PROG(stat_switch, bool preempt, struct task_struct *prev, struct task_st
 
 	if (preempt)
 		return 0;
-	state = get_task_state(prev);
+	state = get_switch_prev_state(ctx, prev);
 	if (!(state & KT_STAT_TASK_UNINTERRUPTIBLE) || (state & KT_STAT_TASK_NOLOAD))
 		return 0;
 	tid = BPF_CORE_READ(prev, pid);

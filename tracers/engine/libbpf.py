@@ -135,6 +135,8 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "btf__free": (None, [_btf_p]),
     "btf__load_vmlinux_btf": (_btf_p, []),
     "btf__find_by_name_kind": (ctypes.c_int32, [_btf_p, ctypes.c_char_p, ctypes.c_uint32]),
+    # const struct btf_type *: read as three u32 (name_off, info, size/type)
+    "btf__type_by_id": (ctypes.POINTER(ctypes.c_uint32 * 3), [_btf_p, ctypes.c_uint32]),
     "bpf_prog_load": (
         ctypes.c_int,
         [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p],

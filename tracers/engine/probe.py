@@ -23,6 +23,7 @@ __all__ = [
     "capabilities",
     "ensure_tracefs",
     "lockdown_mode",
+    "kernel_facts",
     "probe_kind",
     "tracefs_root",
 ]
@@ -35,8 +36,10 @@ BPF_PROG_TYPE_TRACING = 26
 BPF_TRACE_RAW_TP = 23
 BPF_TRACE_FENTRY = 24
 BPF_TRACE_FEXIT = 25
+BTF_KIND_PTR = 2
 BTF_KIND_TYPEDEF = 8
 BTF_KIND_FUNC = 12
+BTF_KIND_FUNC_PROTO = 13
 BPF_MAP_TYPE_RINGBUF = 27
 PERF_TYPE_TRACEPOINT = 2
 PERF_FLAG_FD_CLOEXEC = 8
@@ -340,6 +343,42 @@ def probe_ringbuf() -> Verdict:
         return Verdict(False, f"ring buffer map refused: {os.strerror(-fd)}")
     os.close(fd)
     return Verdict(True)
+
+
+def tracepoint_arg_count(name: str) -> Optional[int]:
+    """Arguments a raw tracepoint passes to BPF, from the kernel BTF's
+    btf_trace_NAME typedef (a pointer to a function whose first parameter
+    is the tracepoint's private data); None if the kernel does not say."""
+    try:
+        type_id = _btf_id(f"btf_trace_{name}", BTF_KIND_TYPEDEF)
+    except OSError:
+        return None
+    for want in (BTF_KIND_TYPEDEF, BTF_KIND_PTR, BTF_KIND_FUNC_PROTO):
+        if type_id <= 0:
+            return None
+        t = lib().btf__type_by_id(_vmlinux(), type_id)
+        if not t:
+            return None
+        _name_off, info, ref = t.contents
+        if (info >> 24) & 0x1F != want:
+            return None
+        if want == BTF_KIND_FUNC_PROTO:
+            return max((info & 0xFFFF) - 1, 0)
+        type_id = ref
+    return None
+
+
+_facts: Optional[dict[str, Any]] = None
+
+
+def kernel_facts() -> dict[str, Any]:
+    """Values of the objects' kernel-describing globals (core_fixes.bpf.h),
+    probed once: the engine writes each into every object that has it."""
+    global _facts
+    if _facts is None:
+        # sched_switch's 4th argument, prev_state: Linux fa2c3254d7cf (v5.18)
+        _facts = {"kt_switch_has_prev_state": (tracepoint_arg_count("sched_switch") or 0) >= 4}
+    return _facts
 
 
 def reset_cache() -> None:

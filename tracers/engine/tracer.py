@@ -144,7 +144,10 @@ class BpfTracer:
         if ring_bytes:
             for ring in self.ring_structs:
                 self.obj.map(ring).max_entries = ring_bytes
-        self.set_options(options)
+        # What the kernel is, for the globals of core_fixes.bpf.h the object has.
+        variables = self.btf.datasec(".rodata")
+        facts = {name: value for name, value in probe.kernel_facts().items() if name in variables}
+        self.set_options({**facts, **options})
         self._choose(hooks, follow_children)
 
     # -- before load -----------------------------------------------------------
