@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-# the real Docker engine's fixture, for every kernel test module that asks for it
-pytest_plugins = ["docker_engine"]
+# fixtures for every kernel test module that asks: the real Docker engine,
+# the kernel's delay accounting
+pytest_plugins = ["docker_engine", "delayacct"]
 
 
 def _why_not() -> str:

@@ -22,6 +22,7 @@ from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.engine.tracedir import TraceReader
 from kerntrace.tracers.zombies import ZombiesTool
 from runs import run_quiet  # tests/runs.py
+from delayacct import Counted, assert_sleeps_match, spawn_and_count_argv
 
 from iowait_repro import build_repro, make_data_file, repro_argv  # tests/iowait_repro.py
 
@@ -48,24 +49,16 @@ def read_direct(path: str) -> int:
 # (a line on stdin), prints the reader's pid, then its exit status.  The
 # reader is its child, not the tracer's: a child of the tracer that exits
 # during the run would rightly show the tracer as the parent that reaped it.
-STARTER = textwrap.dedent("""
-    import subprocess, sys
-    sys.stdin.readline()
-    reader = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL)
-    print(reader.pid, flush=True)
-    print(reader.wait(), flush=True)
-    sys.stdin.readline()
-""")
-
-
-def test_tracer_own_io_is_never_reported(data_dir):
+def test_tracer_own_io_is_never_reported(data_dir, delayacct):
     """All processes traced while the tracer itself reads with O_DIRECT (its
     D-state sleeps are iowait): no table or finding lists the tracer's pid,
-    while the same reads by another process are all counted."""
+    while the same reads by another process are all counted, and its sleeps
+    as the kernel counted them."""
     data = make_data_file(data_dir, 4)
     me = os.getpid()
-    starter = subprocess.Popen([sys.executable, "-c", STARTER, "dd", f"if={data}", "of=/dev/null", "bs=1M",
-                                "iflag=direct"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    starter = subprocess.Popen(spawn_and_count_argv(sys.executable, ["dd", f"if={data}", "of=/dev/null", "bs=1M",
+                                                                     "iflag=direct"], go=True),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     class ReadsItself(DiagnoseTool):
         def started(self, clock):
@@ -79,7 +72,7 @@ def test_tracer_own_io_is_never_reported(data_dir):
             out = super().tick()
             read_direct(data)
             if select.select([starter.stdout], [], [], 0)[0]:
-                self.status = int(starter.stdout.readline())
+                self.counted = starter.stdout.readline()
                 self.stop_reason = "reader done"
             return out
 
@@ -89,7 +82,9 @@ def test_tracer_own_io_is_never_reported(data_dir):
     finally:
         starter.stdin.close()
         starter.wait()
-    assert run.session.stop_reason == "reader done" and tool.status == 0
+    assert run.session.stop_reason == "reader done"
+    counted = Counted(tool.reader, *map(int, tool.counted.split()))
+    assert counted.status == 0
     envelope = run.envelope
     assert me not in {p["pid"] for p in envelope["processes"]}
     assert me not in set(per_process(tool.dstate.frames())["pid"])
@@ -103,7 +98,7 @@ def test_tracer_own_io_is_never_reported(data_dir):
     # The control: the other process's reads, every byte of them, O_DIRECT.
     (reader,) = [p for p in envelope["processes"] if p["pid"] == tool.reader]
     assert reader["odirect_bytes"] == 4 << 20
-    assert reader["iowait_ms"] > 0
+    assert_sleeps_match(frames["dstate_total"], counted)
 
 
 # ---- comm follows exec ----------------------------------------------------------

@@ -22,6 +22,7 @@ from kerntrace.tracers.engine.tracedir import TraceReader
 from kerntrace.tracers.dstate import DStateTool
 from kerntrace.tracers.zombies import ZombiesTool
 from runs import run_quiet  # tests/runs.py
+from delayacct import assert_sleeps_match, d_sleeps, read_count, spawn_and_count_argv
 
 from iowait_repro import build_repro, make_data_file, repro_argv  # tests/iowait_repro.py
 
@@ -193,6 +194,27 @@ def test_dstate_odirect_reader_is_iowait_and_decoy_absent(data_dir):
     assert 0 < row["count"] <= 2048 + 16
     assert row["iowait_ms"] > 0 and row["iowait_ms"] >= 0.9 * row["d_ms"]
     assert row["wait_site"] == "__iomap_dio_rw"
+
+
+def test_dstate_counts_every_sleep_the_kernel_counts(data_dir, delayacct):
+    """An O_DIRECT reader traced from its start (dd: its only voluntary
+    switches are D sleeps and the last one, at exit): dstate's count of its D
+    sleeps equals the kernel's count of its voluntary switches, and its
+    iowait sleeps are at least those delay accounting counted, whether or not
+    --min-ms let them be sent."""
+    data = make_data_file(data_dir, 8)
+    out = os.path.join(data_dir, "counted")
+    argv = spawn_and_count_argv(sys.executable, ["dd", f"if={data}", "of=/dev/null", "bs=64k", "iflag=direct"], out)
+    run, frames, _pid, status = run_one(DStateTool(min_event_ms=1.0), Target(argv=argv, follow=True))
+    assert status == 0
+    counted = read_count(out)
+    assert counted.status == 0
+    assert_sleeps_match(frames["dstate_total"], counted)
+    sent = frames.get("dstate_sleep")    # none if no sleep lasted 1 ms
+    if sent is not None:
+        sent = sent[sent["pid"] == counted.pid]
+        assert len(sent) <= d_sleeps(frames["dstate_total"], counted.pid)
+        assert (sent["duration_ns"] >= 1_000_000).all()
 
 
 # ---- zombies -------------------------------------------------------------------
