@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import queue
 import re
 import threading
 import time
@@ -124,7 +123,13 @@ class TraceWriter:
         self._seq = 0
         self._kinds: set[str] = set()
         self.records: dict[str, int] = {}
-        self._jobs: "queue.Queue[Optional[list[tuple[int, str, list[Any]]]]]" = queue.Queue()
+        # Handed to the writer thread and not yet taken, per kind; what comes
+        # while it writes joins this, so a slow disk gets fewer, larger parts
+        # instead of a queue that grows (each part costs two fsyncs).
+        self._pending: dict[str, list[Any]] = {}
+        self._writing = False
+        self._closing = False
+        self._handoff = threading.Condition()
         self._thread: Optional[threading.Thread] = None
         self._failure: Optional[BaseException] = None
 
@@ -165,35 +170,37 @@ class TraceWriter:
         # Counted from when the oldest record happened (see _happened), and
         # started early by how late a call may come (POLL_S) and by the
         # slowest of the recent writes (a write to 9p or a busy disk stalls
-        # now and then), so that a record is on disk within flush_s of
+        # now and then; see below), so that a record is on disk within flush_s of
         # happening: what --flush promises a panic can lose (the vmtest
         # panic test holds the trace to it).
-        due = self.flush_s - POLL_S - max(self._writes, default=0.0)
+        # Twice the slowest write: a flush may wait for the write under way.
+        due = self.flush_s - POLL_S - 2 * max(self._writes, default=0.0)
         if self._oldest is not None and time.monotonic() - self._oldest >= due:
             self.flush()
 
     def flush(self) -> None:
-        """Hands what is buffered to the writer thread, as parts numbered
-        now (in write order)."""
+        """Hands what is buffered to the writer thread (to the write after
+        the one under way, if there is one)."""
         self._raise_failure()
-        jobs = []
-        for kind, tables in self._buffered.items():
-            if tables:
-                self._seq += 1
-                jobs.append((self._seq, kind, tables))
+        buffered = {kind: tables for kind, tables in self._buffered.items() if tables}
         self._buffered = {}
         self._buffered_bytes = 0
         self._oldest = None
-        if not jobs:
+        if not buffered:
             return
+        with self._handoff:
+            for kind, tables in buffered.items():
+                self._pending.setdefault(kind, []).extend(tables)
+            self._handoff.notify_all()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._write_jobs, name="kerntrace-trace-writer", daemon=True)
+            self._thread = threading.Thread(target=self._write_pending, name="kerntrace-trace-writer", daemon=True)
             self._thread.start()
-        self._jobs.put(jobs)
 
     def wait(self) -> None:
         """Until every part handed over is on disk."""
-        self._jobs.join()
+        with self._handoff:
+            while self._pending or self._writing:
+                self._handoff.wait()
         self._raise_failure()
 
     def _raise_failure(self) -> None:
@@ -201,20 +208,29 @@ class TraceWriter:
             failure, self._failure = self._failure, None
             raise failure
 
-    def _write_jobs(self) -> None:
+    def _write_pending(self) -> None:
+        """The writer thread: all that is pending, one part per kind,
+        numbered in write order."""
         while True:
-            jobs = self._jobs.get()
-            try:
-                if jobs is None:
+            with self._handoff:
+                while not self._pending and not self._closing:
+                    self._handoff.wait()
+                if not self._pending:
                     return
+                pending, self._pending = self._pending, {}
+                self._writing = True
+            try:
                 started = time.monotonic()
-                for seq, kind, tables in jobs:
-                    self._write(seq, kind, tables)
+                for kind, tables in pending.items():
+                    self._seq += 1
+                    self._write(self._seq, kind, tables)
                 self._writes.append(time.monotonic() - started)
             except BaseException as exc:  # handed to the run's thread at its next call
                 self._failure = exc
             finally:
-                self._jobs.task_done()
+                with self._handoff:
+                    self._writing = False
+                    self._handoff.notify_all()
 
     def _write(self, seq: int, kind: str, tables: list[Any]) -> None:
         directory = os.path.join(self.path, kind)
@@ -237,7 +253,9 @@ class TraceWriter:
         self.flush()
         self.wait()
         if self._thread is not None:
-            self._jobs.put(None)
+            with self._handoff:
+                self._closing = True
+                self._handoff.notify_all()
             self._thread.join()
             self._thread = None
         _write_json(self.path, END, end)
