@@ -53,7 +53,7 @@ def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callab
     flush = click.option("--flush", "flush_s", type=click.FloatRange(min=0.01), default=DEFAULT_FLUSH_S,
                          show_default=True, metavar="SECONDS",
                          help="With -o: write and fsync the records at least this often (what a kill -9 "
-                              "or a panic can lose).")
+                              "or a panic can lose, with the write under way).")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = [

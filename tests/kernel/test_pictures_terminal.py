@@ -135,11 +135,13 @@ def test_dstate_histograms_count_every_sleep_of_the_totals(repro, tmp_path):
     assert h["dstate_other_time"]["count"] == bucket_sum(h["dstate_other_time"]) == int(totals[~iowait]["count"].sum())
     assert h["dstate_iowait_time"]["count"] + h["dstate_other_time"]["count"] == sum(
         p["count"] for p in summary["processes"])
-    # O_DIRECT 4 KiB reads: most sleeps shorter than the 1 ms that --min-ms sends
-    short = sum(b["count"] for b in h["dstate_iowait_time"]["buckets"] if b["hi"] < 1_000_000)
-    assert short > h["dstate_iowait_time"]["count"] // 2
+    # Sent are the sleeps of 1 ms or more (--min-ms 1): those of the buckets
+    # above 1 ms, and some of the bucket that holds 1 ms; the rest only counted.
     sent = TraceReader(trace).frames().get("dstate_sleep")
-    assert sent is None or len(sent) < h["dstate_iowait_time"]["count"]
+    sent_iowait = 0 if sent is None else int(sent["iowait"].astype(bool).sum())
+    buckets = h["dstate_iowait_time"]["buckets"]
+    assert sum(b["count"] for b in buckets if b["lo"] >= 1_000_000) <= sent_iowait
+    assert sent_iowait <= sum(b["count"] for b in buckets if b["hi"] > 1_000_000)
     assert json.loads(iotrace("report", trace, "--json"))["histograms"] == h
     text = iotrace("report", trace)
     hist = h["dstate_iowait_time"]
