@@ -210,7 +210,7 @@ def test_fcntl_set_odirect_is_caught(data_file):
 def test_untraced_decoy_never_appears(data_file):
     decoy = subprocess.Popen([sys.executable, READER, data_file, "decoy", "32", "4"], stdout=subprocess.PIPE)
     try:
-        time.sleep(0.5)  # the decoy is reading before tracing starts and while it runs
+        decoy.stdout.readline()   # the decoy is reading before tracing starts and while it runs
         pid, trace, frames = trace_command([sys.executable, READER, data_file, "direct", str(N)])
     finally:
         out, _ = decoy.communicate(timeout=30)
@@ -504,16 +504,24 @@ def test_cli_pid_duration_ends_with_report():
 
 def test_cli_ctrl_c_ends_with_report_and_trace_file(data_file, tmp_path):
     out = tmp_path / "sigint"
-    reader = subprocess.Popen([sys.executable, READER, data_file, "decoy", "16", "30"], stdout=subprocess.PIPE)
+    reader = subprocess.Popen([sys.executable, READER, data_file, "decoy", "16", "60"], stdout=subprocess.PIPE)
     try:
+        reader.stdout.readline()   # in its read loop
+        # stdout to a file: its live lines would fill a pipe no one reads while the test waits
+        live = open(tmp_path / "stdout", "w+")
         tracer = subprocess.Popen([IOTRACE, "odirect", "-p", str(reader.pid), "-o", str(out)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdout=live, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         while "Ctrl-C to end" not in (tracer.stderr.readline() or "") and time.monotonic() < deadline:
             pass
-        time.sleep(1.0)
+        # Ctrl-C once the trace on disk holds more reads than asserted below
+        # (under TCG a second held fewer than 100).
+        assert _wait_for_rows(out / "read", 101, timeout_s=50), "no 101 reads on disk within 50 s"
         tracer.send_signal(signal.SIGINT)
-        stdout, stderr = tracer.communicate(timeout=60)
+        _, stderr = tracer.communicate(timeout=60)
+        live.seek(0)
+        stdout = live.read()
+        live.close()
     finally:
         reader.kill()
         reader.wait()
@@ -526,6 +534,19 @@ def test_cli_ctrl_c_ends_with_report_and_trace_file(data_file, tmp_path):
     reads = reads[reads["pid"] == reader.pid]
     assert len(reads) > 100 and reads["direct"].all()
     assert json.loads((out / "summary.json").read_text())["stop_reason"] == "SIGINT"
+
+
+def _wait_for_rows(kind_dir, rows, timeout_s):
+    """Until the parts written so far in kind_dir hold at least rows rows."""
+    import pyarrow.parquet as pq
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        parts = sorted(kind_dir.glob("part-*.parquet")) if kind_dir.is_dir() else []
+        if sum(pq.ParquetFile(p).metadata.num_rows for p in parts) >= rows:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @pytest.mark.parametrize("args, message", [
@@ -726,3 +747,23 @@ def _wchan(pid):
             return f.read().strip()
     except OSError:
         return ""
+
+
+def test_ctrl_c_right_after_the_ready_line_ends_with_the_summary(data_file):
+    """SIGINT while the run is still setting up after the ready line (the
+    trace's meta, the snapshot at attach; seconds under TCG): the run ends
+    as on any Ctrl-C, summary and trace written, and -c's command never
+    starts."""
+    from kerntrace.tracers.odirect import ODirectTool
+
+    class CtrlCAtStart(ODirectTool):
+        def started(self, clock):
+            super().started(clock)
+            os.kill(os.getpid(), signal.SIGINT)   # as a user's Ctrl-C just then
+
+    marker = data_file + ".ran"
+    run = run_quiet(CtrlCAtStart(), Target(argv=["touch", marker]))
+    assert run.session.stop_reason == "SIGINT"
+    assert run.envelope["stop_reason"] == "SIGINT"
+    assert not os.path.exists(marker)
+    assert run.trace.complete

@@ -93,6 +93,7 @@ class Run:
         the Finding objects are in self.findings)."""
         try:
             session = self.attach()
+            session.catch_signals()
             self.tool.started(self.clock)
             if not self.quiet:
                 lines = [ready_line(self.prog, self.tool.name, self.target, describe_choices(session.choices))]
@@ -105,7 +106,7 @@ class Run:
                 sink.begin(self.tool, self.clock, meta)
             for obj, ring, events in self.tool.attach_events():
                 self._show(obj, ring, events)
-            if self.target.argv:
+            if self.target.argv and not session.stop_requested:   # no command once Ctrl-C came
                 self.tool.before_spawn()
                 try:
                     pid = session.spawn(self.target.argv)

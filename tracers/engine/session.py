@@ -52,6 +52,7 @@ class Session:
         # Set when a watched process exited while children are followed: the
         # run goes on until no traced descendant is alive (as strace -f does).
         self._exit_reason: Optional[str] = None
+        self._old_handlers: dict[int, Any] = {}
 
 
     def load(self) -> None:
@@ -118,6 +119,24 @@ class Session:
             self.stop_reason = reason
         self._stop = True
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    def catch_signals(self) -> None:
+        """From now on SIGINT and SIGTERM end the run at its next poll rather
+        than interrupt it: the engine calls this before the ready line, so a
+        Ctrl-C just after it still ends with the summary and the trace."""
+        if self._old_handlers:
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, lambda s, _f: self.request_stop(signal.Signals(s).name))
+
+    def restore_signals(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers = {}
+
     def run(self, sink: EventSink, duration: Optional[float] = None, tick: Optional[Callable[[], None]] = None,
             tick_interval: float = 1.0) -> None:
         """Poll until stopped; every batch goes to ``sink``."""
@@ -133,9 +152,7 @@ class Session:
                 self.request_stop(f"process {pid} exited")
                 continue
             epoll.register(pidfd, select.EPOLLIN)
-        old_handlers = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old_handlers[sig] = signal.signal(sig, lambda s, _f: self.request_stop(signal.Signals(s).name))
+        self.catch_signals()
         deadline = None if duration is None else time.monotonic() + duration
         next_tick = time.monotonic() + tick_interval
         try:
@@ -165,8 +182,7 @@ class Session:
                 if deadline is not None and now >= deadline:
                     self.request_stop("duration elapsed")
         finally:
-            for sig, handler in old_handlers.items():
-                signal.signal(sig, handler)
+            self.restore_signals()
             self._drain(sink)
             self.ended_ns = time.monotonic_ns()
             epoll.close()
@@ -235,6 +251,7 @@ class Session:
         return (end - self.started_ns) / 1e9 if self.started_ns else 0.0
 
     def close(self) -> None:
+        self.restore_signals()
         destroy_links([link for tracer in self.tracers for link in tracer.links])
         for tracer in self.tracers:
             tracer.close()

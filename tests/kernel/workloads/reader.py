@@ -7,7 +7,7 @@ reads reach the disk), fcntl (opened buffered, one pread64, then
 fcntl(F_SETFL, O_DIRECT), then the reads), decoy (O_DIRECT preads in a loop
 for SECONDS).  Reads go through raw syscalls so the syscall kind is exact:
 N x read(4096), N x pread64(4096), N x readv(2 x 4096), N x preadv2(2 x 4096).
-Prints one JSON line: what it did.
+Prints one JSON line: what it did (decoy: a line as its loop starts, first).
 """
 import ctypes
 import fcntl
@@ -51,6 +51,7 @@ def main():
     fd = os.open(path, flags)
     done = {"pid": os.getpid(), "fd": fd, "mode": mode}
     if mode == "decoy":
+        say({"pid": os.getpid(), "reading": True})   # a line first: the loop starts now
         seconds = float(sys.argv[4])
         end = time.monotonic() + seconds
         count = 0
