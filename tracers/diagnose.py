@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Te
 import click
 
 from .engine import BpfTracer, Target, require_bpf_environment, target_from_options
+from .engine.backend import LIBBPF, Backend, BackendRequest
 from .engine.clock import Clock
 from .engine.run import Run, check_output_path
 from .engine.tool import ObjectSpec, Tool
@@ -265,7 +266,8 @@ def _counter_records(row: Mapping[str, Any], offset_ns: int) -> Any:
 
 
 def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[TextIO] = None, quiet: bool = False,
-                 as_json: bool = False, output_dir: Optional[str] = None, utc: bool = False) -> dict[str, Any]:
+                 as_json: bool = False, output_dir: Optional[str] = None, utc: bool = False,
+                 backend: Backend = LIBBPF) -> dict[str, Any]:
     """One diagnose run to its end; returns the summary envelope (also used
     by the demo and the tests)."""
     sinks: list[Sink] = []
@@ -276,7 +278,7 @@ def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[Tex
     if output_dir:
         sinks.append(TraceDirSink(output_dir, getattr(output_dir, "flush_s", None)))
     run = Run("iotrace", DiagnoseTool(reap_orphans=bool(target.argv)), target, sinks, duration=duration,
-              utc=utc, quiet=quiet)
+              utc=utc, quiet=quiet, backend=backend)
     return run.execute()
 
 
@@ -284,12 +286,12 @@ def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[Tex
 @pid_options(required=False)
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
             cgroups: tuple[str, ...], duration: Optional[float],
-            as_json: bool, output: Optional[str], utc: bool, verbose: int) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest) -> int:
     """odirect + dstate + zombies at once, with CPU and disk counters each
     second, and findings: who causes the iowait, O_DIRECT around the page
     cache, parents that leave zombies.  Without -p/-c: every process."""
     target = target_from_options(pids, command, follow, required=False, containers=containers, cgroups=cgroups)
     check_output_path(output)
-    require_bpf_environment()
-    run_diagnose(target, duration, as_json=as_json, output_dir=output, utc=utc)
+    chosen = require_bpf_environment(backend)
+    run_diagnose(target, duration, as_json=as_json, output_dir=output, utc=utc, backend=chosen)
     return 0

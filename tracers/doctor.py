@@ -1,8 +1,9 @@
-"""``iotrace doctor`` / ``nstrace doctor``: what this kernel allows.
+"""``iotrace doctor`` / ``nstrace doctor``: what this kernel allows, and
+which backend (libbpf CO-RE, BCC) can run here and why.
 
 Every answer comes from trying: a two-instruction program of each kind is
-loaded and attached to a real target, a ring buffer map is created.  Nothing
-is inferred from the kernel version.
+loaded and attached to a real target, a ring buffer map is created, the
+module bcc is imported.  Nothing is inferred from the kernel version.
 """
 from __future__ import annotations
 
@@ -11,22 +12,32 @@ import os
 import platform
 import sys
 import time
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import click
 
 from .engine import probe
-from .engine.environment import BTF_PATH
-from .engine.libbpf import LibbpfMissing, libbpf_version
+from .engine.backend import Facts, bcc_module, check_btf_file, choose, headers_path
+from .engine.environment import BTF_PATH, UsageProblem
+from .engine.libbpf import LibbpfError, LibbpfMissing, libbpf_version
 from .engine.run import snapshot_envelope
-from .options import setup_logging
+from .options import btf_option, setup_logging
 
-__all__ = ["command", "diagnose_kernel"]
+__all__ = ["backends_report", "command", "diagnose_kernel"]
 
 KINDS = ("tracepoint", "tp_btf", "raw_tp", "fentry", "kprobe")
 
 
-def diagnose_kernel() -> dict[str, Any]:
+def diagnose_kernel(btf_file: Optional[str] = None) -> dict[str, Any]:
+    """Every item tried on this kernel, then both backends (btf_file:
+    --btf FILE, already checked)."""
+    report = _kernel_items()
+    facts, bcc_what = backend_facts(btf_file, bool(report["btf"]))
+    report.update(backends_report(report, facts, bcc_what, _bcc_kprobes(report)))
+    return report
+
+
+def _kernel_items() -> dict[str, Any]:
     report: dict[str, Any] = {"kernel": platform.release()}
     report["btf"] = os.path.exists(BTF_PATH)
     tracefs_before = probe.tracefs_root(mount_if_missing=False)
@@ -64,6 +75,82 @@ def diagnose_kernel() -> dict[str, Any]:
     return report
 
 
+# -- the backends -------------------------------------------------------------
+
+
+def backend_facts(btf_file: Optional[str], has_btf: bool) -> tuple[Facts, str]:
+    """The facts --backend auto chooses by, every one looked at (BCC too),
+    and what bcc_module said (bcc's version, or why it does not import)."""
+    release = platform.release()
+    importable, what = bcc_module()
+    facts = Facts(has_btf=has_btf, btf_file=btf_file, bcc_importable=importable,
+                  headers_present=os.path.isdir(headers_path(release)), release=release,
+                  bcc_problem="" if importable else what)
+    return facts, what
+
+
+def _bcc_kprobes(report: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether BCC can place kprobes: the kprobe PMU doctor attached to, or
+    (kernels before 4.17) tracefs's kprobe_events, which BCC falls back to."""
+    if report.get("kprobe"):
+        return True, "kprobe PMU"
+    root = report.get("tracefs_path")
+    if root and os.path.exists(os.path.join(root, "kprobe_events")):
+        return True, f"{os.path.join(root, 'kprobe_events')} (not tried)"
+    return False, report.get("reasons", {}).get("kprobe") or "no kprobes"
+
+
+def backends_report(report: Mapping[str, Any], facts: Facts, bcc_what: str,
+                    kprobes: tuple[bool, str]) -> dict[str, Any]:
+    """The `backends` and `auto_backend` keys of doctor's report, from the
+    kernel items already tried, the backend facts, bcc's version (or why it
+    does not import) and whether BCC can place kprobes: a pure function."""
+    btf = facts.btf_file or (BTF_PATH if facts.has_btf else None)
+    version = report.get("libbpf_version")
+    problems = []
+    if version is None:
+        problems.append(report.get("libbpf_error") or "libbpf.so.1 does not load")
+    if btf is None:
+        problems.append(f"no kernel BTF ({BTF_PATH} is missing): pass --btf FILE (e.g. from BTFHub)")
+    if not report.get("ringbuf"):
+        why = report.get("reasons", {}).get("ringbuf")
+        problems.append("no BPF ring buffer" + (f" ({why})" if why else ""))
+    libbpf = {
+        "usable": not problems,
+        "reason": "; ".join(problems) if problems else f"CO-RE against {btf}, ring buffer, libbpf {version}",
+        "btf": btf,
+        "btf_file": facts.btf_file,
+        "ringbuf": bool(report.get("ringbuf")),
+        "libbpf_version": version,
+    }
+
+    kprobes_ok, kprobes_why = kprobes
+    bcc_usable = facts.bcc_importable and facts.headers_present
+    headers = headers_path(facts.release)
+    missing = ([] if facts.bcc_importable else [bcc_what])
+    missing += [] if facts.headers_present else [f"no kernel headers in {headers}"]
+    kprobe_note = f"kprobes: {'yes' if kprobes_ok else 'no'}, {kprobes_why}"
+    if bcc_usable:
+        reason = (f"bcc {bcc_what}, headers in {headers}, {kprobe_note}; its programs (nstrace ip6mr, "
+                  "iotrace odirect) are not in this build yet")
+    else:
+        reason = "; ".join(missing + [kprobe_note])
+    bcc = {
+        "usable": bcc_usable,
+        "reason": reason,
+        "module": facts.bcc_importable,
+        "bcc_version": bcc_what if facts.bcc_importable else None,
+        "headers": facts.headers_present,
+        "headers_path": headers,
+        "kprobes": kprobes_ok,
+    }
+    try:  # what a run's --backend auto takes: the same function of the same facts
+        auto: Optional[str] = choose("auto", facts).name
+    except UsageProblem:
+        auto = None
+    return {"backends": {"libbpf": libbpf, "bcc": bcc}, "auto_backend": auto}
+
+
 def _yes(value: Any) -> str:
     return "yes" if value else "no"
 
@@ -71,7 +158,8 @@ def _yes(value: Any) -> str:
 def render(report: dict[str, Any]) -> str:
     reasons = report.get("reasons", {})
     lines = [f"{'kernel':<11} {report['kernel']}"]
-    lines.append(f"{'btf':<11} {_yes(report['btf']):<4} {BTF_PATH if report['btf'] else 'missing: CO-RE tracers cannot load'}")
+    missing = "missing: the libbpf backend needs --btf FILE (e.g. from BTFHub)"
+    lines.append(f"{'btf':<11} {_yes(report['btf']):<4} {BTF_PATH if report['btf'] else missing}")
     where = report.get("tracefs_path") or "not mounted, cannot mount"
     if report.get("tracefs_mounted_by_us"):
         where += " (mounted now)"
@@ -81,18 +169,30 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"{'lockdown':<11} {report['lockdown']}")
     caps = [name for name, held in report["capabilities"].items() if held]
     lines.append(f"{'caps':<11} {' '.join(caps) if caps else 'none (run as root)'}")
-    lines.append(f"{'libbpf':<11} {report['libbpf_version'] or report.get('libbpf_error')}")
+    for name in ("libbpf", "bcc"):
+        entry = report["backends"][name]
+        lines.append(f"{name:<11} {_yes(entry['usable']):<4} {entry['reason']}")
+    auto = report["auto_backend"]
+    lines.append(f"{'auto':<11} {auto + ' (what --backend auto runs)' if auto else 'none: neither backend can run here'}")
     return "\n".join(lines)
 
 
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@btf_option
 @click.option("-v", "--verbose", count=True, help="Show libbpf's messages.")
-def command(as_json: bool, verbose: int) -> int:
-    """What this kernel allows for tracing, each item found by trying."""
+def command(as_json: bool, btf_file: Optional[str], verbose: int) -> int:
+    """What this kernel allows for tracing, each item found by trying, and
+    which backend can run here (libbpf CO-RE, BCC) and why."""
     setup_logging(verbose)
     started_ns = time.time_ns()
-    report = diagnose_kernel()
+    if btf_file is not None:
+        check_btf_file(btf_file)
+        try:
+            probe.set_kernel_btf(btf_file)  # the probes read FILE, as a run with --btf does
+        except LibbpfError as exc:
+            raise UsageProblem(f"--btf {btf_file}: {exc}") from None
+    report = diagnose_kernel(btf_file)
     if as_json:
         sys.stdout.write(json.dumps(snapshot_envelope("doctor", started_ns, [], **report)) + "\n")
     else:

@@ -32,6 +32,7 @@ from ..analysis.arrays import unique
 import click
 
 from .engine import BpfTracer, Hook, require_bpf_environment, target_from_options
+from .engine.backend import BackendRequest
 from .engine.clock import Clock
 from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
@@ -609,7 +610,8 @@ def print_tables(frames: "dict[str, pd.DataFrame]", out: TextIO, top: int = 10) 
                    "(`frame;frame;frame N`): the folded format flamegraph.pl and speedscope read.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
             cgroups: tuple[str, ...], duration: Optional[float],
-            as_json: bool, output: Optional[str], utc: bool, verbose: int, min_ms: float, folded: bool) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest, min_ms: float,
+            folded: bool) -> int:
     """Uninterruptible (D-state) sleeps of the traced tasks (all tasks without
     -p/-c): count, total and longest per task, split into iowait and other D,
     the distribution of their lengths, and the kernel stacks where the time
@@ -618,7 +620,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, contain
         raise UsageProblem("--folded or --json, not both")
     target = target_from_options(pids, command, follow, required=False, containers=containers, cgroups=cgroups)
     check_output_path(output)
-    require_bpf_environment()
+    chosen = require_bpf_environment(backend)
     run_tool("iotrace", DStateTool(min_ms=min_ms, min_event_ms=min_ms, folded=folded), target, duration=duration,
-             as_json=as_json, output=output, utc=utc, live=not folded)
+             as_json=as_json, output=output, utc=utc, live=not folded, backend=chosen)
     return 0

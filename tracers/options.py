@@ -9,10 +9,11 @@ from typing import Any, Callable, Optional
 
 import click
 
+from .engine.backend import BACKENDS, BackendRequest
 from .engine.sinks import TraceOutput
 from .engine.tracedir import DEFAULT_FLUSH_S
 
-__all__ = ["PidList", "pid_options", "setup_logging"]
+__all__ = ["PidList", "backend_option", "btf_option", "pid_options", "setup_logging"]
 
 
 def setup_logging(verbose: int) -> None:
@@ -44,8 +45,22 @@ def _flatten(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[in
     return tuple(pid for group in value or () for pid in group)
 
 
+# --backend and --btf: pid_options turns them into one argument, `backend`
+# (a BackendRequest), which require_bpf_environment resolves; doctor takes --btf.
+backend_option = click.option(
+    "--backend", "backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+    help="auto: libbpf CO-RE where the kernel has BTF (or with --btf), else BCC where python3-bpfcc and the "
+         "running kernel's headers are installed (its programs, for nstrace ip6mr and iotrace odirect, are not "
+         "in this build yet). Printed with the hooks, recorded in the summary and the trace.")
+btf_option = click.option(
+    "--btf", "btf_file", type=click.Path(), metavar="FILE",
+    help="The kernel's BTF from FILE (raw BTF or an ELF file with .BTF, e.g. BTFHub's for a kernel built "
+         "without BTF): the CO-RE relocations and the hook probes read it.")
+
+
 def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """-p/-c/-f/-d/--json/-o/-T/-v, as bcc and libbpf-tools spell them."""
+    """-p/-c/-f/-d/--json/-o/-T/-v, as bcc and libbpf-tools spell them,
+    and --backend/--btf."""
 
     output = click.option("-o", "--output", type=click.Path(), metavar="DIR",
                           help="Write the trace to DIR as it goes: meta.json, Parquet parts per record kind, "
@@ -74,6 +89,8 @@ def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callab
             output,
             flush,
             click.option("-T", "--utc", is_flag=True, help="Live lines show UTC wall-clock time, not seconds since the start."),
+            backend_option,
+            btf_option,
             click.option("-v", "--verbose", count=True, help="Show libbpf's messages (-vv: debug)."),
         ]
         for option in reversed(options):
@@ -85,6 +102,7 @@ def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callab
             flush_s = kwargs.pop("flush_s")
             if kwargs.get("output"):
                 kwargs["output"] = TraceOutput(kwargs["output"], flush_s)
+            kwargs["backend"] = BackendRequest(kwargs.pop("backend"), kwargs.pop("btf_file"))
             return fn(*args, **kwargs)
 
         return wrapper

@@ -42,9 +42,10 @@ from .statview import (
 )
 from .engine import AttachError, Target, target_from_options
 from .engine.libbpf import LibbpfError
+from .engine.backend import LIBBPF, Backend, BackendRequest, check_btf_file
 from .engine.run import Run, check_output_path
 from .engine.tracedir import DEFAULT_FLUSH_S
-from .options import setup_logging
+from .options import btf_option, setup_logging
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -162,14 +163,15 @@ class TaskSampler:
                 self.cgroups.pop(tgid, None)
 
 
-def _bpf_unavailable_reason(no_bpf: bool) -> Optional[str]:
+def _bpf_unavailable_reason(no_bpf: bool, btf_file: Optional[str] = None) -> Optional[str]:
     if no_bpf:
         return "--no-bpf"
     if os.geteuid() != 0:
         return "needs root"
 
     try:
-        require_bpf_environment()
+        # stat's columns are a CO-RE object's: libbpf, never BCC
+        require_bpf_environment(BackendRequest("libbpf", btf_file))
     except EnvironmentProblem as exc:
         return str(exc)
     return None
@@ -423,10 +425,11 @@ class _StatCommand(click.Command):
               help="Rank only the processes of this container in the BPF columns; repeatable.")
 @click.option("--cgroup", "cgroups", multiple=True, metavar="PATH",
               help="Rank only the processes of this cgroup or below it; repeatable.")
+@btf_option
 @click.option("-v", "--verbose", count=True, help="Show libbpf's messages (-vv: debug).")
 def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[str], net_spec: Optional[str],
             as_json: bool, csv_path: Optional[str], output: Optional[str], flush_s: float, no_bpf: bool,
-            containers: tuple[str, ...], cgroups: tuple[str, ...], verbose: int) -> int:
+            containers: tuple[str, ...], cgroups: tuple[str, ...], btf_file: Optional[str], verbose: int) -> int:
     """dstat's columns every INTERVAL seconds (default 1), COUNT lines (default: until Ctrl-C).
 
     CPU in percent (usr includes nice and irq time, wai is iowait); disk, net
@@ -445,6 +448,8 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
     disk_groups = resolve_disks(disk_spec)
     net_groups = resolve_interfaces(net_spec)
     check_output_path(output)
+    if btf_file is not None and not no_bpf:
+        check_btf_file(btf_file)  # a bad FILE is exit 2, not a note that the columns are missing
     target = target_from_options((), None, False, required=False, containers=containers, cgroups=cgroups)
 
     csv_file: Optional[IO[str]] = None
@@ -454,9 +459,10 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
         except OSError as exc:
             raise UsageProblem(f"cannot write {csv_path}: {exc.strerror}") from None
 
-    note = _bpf_unavailable_reason(no_bpf)
+    note = _bpf_unavailable_reason(no_bpf, btf_file)
     try:
-        return _run(seconds, lines, disk_groups, net_groups, as_json, csv_file, note, output, flush_s, target)
+        return _run(seconds, lines, disk_groups, net_groups, as_json, csv_file, note, output, flush_s, target,
+                    backend=Backend("libbpf", btf_file))
     finally:
         if csv_file is not None:
             csv_file.close()
@@ -464,7 +470,7 @@ def command(interval: Optional[str], count: Optional[str], disk_spec: Optional[s
 
 def _run(seconds: float, lines: Optional[int], disk_groups: dict[str, list[str]], net_groups: dict[str, list[str]],
          as_json: bool, csv_file: Optional[IO[str]], note: Optional[str], output: Optional[str] = None,
-         flush_s: float = DEFAULT_FLUSH_S, target: Optional[Target] = None) -> int:
+         flush_s: float = DEFAULT_FLUSH_S, target: Optional[Target] = None, backend: Backend = LIBBPF) -> int:
     def make_run(bpf: bool, why: Optional[str]) -> Run:
         tool = StatTool(seconds, lines, disk_groups, net_groups, bpf=bpf, note=why)
         sinks: list[Sink] = [JsonSink() if as_json else TextSink(report=False)]
@@ -472,7 +478,7 @@ def _run(seconds: float, lines: Optional[int], disk_groups: dict[str, list[str]]
             sinks.append(CsvSink(csv_file, list(disk_groups), list(net_groups)))
         if output:
             sinks.append(TraceDirSink(output, flush_s))
-        return Run("iotrace", tool, target or Target(), sinks, quiet=True)
+        return Run("iotrace", tool, target or Target(), sinks, quiet=True, backend=backend)
 
     if note is None:
         run = make_run(True, None)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Te
 import click
 
 from .engine import BpfTracer, Hook, require_bpf_environment, target_from_options
+from .engine.backend import BackendRequest
 from .engine.clock import Clock
 from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
@@ -529,13 +530,14 @@ def print_lifecycles(lives: list[Any], clock: Clock, out: TextIO, top: int = 20,
               metavar="SECONDS", help="A zombie older than this counts as unreaped.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
             cgroups: tuple[str, ...], duration: Optional[float],
-            as_json: bool, output: Optional[str], utc: bool, verbose: int, min_zombie_s: float) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest,
+            min_zombie_s: float) -> int:
     """Exits of the traced processes and of their children, and their
     reaping: by the parent, by a subreaper or init after the parent died, or
     still a zombie when tracing ends; the parent's wait4/waitid calls."""
     target = target_from_options(pids, command, follow, required=False, containers=containers, cgroups=cgroups)
     check_output_path(output)
-    require_bpf_environment()
+    chosen = require_bpf_environment(backend)
     tool = ZombiesTool(reap_orphans=bool(target.argv), min_zombie_s=min_zombie_s)
-    run_tool("iotrace", tool, target, duration=duration, as_json=as_json, output=output, utc=utc)
+    run_tool("iotrace", tool, target, duration=duration, as_json=as_json, output=output, utc=utc, backend=chosen)
     return 0

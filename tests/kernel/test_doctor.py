@@ -52,3 +52,19 @@ def test_doctor_is_consistent_with_the_engines_choice():
         assert choice.kind == "kprobe"
     else:
         assert choice.kind == "tracepoint"
+
+
+def test_doctor_names_both_backends_and_what_auto_runs():
+    report = doctor_json()
+    libbpf, bcc = report["backends"]["libbpf"], report["backends"]["bcc"]
+    # this kernel has BTF and ring buffers: CO-RE runs, and auto takes it
+    assert libbpf["usable"] and libbpf["btf"] == "/sys/kernel/btf/vmlinux" and libbpf["btf_file"] is None
+    assert libbpf["ringbuf"] is report["ringbuf"] and libbpf["libbpf_version"] == report["libbpf_version"]
+    assert report["auto_backend"] == "libbpf"
+    headers = f"/lib/modules/{os.uname().release}/build"
+    assert bcc["headers_path"] == headers and bcc["headers"] is os.path.isdir(headers)
+    assert bcc["usable"] is (bcc["module"] and bcc["headers"])
+    kprobe_events = os.path.join(report["tracefs_path"], "kprobe_events")
+    assert bcc["kprobes"] is (report["kprobe"] or os.path.exists(kprobe_events))
+    for entry in (libbpf, bcc):
+        assert entry["reason"] and "\n" not in entry["reason"]

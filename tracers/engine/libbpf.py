@@ -21,6 +21,7 @@ from typing import Any, Iterator, Optional
 
 __all__ = [
     "BpfLoadError",
+    "BtfFile",
     "Link",
     "LibbpfError",
     "LibbpfMissing",
@@ -82,6 +83,25 @@ class _Btf(ctypes.Structure):
     pass
 
 
+class _BpfObjectOpenOpts(ctypes.Structure):
+    """struct bpf_object_open_opts as libbpf 1.1 declares it (libbpf.h); sz
+    comes first, so an older libbpf (>= 0.6 has btf_custom_path) accepts it
+    as long as the fields it does not know stay zero."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("object_name", ctypes.c_char_p),
+        ("relaxed_maps", ctypes.c_bool),
+        ("pin_root_path", ctypes.c_char_p),
+        ("_attach_prog_fd", ctypes.c_uint32),  # __u32 :32, the removed attach_prog_fd
+        ("kconfig", ctypes.c_char_p),
+        ("btf_custom_path", ctypes.c_char_p),
+        ("kernel_log_buf", ctypes.c_char_p),
+        ("kernel_log_size", ctypes.c_size_t),
+        ("kernel_log_level", ctypes.c_uint32),
+    ]
+
+
 _obj_p = ctypes.POINTER(_BpfObject)
 _prog_p = ctypes.POINTER(_BpfProgram)
 _map_p = ctypes.POINTER(_BpfMap)
@@ -98,7 +118,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "libbpf_minor_version": (ctypes.c_uint32, []),
     "libbpf_set_print": (ctypes.c_void_p, [_PRINT_FN]),
     "libbpf_num_possible_cpus": (ctypes.c_int, []),
-    "bpf_object__open_file": (_obj_p, [ctypes.c_char_p, ctypes.c_void_p]),
+    "bpf_object__open_file": (_obj_p, [ctypes.c_char_p, ctypes.POINTER(_BpfObjectOpenOpts)]),
     "bpf_object__load": (ctypes.c_int, [_obj_p]),
     "bpf_object__close": (None, [_obj_p]),
     "bpf_object__btf": (_btf_p, [_obj_p]),
@@ -131,6 +151,8 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map_delete_elem": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p]),
     "bpf_map_get_next_key": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]),
     "btf__parse_elf": (_btf_p, [ctypes.c_char_p, ctypes.c_void_p]),
+    # raw BTF or an ELF file's .BTF; the second argument (struct btf_ext **) may be NULL
+    "btf__parse": (_btf_p, [ctypes.c_char_p, ctypes.c_void_p]),
     "btf__raw_data": (ctypes.c_void_p, [_btf_p, ctypes.POINTER(ctypes.c_uint32)]),
     "btf__free": (None, [_btf_p]),
     "btf__load_vmlinux_btf": (_btf_p, []),
@@ -431,14 +453,23 @@ class Map:
 
 
 class Object:
-    """A BPF object file: open, set options, choose programs, load."""
+    """A BPF object file: open, set options, choose programs, load.
+
+    ``btf_custom_path``: a BTF file (--btf) that replaces the kernel's own
+    BTF for the CO-RE relocations, on a kernel built without it.  libbpf
+    copies the path at open and reads the file at load."""
 
     _ptr: Any = None
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, btf_custom_path: Optional[str] = None) -> None:
         self.path = path
+        self.btf_custom_path = btf_custom_path
+        opts = None
+        if btf_custom_path is not None:
+            opts = _BpfObjectOpenOpts(sz=ctypes.sizeof(_BpfObjectOpenOpts),
+                                      btf_custom_path=btf_custom_path.encode())
         ctypes.set_errno(0)
-        ptr = lib().bpf_object__open_file(path.encode(), None)
+        ptr = lib().bpf_object__open_file(path.encode(), ctypes.byref(opts) if opts is not None else None)
         if not ptr:
             err = _errno_or(errno.ENOENT)
             raise LibbpfError(err, f"open BPF object {path}")
@@ -538,3 +569,43 @@ def btf_of_elf(path: str) -> bytes:
         return ctypes.string_at(addr, size.value)
     finally:
         lib().btf__free(btf)
+
+
+class BtfFile:
+    """A BTF file parsed by libbpf: raw BTF (as /sys/kernel/btf/vmlinux) or
+    an ELF file's .BTF section (BTFHub's files).  Raises LibbpfError."""
+
+    _ptr: Any = None
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        ctypes.set_errno(0)
+        ptr = lib().btf__parse(path.encode(), None)
+        if not ptr:
+            raise LibbpfError(_errno_or(errno.EINVAL), f"parse BTF {path}")
+        self._ptr = ptr
+
+    @property
+    def ptr(self) -> Any:
+        """The struct btf * (for the btf__ calls of probe.py)."""
+        if not self._ptr:
+            raise LibbpfError(errno.EBADF, f"BTF {self.path} is closed")
+        return self._ptr
+
+    def find(self, name: str, kind: int) -> int:
+        """The id of the type ``name`` of BTF kind ``kind``; negative if none."""
+        return int(lib().btf__find_by_name_kind(self.ptr, name.encode(), kind))
+
+    def close(self) -> None:
+        if self._ptr:
+            lib().btf__free(self._ptr)
+            self._ptr = None
+
+    def __enter__(self) -> "BtfFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

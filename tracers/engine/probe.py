@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .libbpf import lib
+from .libbpf import BtfFile, lib
 
 __all__ = [
     "Verdict",
@@ -25,6 +25,7 @@ __all__ = [
     "lockdown_mode",
     "kernel_facts",
     "probe_kind",
+    "set_kernel_btf",
     "tracefs_root",
 ]
 
@@ -40,6 +41,7 @@ BTF_KIND_PTR = 2
 BTF_KIND_TYPEDEF = 8
 BTF_KIND_FUNC = 12
 BTF_KIND_FUNC_PROTO = 13
+KERNEL_BTF_PATH = "/sys/kernel/btf/vmlinux"
 BPF_MAP_TYPE_RINGBUF = 27
 PERF_TYPE_TRACEPOINT = 2
 PERF_FLAG_FD_CLOEXEC = 8
@@ -88,7 +90,12 @@ _libc.mount.restype = ctypes.c_int
 _cache: dict[tuple[str, str], Verdict] = {}
 _kind_refused: dict[str, Verdict] = {}
 _kind_works: dict[str, bool] = {}
-_vmlinux_btf: Optional[Any] = None
+# The kernel's own BTF (attach ids of fentry and tp_btf programs), and
+# --btf FILE where given: what the kernel has (functions, tracepoints and
+# their arguments) is then read from FILE, as libbpf's CO-RE reads it.
+_kernel_btf: Optional[Any] = None
+_btf_file: Optional[BtfFile] = None
+_facts: Optional[dict[str, Any]] = None
 
 
 def _mount(source: str, target: str, fstype: str) -> int:
@@ -144,19 +151,63 @@ def capabilities() -> dict[str, bool]:
     return {name: bool(eff >> bit & 1) for name, bit in _CAPS.items()}
 
 
-def _vmlinux() -> Any:
-    global _vmlinux_btf
-    if _vmlinux_btf is None:
+def set_kernel_btf(path: Optional[str]) -> None:
+    """Read the kernel's types from the BTF file ``path`` (--btf) instead of
+    its own BTF; None: its own again.  Every verdict and fact is forgotten:
+    they were read from the other BTF.  Raises LibbpfError for a file
+    libbpf cannot parse."""
+    global _btf_file, _facts
+    current = _btf_file.path if _btf_file is not None else None
+    if path == current:
+        return
+    btf = BtfFile(path) if path is not None else None
+    if _btf_file is not None:
+        _btf_file.close()
+    _btf_file = btf
+    _facts = None
+    reset_cache()
+
+
+def kernel_btf_file() -> Optional[str]:
+    """The --btf FILE the probes read, None for the kernel's own BTF."""
+    return _btf_file.path if _btf_file is not None else None
+
+
+def _kernel() -> Any:
+    """The running kernel's own BTF: the ids a program's attach_btf_id names."""
+    global _kernel_btf
+    if _kernel_btf is None:
         ctypes.set_errno(0)
         btf = lib().btf__load_vmlinux_btf()
         if not btf:
-            raise OSError(ctypes.get_errno() or errno.ENOENT, "kernel BTF (/sys/kernel/btf/vmlinux) not readable")
-        _vmlinux_btf = btf
-    return _vmlinux_btf
+            raise OSError(ctypes.get_errno() or errno.ENOENT, f"kernel BTF ({KERNEL_BTF_PATH}) not readable")
+        _kernel_btf = btf
+    return _kernel_btf
+
+
+def _vmlinux() -> Any:
+    """What describes the kernel's types: --btf FILE, else its own BTF."""
+    return _btf_file.ptr if _btf_file is not None else _kernel()
 
 
 def _btf_id(name: str, kind: int) -> int:
+    """The id of a type in what describes the kernel (FILE or its own BTF)."""
     return int(lib().btf__find_by_name_kind(_vmlinux(), name.encode(), kind))
+
+
+def _attach_id(name: str, kind: int) -> int:
+    """The id the kernel knows a type by: FILE's ids may differ (another
+    build), and fentry/tp_btf programs need the kernel's own BTF anyway."""
+    return int(lib().btf__find_by_name_kind(_kernel(), name.encode(), kind))
+
+
+def _needs_kernel_btf(kind: str) -> Optional[Verdict]:
+    """fentry/fexit and tp_btf attach by an id in the kernel's own BTF: a
+    --btf FILE cannot stand in for it (libbpf uses FILE for CO-RE only)."""
+    if _btf_file is not None and not os.path.exists(KERNEL_BTF_PATH):
+        return Verdict(False, f"{kind} needs the kernel's own BTF ({KERNEL_BTF_PATH}); --btf serves CO-RE only",
+                       kind_refused=True)
+    return None
 
 
 def _load(prog_type: int, attach_type: int = 0, btf_id: int = 0) -> int:
@@ -212,8 +263,12 @@ def _kprobe_pmu_type() -> Optional[int]:
 def _try(kind: str, target: str, attach: bool) -> Verdict:
     prog_fd = -1
     try:
+        if kind in ("fentry", "fexit", "tp_btf"):
+            refused = _needs_kernel_btf(kind)
+            if refused is not None:
+                return refused
         if kind in ("fentry", "fexit"):
-            btf_id = _btf_id(target, BTF_KIND_FUNC)
+            btf_id = _attach_id(target, BTF_KIND_FUNC)
             if btf_id < 0:
                 return Verdict(False, f"no function {target} in kernel BTF")
             attach = BPF_TRACE_FENTRY if kind == "fentry" else BPF_TRACE_FEXIT
@@ -223,7 +278,7 @@ def _try(kind: str, target: str, attach: bool) -> Verdict:
                 return Verdict(False, f"{kind} program load refused: {exc.strerror}", kind_refused=exc.errno != errno.ESRCH)
             _raw_tp_open(None, prog_fd)
         elif kind == "tp_btf":
-            btf_id = _btf_id(f"btf_trace_{target}", BTF_KIND_TYPEDEF)
+            btf_id = _attach_id(f"btf_trace_{target}", BTF_KIND_TYPEDEF)
             if btf_id < 0:
                 return Verdict(False, f"no raw tracepoint {target} in kernel BTF")
             try:
@@ -283,7 +338,9 @@ def _known_target(kind: str, target: str) -> Optional[Verdict]:
         exists = root is not None and os.path.exists(os.path.join(root, "events", target, "id"))
         return Verdict(True) if exists else Verdict(False, f"no tracepoint {target.replace('/', ':')}")
     if kind in ("tp_btf", "raw_tp"):
-        if _btf_id(f"btf_trace_{target}", BTF_KIND_TYPEDEF) >= 0:
+        # tp_btf attaches by the kernel's own id; raw_tp by name, which FILE tells
+        find = _attach_id if kind == "tp_btf" else _btf_id
+        if find(f"btf_trace_{target}", BTF_KIND_TYPEDEF) >= 0:
             return Verdict(True)
         return Verdict(False, f"no raw tracepoint {target} in kernel BTF")
     return None
@@ -366,9 +423,6 @@ def tracepoint_arg_count(name: str) -> Optional[int]:
             return max((info & 0xFFFF) - 1, 0)
         type_id = ref
     return None
-
-
-_facts: Optional[dict[str, Any]] = None
 
 
 def kernel_facts() -> dict[str, Any]:

@@ -49,6 +49,7 @@ def replay_trace(reader: TraceReader, tool: "Tool") -> tuple[dict[str, Any], lis
         hooks=meta.get("hooks", []),
         stop_reason=stop_reason,
         backend=meta.get("backend"),
+        btf_file=meta.get("btf_file"),
         target=meta.get("target"),
         findings=[f.as_dict() for f in findings],
     )

@@ -15,6 +15,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
+from . import probe
+from .backend import LIBBPF, Backend, bcc_refusal
 from .clock import Clock, rfc3339_ns
 from .environment import UsageProblem
 from .session import LAUNCHER_COMM, Session
@@ -39,9 +41,11 @@ def kerntrace_version() -> str:
         return "0+unknown"
 
 
-def ready_line(prog: str, tool: str, target: Target, hooks: str) -> str:
-    """The one ready line of every tracing command (stderr)."""
-    return f"{prog} {tool}: tracing {target.describe()}; Ctrl-C to end\nhooks: {hooks}"
+def ready_line(prog: str, tool: str, target: Target, hooks: str, backend: Optional[Backend] = None) -> str:
+    """The one ready line of every tracing command (stderr), and the hooks
+    line, which ends with the backend that runs them."""
+    line = f"{prog} {tool}: tracing {target.describe()}; Ctrl-C to end\nhooks: {hooks}"
+    return f"{line}; backend {backend.describe()}" if backend is not None else line
 
 
 def _envelope_head(tool: str, started_epoch_ns: int) -> dict[str, Any]:
@@ -59,7 +63,7 @@ def snapshot_envelope(tool: str, started_epoch_ns: int, findings: Sequence[Any],
     """The envelope of a command that reads state once and attaches nothing
     (netns, postmortem, doctor): the same keys as a tracing run's."""
     out = _envelope_head(tool, started_epoch_ns)
-    out.update(duration_s=0.0, lost_events=0, hooks=[], stop_reason="snapshot", backend=None,
+    out.update(duration_s=0.0, lost_events=0, hooks=[], stop_reason="snapshot", backend=None, btf_file=None,
                findings=[f.as_dict() for f in findings])
     out.update(keys)
     return out
@@ -70,10 +74,11 @@ class Run:
 
     def __init__(self, prog: str, tool: "Tool", target: Target, sinks: Sequence["Sink"], *,
                  duration: Optional[float] = None, utc: bool = False, quiet: bool = False,
-                 status: Optional[TextIO] = None) -> None:
+                 status: Optional[TextIO] = None, backend: Backend = LIBBPF) -> None:
         self.prog = prog
         self.tool = tool
         self.target = target
+        self.backend = backend
         self.sinks = list(sinks)
         self.duration = duration
         self.quiet = quiet
@@ -96,7 +101,8 @@ class Run:
             session.catch_signals()
             self.tool.started(self.clock)
             if not self.quiet:
-                lines = [ready_line(self.prog, self.tool.name, self.target, describe_choices(session.choices))]
+                lines = [ready_line(self.prog, self.tool.name, self.target, describe_choices(session.choices),
+                                    self.backend if self.tracers else None)]
                 print("\n".join(lines + self.tool.hook_notes(session.choices)), file=self.status or sys.stderr, flush=True)
             if self.duration == 0:  # -d 0: attach, the ready line, nothing more
                 self.envelope = {}
@@ -130,6 +136,7 @@ class Run:
         """Open, load and attach the tool's objects and apply the Target;
         execute() does this first (tests that poll by hand call it alone,
         then drain() and close())."""
+        self._require_backend()
         self._open()
         session = self.session = Session(list(self.tracers.values()))
         session.load()
@@ -153,7 +160,15 @@ class Run:
             for tracer in self.tracers.values():
                 tracer.close()
 
+    def _require_backend(self) -> None:
+        """The BCC programs are not in this build: --backend bcc (or auto on
+        a kernel without BTF, where BCC can run) stops here, one line."""
+        if self.backend.name == "bcc":
+            raise UsageProblem(bcc_refusal(f"{self.prog} {self.tool.name}", self.tool.bcc_program))
+
     def _open(self) -> None:
+        # the hook probes and the kernel facts read what the objects' CO-RE reads
+        probe.set_kernel_btf(self.backend.btf_file)
         for spec in self.tool.objects():
             self.tracers[spec.name] = self._open_object(spec)
             if spec.keep_launcher:
@@ -169,7 +184,8 @@ class Run:
             # it was asked to trace its own pid.
             options["kt_self_tgid"] = 0 if os.getpid() in self.target.pids else os.getpid()
         return BpfTracer(spec.name, hooks=spec.hooks, rings=spec.rings, options=options,
-                         ring_bytes=spec.ring_bytes, follow_children=spec.targeted and self.target.follow)
+                         ring_bytes=spec.ring_bytes, follow_children=spec.targeted and self.target.follow,
+                         btf_custom_path=self.backend.btf_file)
 
     def _apply_target(self, session: Session) -> None:
         if self.target.by_container and not self.target.late_match:
@@ -259,7 +275,8 @@ class Run:
             "command": self.target.argv,
             "pids": sorted(self.target.pids),
             "hooks": [c.as_dict() for c in self.session.choices],
-            "backend": "libbpf" if self.tracers else None,
+            "backend": self.backend.name if self.tracers else None,
+            "btf_file": self.backend.btf_file if self.tracers else None,
             # ts_ns (CLOCK_MONOTONIC) + offset_ns = UTC nanoseconds
             "clock": {"offset_ns": self.clock.offset_ns, "start_ns": self.clock.start_ns},
         }
@@ -277,7 +294,8 @@ class Run:
             lost_events=session.lost_events,
             hooks=[c.as_dict() for c in session.choices],
             stop_reason=session.stop_reason,
-            backend="libbpf" if self.tracers else None,
+            backend=self.backend.name if self.tracers else None,
+            btf_file=self.backend.btf_file if self.tracers else None,
             target=self.target.describe(),
             findings=[f.as_dict() for f in self.findings],
         )
@@ -310,9 +328,10 @@ def build_sinks(as_json: bool, output: Optional[str], out: Optional[TextIO] = No
 
 def run_tool(prog: str, tool: "Tool", target: Target, *, duration: Optional[float], as_json: bool,
              output: Optional[str], utc: bool = False, out: Optional[TextIO] = None,
-             live: bool = True, flush_s: Optional[float] = None) -> "Run":
+             live: bool = True, flush_s: Optional[float] = None, backend: Backend = LIBBPF) -> "Run":
     """A command's whole run from its flags; returns the finished Run."""
-    run = Run(prog, tool, target, build_sinks(as_json, output, out, live, flush_s), duration=duration, utc=utc)
+    run = Run(prog, tool, target, build_sinks(as_json, output, out, live, flush_s), duration=duration, utc=utc,
+              backend=backend)
     run.execute()
     return run
 

@@ -33,6 +33,7 @@ def snapshot_meta(tool: str, prog: str, started_epoch_ns: int, clock: Clock, opt
         "pids": [],
         "hooks": [],
         "backend": None,
+        "btf_file": None,
         "clock": {"offset_ns": clock.offset_ns, "start_ns": clock.start_ns},
     }
 

@@ -40,6 +40,9 @@ class Tool:
     """Defaults for every hook of the run; a tool overrides what it needs."""
 
     name = ""
+    # The name of the tool's BCC program (bpf/<name>.bcc.c) for --backend
+    # bcc; None: the tool runs on libbpf CO-RE only.
+    bcc_program: Optional[str] = None
     # Seconds between calls of tick(); None: no tick.
     tick_interval: Optional[float] = None
     # Set by the tool (in tick) to end the run, e.g. after COUNT intervals.

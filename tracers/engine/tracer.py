@@ -129,9 +129,11 @@ class BpfTracer:
         options: Mapping[str, Any] = {},
         ring_bytes: Optional[int] = None,
         follow_children: bool = False,
+        btf_custom_path: Optional[str] = None,
     ) -> None:
         self.name = object_name
-        self.obj = Object(object_path(object_name))
+        # btf_custom_path: --btf FILE, the kernel's types for CO-RE (probe.set_kernel_btf for the hooks)
+        self.obj = Object(object_path(object_name), btf_custom_path=btf_custom_path)
         self.btf = Btf(self.obj.btf_raw())
         self.ring_structs = dict(rings)
         self.follows_children = follow_children
