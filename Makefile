@@ -15,8 +15,11 @@ BPFTOOL ?= bpftool
 BIN_DIR ?= /usr/local/bin
 MAN_DIR ?= /usr/local/share/man/man1
 
-APT_PACKAGES := clang llvm libbpf-dev bpftool libbpf1 python3-venv fio strace bpftrace iproute2 gcc make docker.io busybox-static
-# Installed only when missing, so a set-up machine pays one dpkg query.
+# chromium and its fonts: the HTML report's browser test and make demo's screenshot
+APT_PACKAGES := clang llvm libbpf-dev bpftool libbpf1 python3-venv fio strace bpftrace iproute2 gcc make docker.io busybox-static \
+	chromium fonts-dejavu-core
+# Installed only when missing, so a set-up machine pays one dpkg query (again
+# when this file changes: a package added here reaches set-up machines too).
 DEPS_STAMP := .deps-installed
 
 Q = @
@@ -30,7 +33,7 @@ BPFCFLAGS := -g -O2 -Wall -Werror=undef -target bpf -D__TARGET_ARCH_$(ARCH) -Ibp
 
 all: install
 
-$(DEPS_STAMP):
+$(DEPS_STAMP): Makefile
 	$(Q)missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "  APT     $$missing"; \
@@ -68,7 +71,7 @@ bpf: $(BPF_OBJS)
 $(VENV)/.installed: setup.cfg pyproject.toml | $(DEPS_STAMP)
 	$(Q)test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(Q)$(VPY) -m pip install -q --upgrade pip
-	$(Q)$(VPY) -m pip install -q -e '.[test,man]'
+	$(Q)$(VPY) -m pip install -q -e '.[test,man,html]'
 	$(Q)touch $@
 
 install: bpf $(VENV)/.installed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import io
 import sys
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, TextIO
 
 import click
 
@@ -53,6 +53,18 @@ def report_trace(path: str) -> "tuple[Tool, dict[str, Any], list[Any]]":
     return tool, envelope, findings
 
 
+FOLDED_TOOLS = ("dstate", "diagnose")
+
+
+def _check_folded(path: str) -> None:
+    """--folded needs kernel stacks of D sleeps: a dstate or diagnose trace."""
+    from .engine.tracedir import TraceReader
+
+    name = TraceReader(path).meta.get("tool")
+    if name not in FOLDED_TOOLS:
+        raise UsageProblem(f"--folded: {path} is a trace of {name}; stacks are in traces of dstate and diagnose")
+
+
 def _truncation_line(envelope: Mapping[str, Any]) -> str:
     trace = envelope["trace"]
     records = ", ".join(f"{n} {kind}" for kind, n in sorted(trace["records"].items())) or "no records"
@@ -76,14 +88,44 @@ def write_markdown(envelope: Mapping[str, Any], findings: Sequence[Any], out: Te
 @click.argument("trace_dir", metavar="DIR", type=click.Path(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="The summary envelope as one JSON object.")
 @click.option("--md", "as_md", is_flag=True, help="Markdown: the run and its findings with evidence tables.")
-def command(trace_dir: str, as_json: bool, as_md: bool) -> int:
+@click.option("--html", "html_path", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write one self-contained HTML page to FILE: the findings, then charts (needs matplotlib). "
+                   "Prints where it went; with --json or --md, those too.")
+@click.option("--folded", is_flag=True,
+              help="Only the D time per kernel stack, in microseconds, root first (`frame;frame N`), for "
+                   "flamegraph.pl and speedscope: traces of dstate and diagnose.")
+def command(trace_dir: str, as_json: bool, as_md: bool, html_path: Optional[str], folded: bool) -> int:
     """The summary and findings of a trace directory written with -o DIR,
     recomputed from its records (a killed run's trace included: reported as
-    truncated, with what it holds).  Needs neither root nor BPF."""
-    if as_json and as_md:
-        raise UsageProblem("--json or --md, not both")
+    truncated, with what it holds).  Needs neither root nor BPF.  With
+    --html FILE alone, prints only where the page went."""
+    if sum((as_json, as_md, folded)) > 1:
+        raise UsageProblem("one of --json, --md and --folded")
+    if folded:
+        _check_folded(trace_dir)
+    if html_path:
+        from .html import check_html_path
+
+        check_html_path(html_path)   # before the replay: a long trace takes a while
     tool, envelope, findings = report_trace(trace_dir)
-    if as_json:
+    if html_path:
+        from .engine.tracedir import TraceReader
+        from .html import write_html_report
+
+        written = write_html_report(html_path, TraceReader(trace_dir), tool, envelope, findings)
+        line = (f"Wrote {written.path}: {written.size / 1024:.0f} KiB, findings: {len(findings)}, "
+                f"charts: {len(written.charts)} ({', '.join(written.charts) or 'none'})"
+                + (f"; no data for {', '.join(written.no_data)}" if written.no_data else "") + ".\n")
+        if not (as_json or as_md):
+            sys.stdout.write(line)
+            return 0
+        sys.stderr.write(line)
+    if folded:
+        from ..analysis.dstate import folded_lines
+
+        part = getattr(tool, "dstate", tool)   # diagnose holds a dstate tool
+        sys.stdout.write("".join(line + "\n" for line in folded_lines(part.frames())))
+    elif as_json:
         from .engine.records import json_line
 
         sys.stdout.write(json_line(envelope))

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from kerntrace.analysis.dstate import folded_lines
+from kerntrace.tracers.diagnose import DiagnoseTool
 from kerntrace.tracers.dstate import DStateTool
 from kerntrace.tracers.engine.replay import replay_trace
 from kerntrace.tracers.engine.tracedir import TraceReader
@@ -209,11 +210,30 @@ def test_dstate_folded_stacks_of_the_reproduction(repro, tmp_path):
     tool = DStateTool.from_trace(reader_.meta["options"])
     replay_trace(reader_, tool)
     assert folded_lines(tool.frames()) == lines
+    assert iotrace("report", trace, "--folded").splitlines() == lines
 
 
 def test_dstate_folded_and_json_are_one_or_the_other():
     res = subprocess.run([IOTRACE, "dstate", "--folded", "--json", "-d", "0"], capture_output=True, text=True)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_report_folded_of_diagnose_and_not_of_odirect(repro, tmp_path):
+    """`report DIR --folded` of a diagnose trace: its dstate part's stacks;
+    of an odirect trace (no stacks): one line and exit 2."""
+    binary, data = repro
+    argv = " ".join(repro_argv(binary, data, False, children=CHILDREN, hold_s=0.2))
+    diag, odirect = str(tmp_path / "diagnose"), str(tmp_path / "odirect")
+    iotrace("diagnose", "-f", "-o", diag, "-c", argv)
+    lines = iotrace("report", diag, "--folded").splitlines()
+    reader = TraceReader(diag)
+    tool = DiagnoseTool.from_trace(reader.meta["options"])
+    replay_trace(reader, tool)
+    assert lines and lines == folded_lines(tool.dstate.frames())
+    assert any("__iomap_dio_rw" in line for line in lines)
+    iotrace("odirect", "-f", "-o", odirect, "-c", argv)
+    res = subprocess.run([IOTRACE, "report", odirect, "--folded"], capture_output=True, text=True)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "odirect" in res.stderr
 
 
 # ---- diagnose --------------------------------------------------------------------
