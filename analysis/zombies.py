@@ -225,9 +225,11 @@ class ZombieState:
     Events are taken in the order given: callers sort each batch by
     (ts_ns, the order of a life) as ``sort_events`` does."""
 
-    def __init__(self, min_zombie_s: float = MIN_ZOMBIE_S, keep: Optional[int] = None) -> None:
+    def __init__(self, min_zombie_s: float = MIN_ZOMBIE_S, keep: Optional[int] = None,
+                 tracer_pid: Optional[int] = None) -> None:
         self.min_zombie_s = min_zombie_s
         self.keep = keep
+        self.tracer_pid = tracer_pid      # a parent that is the tracer itself: never a finding
         self.exits = 0                    # lifecycles made (zombies at attach included)
         self.max_ts: Optional[int] = None
         self._seq = 0
@@ -488,10 +490,10 @@ def sort_events(table: Any) -> Any:
 
 
 def state_of(frames: "dict[str, pd.DataFrame]", end_ns: Optional[int] = None, min_zombie_s: float = MIN_ZOMBIE_S,
-             keep: Optional[int] = None) -> ZombieState:
+             keep: Optional[int] = None, tracer_pid: Optional[int] = None) -> ZombieState:
     """A whole trace's frames through the state (zombie_events sorted as a
     whole): what a run recorded, at once."""
-    state = ZombieState(min_zombie_s, keep)
+    state = ZombieState(min_zombie_s, keep, tracer_pid)
     state.add_children_at_attach(_records(frames, "children_at_attach"))
     state.add_zombies_at_attach(_records(frames, "zombie_at_attach"))
     ev = frames.get("zombie_events")
@@ -643,7 +645,7 @@ def _findings(state: ZombieState) -> list[Finding]:
     rows = []
     notes: dict[int, list[str]] = {}
     for p in state.parents():
-        if not (p.never or p.late):
+        if not (p.never or p.late) or p.pid == state.tracer_pid:
             continue
         rows.append(_row(state, p))
         notes[p.pid] = _notes(p) + _fates(state, p)
@@ -694,4 +696,4 @@ def findings(frames: "dict[str, pd.DataFrame]", **context: Any) -> list[Finding]
     it never reaps them (``unreaped``: init, a subreaper or the namespace's
     end did, or nobody yet), or reaps them late (``reaped_late``)."""
     min_zombie_s = float(context.get("min_zombie_s", MIN_ZOMBIE_S))
-    return state_of(frames, context.get("end_ns"), min_zombie_s, keep=0).findings()
+    return state_of(frames, context.get("end_ns"), min_zombie_s, keep=0, tracer_pid=context.get("tracer_pid")).findings()

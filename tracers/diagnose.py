@@ -77,12 +77,12 @@ class DiagnoseTool(Tool):
     name = "diagnose"
     tick_interval = 1.0
 
-    def __init__(self, reap_orphans: bool = False) -> None:
+    def __init__(self, reap_orphans: bool = False, tracer_pid: Optional[int] = None) -> None:
         self.odirect = ODirectTool()
         # Totals come from the kernel's aggregate; only sleeps of 1 ms or more
         # travel the ring (and the -o trace), so the three rings stay far from full.
         self.dstate = DStateTool(min_event_ms=1.0)
-        self.zombies = ZombiesTool(reap_orphans=reap_orphans)
+        self.zombies = ZombiesTool(reap_orphans=reap_orphans, tracer_pid=tracer_pid)
         self.parts: dict[str, Tool] = {"odirect": self.odirect, "dstate": self.dstate, "zombies": self.zombies}
         self.zombies_reap_orphans = reap_orphans
         self.sampler = CounterSampler()
@@ -183,7 +183,7 @@ class DiagnoseTool(Tool):
             part.restore_end(state.get(name, {}))
 
     def trace_options(self) -> dict[str, Any]:
-        return {"reap_orphans": self.zombies_reap_orphans}
+        return {"reap_orphans": self.zombies_reap_orphans, "tracer_pid": self.zombies.tracer_pid}
 
     def summary(self, duration_s: float) -> dict[str, Any]:
         parts = {name: part.summary(duration_s) for name, part in self.parts.items()}

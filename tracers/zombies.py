@@ -131,10 +131,14 @@ class ZombiesTool(Tool):
     name = "zombies"
     tick_interval = 1.0
 
-    def __init__(self, reap_orphans: bool = False, min_zombie_s: float = 1.0) -> None:
+    def __init__(self, reap_orphans: bool = False, min_zombie_s: float = 1.0, tracer_pid: Optional[int] = None) -> None:
         # Only when we start the command are we the ancestor its orphans should go to.
         self.reap_orphans = reap_orphans
         self.min_zombie_s = min_zombie_s
+        # The tracer reaps the -c command itself, when it sees it exit: how
+        # long that took is the tracer's, never a finding (kept in the trace
+        # options, so that report knows it too).
+        self.tracer_pid = os.getpid() if tracer_pid is None else tracer_pid
         self.tracer: Optional[BpfTracer] = None
         self.kinds: dict[int, str] = {}
         self.wait_calls: dict[int, str] = {}
@@ -150,7 +154,7 @@ class ZombiesTool(Tool):
         self._children_at_attach: list[dict[str, Any]] = []
         # Every summary, table and finding: the lifecycles as a stream, fed
         # the records the trace keeps (live: each batch's; report: the parts)
-        self.state = ZombieState(min_zombie_s, keep=KEEP_LIVES)
+        self.state = ZombieState(min_zombie_s, keep=KEEP_LIVES, tracer_pid=self.tracer_pid)
 
     def objects(self) -> Sequence[ObjectSpec]:
         # A fork record describes the child but is made by the parent: the
@@ -421,7 +425,7 @@ class ZombiesTool(Tool):
     # -- the trace directory ------------------------------------------------------
 
     def trace_options(self) -> dict[str, Any]:
-        return {"reap_orphans": self.reap_orphans, "min_zombie_s": self.min_zombie_s}
+        return {"reap_orphans": self.reap_orphans, "min_zombie_s": self.min_zombie_s, "tracer_pid": self.tracer_pid}
 
     def trace_records(self, obj: str, ring: str, events: Any, clock: Clock) -> "Iterable[tuple[str, pa.Table]]":
         if ring == "zombie_events":

@@ -517,3 +517,15 @@ def test_wait_calls_window_ends_with_the_last_flagged_child():
     (f,) = zombies.findings(attach_frames(rows), end_ns=5 * S)
     row = f.evidence[0]
     assert row["reaped_late"] == 1 and row["wait_calls"] == 2 and row["wait_calls_total"] == 4
+
+
+def test_the_tracer_as_a_parent_is_never_a_finding():
+    """The tracer reaps the -c command itself when it sees it exit: however
+    late that was (a slow machine's end of run), no finding names it; the
+    same parent is a finding when it is not the tracer."""
+    rows = [full(EXIT, 1.0, 300, start=300, ppid=77, comm="cmd", parent_comm="iotrace"),
+            full(WAIT, 9.0, 77, target=300, ret=300, enter=8.9, comm="iotrace")]
+    frames = attach_frames(rows)
+    assert zombies.findings(frames, end_ns=10 * S, tracer_pid=77) == []
+    (f,) = zombies.findings(frames, end_ns=10 * S)
+    assert f.evidence[0]["parent_pid"] == 77 and f.evidence[0]["reaped_late"] == 1
