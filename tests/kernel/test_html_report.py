@@ -17,10 +17,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from html.parser import HTMLParser
 
 import pytest
 
+from html_dom import parse  # tests/html_dom.py
 from iowait_repro import build_repro, make_data_file, repro_argv  # tests/iowait_repro.py
 
 CHILDREN = 4
@@ -157,65 +157,8 @@ def fixed_page(repro, tmp_path_factory):
     return _page(repro, tmp_path_factory.mktemp("html"), fixed=True)
 
 
-class _Dom(HTMLParser):
-    """What the browser built: every tag's attributes, each figure's SVG
-    (count, <title>, paths) and the cells of its data table by column key."""
-
-    def __init__(self):
-        super().__init__()
-        self.tags = []
-        self.figures = {}
-        self.finding_ids = []
-        self._figure = None
-        self._text = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.tags.append((tag, attrs))
-        if tag == "article" and attrs.get("id", "").startswith("finding-"):
-            self.finding_ids.append(attrs["id"][len("finding-"):])
-        if tag == "figure":
-            self._figure = self.figures.setdefault(attrs["id"], {
-                "svg": 0, "paths": 0, "titles": [], "keys": [], "rows": [],
-                "no_data": "no-data" in attrs.get("class", "")})
-        elif self._figure is not None:
-            if tag == "svg":
-                self._figure["svg"] += 1
-            elif tag == "path":
-                self._figure["paths"] += 1
-            elif tag == "th" and "data-key" in attrs:
-                self._figure["keys"].append(attrs["data-key"])
-            elif tag == "tr":
-                self._figure["rows"].append([])
-        self._text = []
-
-    def handle_endtag(self, tag):
-        text = "".join(self._text).strip()
-        if self._figure is not None:
-            if tag == "title":
-                self._figure["titles"].append(text)
-            elif tag == "td":
-                self._figure["rows"][-1].append(text)
-            elif tag == "figure":
-                self._figure = None
-        self._text = []
-
-    def handle_data(self, data):
-        self._text.append(data)
-
-    def table(self, chart_id):
-        """The chart's first data table as {key: [floats]}."""
-        fig = self.figures[chart_id]
-        rows = [r for r in fig["rows"] if r]
-        width = len(rows[0]) if rows else 0
-        keys = fig["keys"][:width]
-        return {k: [float(r[i]) if r[i] else float("nan") for r in rows] for i, k in enumerate(keys)}
-
-
 def _dom(text):
-    dom = _Dom()
-    dom.feed(text)
-    return dom
+    return parse(text)
 
 
 def _external_references(dom):

@@ -5,7 +5,6 @@ tests/kernel/test_html_report.py."""
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +12,7 @@ import pytest
 
 from kerntrace.analysis.findings import Finding
 from kerntrace.tracers.engine.tracedir import TraceReader, TraceWriter
+from html_dom import Dom  # tests/html_dom.py
 from kerntrace.tracers.html.series import (BUFFERED_SERIES, O_DIRECT_SERIES, Grid, TraceData, d_sleeps, grid_for,
                                            latency, netns_timeline, spread, timeline, zombie_steps)
 
@@ -238,49 +238,6 @@ def _ip6mr_kinds():
 # -- the page ---------------------------------------------------------------------------------------
 
 
-class _Dom(HTMLParser):
-    """Tags with their attributes, and each <figure>'s svg, title and table cells."""
-
-    def __init__(self):
-        super().__init__()
-        self.tags = []
-        self.figures = {}
-        self._figure = None
-        self._text = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.tags.append((tag, attrs))
-        if tag == "figure":
-            self._figure = self.figures.setdefault(attrs["id"], {"svg": 0, "paths": 0, "titles": [], "rows": [],
-                                                                 "keys": [], "nodata": "no-data" in attrs.get(
-                                                                     "class", "")})
-        elif self._figure is not None:
-            if tag == "svg":
-                self._figure["svg"] += 1
-            elif tag == "path":
-                self._figure["paths"] += 1
-            elif tag == "th" and "data-key" in attrs:
-                self._figure["keys"].append(attrs["data-key"])
-            elif tag == "tr":
-                self._figure["rows"].append([])
-        self._text = []
-
-    def handle_endtag(self, tag):
-        text = "".join(self._text).strip()
-        if self._figure is not None:
-            if tag == "title":
-                self._figure["titles"].append(text)
-            elif tag == "td":
-                self._figure["rows"][-1].append(text)
-            elif tag == "figure":
-                self._figure = None
-        self._text = []
-
-    def handle_data(self, data):
-        self._text.append(data)
-
-
 def _page(path, tool="diagnose", findings=()):
     from kerntrace.tracers.html import html_report
 
@@ -293,7 +250,7 @@ def _page(path, tool="diagnose", findings=()):
                 "duration_s": DURATION, "lost_events": 0, "stop_reason": "process 100 exited", "target": "pid 100",
                 "trace": {"path": path, "complete": reader.complete, "records": {}}}
     page, charts = html_report(reader, Tool(), envelope, list(findings))
-    dom = _Dom()
+    dom = Dom()
     dom.feed(page)
     return page, charts, dom
 
@@ -314,7 +271,7 @@ def test_page_findings_first_then_every_chart_drawn(diagnose_trace):
     assert [c.id for c in charts] == ["chart-timeline", "chart-latency", "chart-dstate", "chart-zombies"]
     for chart in charts:
         fig = dom.figures[chart.id]
-        assert fig["svg"] == 1 and not fig["nodata"], chart.id
+        assert fig["svg"] == 1 and not fig["no_data"], chart.id
         assert fig["titles"] and fig["titles"][0] == chart.title
         assert fig["paths"] > 10, (chart.id, fig["paths"])
         assert chart.title in page
@@ -361,7 +318,7 @@ def test_chart_without_data_says_so_and_draws_nothing(tmp_path):
     page, charts, dom = _page(_write(tmp_path / "quiet", "diagnose", kinds))
     by_id = {c.id: c for c in charts}
     for chart_id in ("chart-zombies", "chart-dstate"):
-        assert not by_id[chart_id].svg and dom.figures[chart_id]["nodata"]
+        assert not by_id[chart_id].svg and dom.figures[chart_id]["no_data"]
         assert dom.figures[chart_id]["svg"] == 0
     assert "No data: no traced process exited." in page
     # the D-state tracer ran and saw nothing: its panel is there, at zero
@@ -382,7 +339,7 @@ def test_report_cli_writes_the_page_of_an_nstrace_trace(tmp_path):
     assert result.output.startswith(f"Wrote {out}:") and "chart-netns" in result.output
     assert (out.stat().st_mode & 0o777) == 0o600
     page = out.read_text()
-    dom = _Dom()
+    dom = Dom()
     dom.feed(page)
     fig = dom.figures["chart-netns"]
     assert fig["svg"] == 1 and fig["paths"] > 10
