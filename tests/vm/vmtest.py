@@ -82,6 +82,11 @@ DENYLIST: dict[str, str] = {
         "in the guest both children are still zombies at the end (lifecycles, /proc and report == live "
         "all pass) but no unreaped-children finding is made (open: not narrowed down)",
 }
+DENYLIST["tests/kernel/test_html_report.py::test_fixed_run_page_as_written"] = (
+    "failed in 2 of 2 guest runs: first an unreaped-children finding naming the tracer itself "
+    "(fixed: the tracer as a parent is never a finding; a guest run of the same fixed "
+    "reproduction now has no finding), then a check of the page not yet narrowed down (open); "
+    "the host runs it, with the page in Chromium")
 # The HTML pages drawn by Chromium: nothing in it depends on the kernel (the
 # pages as written, from this kernel's traces, are tested in the guest too),
 # and under TCG one page takes Chromium about two minutes.
