@@ -2,7 +2,7 @@
 # every set-up step on a fresh Debian machine; each step is also a target.
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps bpf install test test-unit test-kernel vmtest bench demo docker-repro clean
+.PHONY: all deps bpf install test test-unit test-kernel vmtest bench demo docker-repro image clean
 
 SHELL := /bin/bash
 ARCH := x86
@@ -15,9 +15,11 @@ BPFTOOL ?= bpftool
 BIN_DIR ?= /usr/local/bin
 MAN_DIR ?= /usr/local/share/man/man1
 
-# chromium and its fonts: the HTML report's browser test and make demo's screenshot
+# chromium and its fonts: the HTML report's browser test and make demo's screenshot;
+# mmdebstrap builds the image, prometheus checks the alert rules; Java runs
+# the test that reads traces with Spark.
 APT_PACKAGES := clang llvm libbpf-dev bpftool libbpf1 python3-venv fio strace bpftrace iproute2 gcc make docker.io busybox-static \
-	chromium fonts-dejavu-core
+	chromium fonts-dejavu-core mmdebstrap prometheus default-jre-headless
 # Installed only when missing, so a set-up machine pays one dpkg query (again
 # when this file changes: a package added here reaches set-up machines too).
 DEPS_STAMP := .deps-installed
@@ -71,7 +73,7 @@ bpf: $(BPF_OBJS)
 $(VENV)/.installed: setup.cfg pyproject.toml | $(DEPS_STAMP)
 	$(Q)test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(Q)$(VPY) -m pip install -q --upgrade pip
-	$(Q)$(VPY) -m pip install -q -e '.[test,man,html]'
+	$(Q)$(VPY) -m pip install -q -e '.[test,man,html,fleet]'
 	$(Q)touch $@
 
 install: bpf $(VENV)/.installed
@@ -105,5 +107,10 @@ demo: install
 docker-repro: install
 	$(Q)$(VPY) bench/docker_ip6mr.py
 
+# The container image, offline (mmdebstrap, the project's wheels, docker
+# import): tools/image.py; the running Docker engine gets kerntrace:VERSION.
+image: bpf $(VENV)/.installed
+	$(Q)$(VPY) tools/image.py
+
 clean:
-	rm -f bpf/*.bpf.o bpf/vmlinux.h
+	rm -f bpf/*.bpf.o bpf/vmlinux.h dist/kerntrace-rootfs.tar dist/kerntrace-rootfs.key

@@ -287,6 +287,12 @@ def _recommendation(status: FixStatus, host: HostFacts) -> str:
     return " ".join(steps) + " Note: " + note
 
 
+def crash_path_is_open(host: HostFacts) -> bool:
+    """IPv6 up and multiple mroute tables (or not known to be off): what
+    ip6mr_sk_done needs to walk a NULL table list."""
+    return host.ipv6_loaded and not host.ipv6_disabled_at_boot and host.mroute_multiple_tables != "n"
+
+
 def findings(stats: NamespaceStats, host: HostFacts, duration_s: float) -> list[Finding]:
     """The ``ip6mr-crash-risk`` finding: always one, its severity from the
     kernel's fix status, the crash prerequisites and what the trace saw."""
@@ -323,7 +329,7 @@ def findings(stats: NamespaceStats, host: HostFacts, duration_s: float) -> list[
         evidence.append({"check": "possible CPUs", "value": str(host.possible_cpus),
                          "meaning": "one ICMPv6 control socket per possible CPU per namespace (before 5.18)"})
 
-    crash_path_open = host.ipv6_loaded and not host.ipv6_disabled_at_boot and host.mroute_multiple_tables != "n"
+    crash_path_open = crash_path_is_open(host)
     triggers = failed_memory + oom_near + memory_precursors
     if not status.at_risk:
         severity = "info"

@@ -81,6 +81,7 @@ struct reader_state {
 	/* the io_uring read this thread submitted last, until its
 	 * io_uring_enter returns (an SQPOLL thread keeps it: it only submits) */
 	__u64 uring_submit_ns;
+	__u64 uring_req;    /* that read's struct io_kiocb *: its file names its bios */
 };
 
 struct {
@@ -696,6 +697,7 @@ struct uring_read {
 	__u16 iovcnt;
 	__u8 iov_truncated;
 	__u8 pad[3];
+	__u64 bio;          /* typed_key of the last bio queued in its issue */
 	char comm[ODIRECT_COMM_LEN];
 };
 
@@ -731,7 +733,14 @@ static __always_inline int on_uring_submit(struct io_kiocb *req)
 	__u8 flags = 0;
 	__u64 key;
 
-	if (!kind || !kt_current_traced())
+	if (!kind) {
+		/* a write or another op: the bios it queues serve no read */
+		s = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, 0);
+		if (s)
+			s->uring_submit_ns = 0;
+		return 0;
+	}
+	if (!kt_current_traced())
 		return 0;
 	key = ptr_value(req);
 	rw = (struct io_rw *)key; /* the request's first bytes (io_kiocb_to_cmd) */
@@ -763,8 +772,10 @@ static __always_inline int on_uring_submit(struct io_kiocb *req)
 	bpf_map_update_elem(&uring_reads, &key, &r, BPF_ANY);
 	/* the bios queued while this request is issued are its own */
 	s = bpf_task_storage_get(&readers, bpf_get_current_task_btf(), NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (s)
+	if (s) {
 		s->uring_submit_ns = r.submit_ns;
+		s->uring_req = key;
+	}
 	return 0;
 }
 
@@ -776,6 +787,35 @@ int BPF_PROG(odirect_uring_submit_req, struct io_kiocb *req) { return on_uring_s
 
 SEC("tp_btf/io_uring_submit_sqe")
 int BPF_PROG(odirect_uring_submit_sqe, struct io_kiocb *req) { return on_uring_submit(req); }
+
+/* A request goes to an io-wq worker: at submission (IOSQE_ASYNC, a file
+ * that cannot read without blocking) or again after its non-blocking try
+ * ended in -EAGAIN.  An O_DIRECT read is retried only once every bio of its
+ * try has ended, so a bio of that try still waiting for its completion never
+ * reached a request (its tag allocation failed, REQ_NOWAIT): no I/O, and
+ * the worker queues the read's bios again.  Only the try's last bio is
+ * known (a 4 KiB read has one). */
+SEC("tp_btf/io_uring_queue_async_work")
+int BPF_PROG(odirect_uring_punt, struct io_kiocb *req)
+{
+	__u64 key = ptr_value(req);
+	struct bio_slot *slot;
+	struct uring_read *r;
+	__u64 bio;
+
+	r = bpf_map_lookup_elem(&uring_reads, &key);
+	if (!r || !r->bio)
+		return 0;
+	bio = r->bio;
+	r->bio = 0;
+	if (!(BPF_CORE_READ(req, file, f_flags) & ODIRECT_O_DIRECT))
+		return 0; /* a buffered read's readahead may still be in flight */
+	slot = find_bio(bio);
+	if (slot && slot->owner.uring && slot->owner.read_enter_ns == r->submit_ns && slot->owner.tid == r->tid &&
+	    !slot->owner.credited)
+		__sync_val_compare_and_swap(&slot->bio, bio, 0);
+	return 0;
+}
 
 /* The completion is posted with req->cqe.res set; the request is the
  * second argument in every version of the tracepoint (what follows it
@@ -918,9 +958,8 @@ static __always_inline void store_bio(__u64 bio, struct bio_owner *owner)
 
 /* The file of the read a bio is queued in, from the fd table (a bio is
  * rarer than a read: this costs per bio, not per cached read). */
-static __always_inline void bio_file(struct reader_state *reader, struct bio_owner *owner)
+static __always_inline void bio_file(struct reader_state *reader, struct file *file, struct bio_owner *owner)
 {
-	struct file *file = fd_file(reader->fd);
 	struct inode *inode;
 
 	if (!file)
@@ -934,6 +973,49 @@ static __always_inline void bio_file(struct reader_state *reader, struct bio_own
 		owner->file_dev = reader->named_dev;
 	else
 		owner->file_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+}
+
+/* PF_IO_WORKER (include/linux/sched.h): an io-wq worker, a thread of the
+ * process whose ring it serves */
+#define KT_PF_IO_WORKER 0x00000010
+
+/* A bio an io-wq worker queues while it issues a traced io_uring read (the
+ * read was punted: see odirect_uring_punt) is the read's: the worker's
+ * current work is the request's (io_kiocb::work).  The bio is given the
+ * submitting thread and its name, as the read record has them, so that
+ * user space joins the two and the worker's name does not split the
+ * process.  task_struct::worker_private since 5.17 (e32cf5dfbe22). */
+static __always_inline void worker_bio(struct bio_owner *owner)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct io_worker *worker;
+	struct uring_read *r;
+	__u64 work, key;
+
+	if (!(task->flags & KT_PF_IO_WORKER) || !bpf_core_field_exists(task->worker_private))
+		return;
+	worker = (struct io_worker *)BPF_CORE_READ(task, worker_private);
+	work = (__u64)BPF_CORE_READ(worker, cur_work);
+	if (!work)
+		return;
+	key = work - bpf_core_field_offset(struct io_kiocb, work);
+	r = bpf_map_lookup_elem(&uring_reads, &key);
+	if (!r)
+		return;
+	owner->read_enter_ns = r->submit_ns;
+	owner->uring = 1;
+	owner->tid = r->tid;
+	__builtin_memcpy(owner->comm, r->comm, sizeof(owner->comm));
+	{
+		struct file *file = BPF_CORE_READ((struct io_kiocb *)key, file);
+		struct inode *inode;
+
+		if (!file)
+			return;
+		inode = BPF_CORE_READ(file, f_inode);
+		owner->file_ino = BPF_CORE_READ(inode, i_ino);
+		owner->file_dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	}
 }
 
 /* block_bio_queue fires in submit_bio_noacct_nocheck, in the context of
@@ -976,10 +1058,19 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	owner.pad2 = 0;
 	if (reader && reader->enter_ns) {
 		owner.read_enter_ns = reader->enter_ns;
-		bio_file(reader, &owner);
+		bio_file(reader, fd_file(reader->fd), &owner);
 	} else if (reader && reader->uring_submit_ns) {
 		owner.read_enter_ns = reader->uring_submit_ns;
 		owner.uring = 1;
+		/* the request is being issued: its file is looked up by now.  A bio
+		 * whose completion is not traced may reach user space after its
+		 * read has left the read window: the file still names it. */
+		struct io_kiocb *req = (struct io_kiocb *)reader->uring_req;
+		struct uring_read *r = bpf_map_lookup_elem(&uring_reads, &reader->uring_req);
+
+		bio_file(reader, BPF_CORE_READ(req, file), &owner);
+		if (r)
+			r->bio = typed_key(bio);
 	}
 	if (reader)
 		owner.traced = 1;
@@ -994,6 +1085,8 @@ static __always_inline int on_bio_queue(struct bio *bio)
 	owner.op = bio->bi_opf & 0xff;
 	owner.pad = 0;
 	kt_current_comm_btf(owner.comm);
+	if (!owner.read_enter_ns && owner.traced)
+		worker_bio(&owner);
 	{
 		struct kt_cgroup_ids cg;
 

@@ -137,7 +137,7 @@ struct odirect_block_event {
 	__u64 ts_ns;        /* request completion, bpf_ktime_get_ns */
 	__u64 queued_ns;    /* bio submitted (block_bio_queue); 0 when unattributed */
 	__u64 issue_ns;     /* request issued to the driver; 0 when not seen */
-	__u64 file_ino;     /* the file of the read syscall its submitter was in (0: none) */
+	__u64 file_ino;     /* the file of the read syscall or io_uring read it served (0: none) */
 	__u32 file_dev;
 	__u32 _pad_file;
 	__u64 read_enter_ns; /* entry of the read syscall its submitter was in when it

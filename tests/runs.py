@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
 from typing import Any, Optional
 
@@ -92,3 +93,14 @@ def file_modes(root: str) -> tuple[set[int], set[int]]:
         dirs |= {os.stat(os.path.join(base, d)).st_mode & 0o777 for d in subdirs}
         files |= {os.stat(os.path.join(base, n)).st_mode & 0o777 for n in names}
     return dirs, files
+
+
+def wait_ready(proc: "subprocess.Popen[str]", what: str) -> None:
+    """Reads a tracer's stderr up to its ready line ("... Ctrl-C to end"):
+    it has attached.  Ends the test if the tracer ends first, with what it said."""
+    line = ""
+    while "Ctrl-C to end" not in line:
+        line = proc.stderr.readline() if proc.stderr is not None else ""
+        if not line:
+            proc.wait(timeout=60)
+            raise AssertionError(f"{what} ended before its ready line: {proc.stderr.read() if proc.stderr else ''}")

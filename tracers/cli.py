@@ -24,14 +24,14 @@ IOTRACE_COMMANDS = {
     "zombies": ("kerntrace.tracers.zombies", "command", "Process exits and who reaps them, or not"),
     "diagnose": ("kerntrace.tracers.diagnose", "command", "odirect + dstate + zombies + counters, with findings"),
     "stat": ("kerntrace.tracers.stat", "command", "dstat's view, plus who causes the iowait"),
-    "report": ("kerntrace.tracers.report", "command", "Summary and findings of a trace directory (-o DIR)"),
+    "report": ("kerntrace.tracers.report", "command", "Findings of a trace directory (-o DIR), or per node of many"),
 }
 NSTRACE_COMMANDS = {
     "doctor": ("kerntrace.tracers.doctor", "command", "What this kernel allows, each item tried"),
     "ip6mr": ("kerntrace.tracers.ip6mr", "command", "Namespace creation, the ip6mr path, OOM kills: crash risk"),
     "netns": ("kerntrace.tracers.netns", "command", "Every network namespace, its processes, links and IPv6 state"),
     "postmortem": ("kerntrace.tracers.postmortem", "command", "Recognize the ip6mr crash (and others) in a kernel log"),
-    "report": ("kerntrace.tracers.report", "command", "Summary and findings of a trace directory (-o DIR)"),
+    "report": ("kerntrace.tracers.report", "command", "Findings of a trace directory (-o DIR), or per node of many"),
 }
 
 

@@ -29,6 +29,7 @@ from .odirect import TOTALS_STREAM, ODirectTool
 from .zombies import ZombiesTool
 
 if TYPE_CHECKING:
+    from .engine.metrics import ContainerOf, Exporter, Family, Series
     from ..analysis.findings import Finding
 
 __all__ = ["DiagnoseTool", "command", "merge_processes", "run_diagnose"]
@@ -87,6 +88,7 @@ class DiagnoseTool(Tool):
         self.zombies_reap_orphans = reap_orphans
         self.sampler = CounterSampler()
         self._counter_rows_shown = 0
+        self._last_wai = 0.0
         self._counter_rows: list[dict[str, Any]] = []
         self._counter_totals: dict[str, Any] = cause_rules.counter_totals([])
 
@@ -125,9 +127,20 @@ class DiagnoseTool(Tool):
 
     def _count(self, row: Mapping[str, Any]) -> None:
         self._counter_rows.append({k: row[k] for k in ("wai", "read_bytes", "write_bytes")})
+        self._last_wai = float(row["wai"])
         if len(self._counter_rows) > 1:  # kept as running totals: one row per second would grow
             self._counter_totals = _merge_counters(self._counter_totals, self._counter_rows)
             self._counter_rows = []
+
+    def metrics(self, series: "Series", containers: "ContainerOf") -> "list[Family]":
+        from .engine.metrics import Family
+
+        out = [Family("kerntrace_cpu_iowait_ratio", "gauge",
+                      "Share of CPU time in iowait over the last second, from /proc/stat (as iotrace stat "
+                      "computes it).").add(self._last_wai / 100)]
+        for part in self.parts.values():
+            out += part.metrics(series, containers)
+        return out
 
     def counter_totals(self) -> dict[str, Any]:
         return _merge_counters(self._counter_totals, self._counter_rows)
@@ -267,7 +280,7 @@ def _counter_records(row: Mapping[str, Any], offset_ns: int) -> Any:
 
 def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[TextIO] = None, quiet: bool = False,
                  as_json: bool = False, output_dir: Optional[str] = None, utc: bool = False,
-                 backend: Backend = LIBBPF) -> dict[str, Any]:
+                 backend: Backend = LIBBPF, prometheus: Optional[Exporter] = None) -> dict[str, Any]:
     """One diagnose run to its end; returns the summary envelope (also used
     by the demo and the tests)."""
     sinks: list[Sink] = []
@@ -277,6 +290,10 @@ def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[Tex
         sinks.append(TextSink(out))
     if output_dir:
         sinks.append(TraceDirSink(output_dir, getattr(output_dir, "flush_s", None)))
+    if prometheus is not None:
+        from .engine.metrics import MetricsSink
+
+        sinks.append(MetricsSink(prometheus))
     run = Run("iotrace", DiagnoseTool(reap_orphans=bool(target.argv)), target, sinks, duration=duration,
               utc=utc, quiet=quiet, backend=backend)
     return run.execute()
@@ -286,12 +303,14 @@ def run_diagnose(target: Target, duration: Optional[float], *, out: Optional[Tex
 @pid_options(required=False)
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
             cgroups: tuple[str, ...], duration: Optional[float],
-            as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest,
+            prometheus: Optional[Exporter]) -> int:
     """odirect + dstate + zombies at once, with CPU and disk counters each
     second, and findings: who causes the iowait, O_DIRECT around the page
     cache, parents that leave zombies.  Without -p/-c: every process."""
     target = target_from_options(pids, command, follow, required=False, containers=containers, cgroups=cgroups)
     check_output_path(output)
     chosen = require_bpf_environment(backend)
-    run_diagnose(target, duration, as_json=as_json, output_dir=output, utc=utc, backend=chosen)
+    run_diagnose(target, duration, as_json=as_json, output_dir=output, utc=utc, backend=chosen,
+                 prometheus=prometheus)
     return 0

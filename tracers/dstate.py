@@ -48,6 +48,7 @@ from .engine.labels import container_cells, container_header
 from .engine.records import arrow_table
 
 if TYPE_CHECKING:
+    from .engine.metrics import ContainerOf, Exporter, Family, Series
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -158,6 +159,10 @@ class DStateTool(Tool):
         self._tick_hist_counts: dict[tuple[bool, int], int] = {}
         self._tick_hist: dict[tuple[bool, int], int] = {}
         self._recomputed_hist: dict[tuple[bool, int], int] = {}
+        # --prometheus: the kernel's totals as each tick last read them, per
+        # key: (cgroup_id, cgroup_v1_id, count, total_ns)
+        self._latest: dict[tuple[int, int, bool, bool], tuple[int, int, int, int]] = {}
+        self._metrics_on = False
 
     def objects(self) -> Sequence[ObjectSpec]:
         return [ObjectSpec("dstate", HOOKS, rings={"dstate_events": "dstate_event"},
@@ -271,6 +276,13 @@ class DStateTool(Tool):
         there, only when a trace is written), and only the sleeps long
         enough are shown."""
         self._pending = batch
+        if self._metrics_on and len(batch):   # named while the sleepers' cgroups exist
+            import numpy as np
+
+            from .engine.metrics import name_cgroups
+
+            pairs = np.unique(np.stack([batch["cgroup_id"], batch["cgroup_v1_id"]], axis=1), axis=0)
+            name_cgroups(pairs[:, 0].tolist(), pairs[:, 1].tolist())
         return batch[batch["duration_ns"] >= self.min_live_ns]
 
     def sleep_table(self, batch: "np.ndarray[Any, Any]", offset_ns: int) -> "pa.Table":
@@ -408,12 +420,51 @@ class DStateTool(Tool):
             if self._kernel_hist() == slots:
                 break
         rows = [dict(r, ts_ns=now) for r in self._kernel_rows(changed_only=True, entries=entries)]
+        for r in rows:
+            self._latest[(r["tid"], r["stack_id"], r["iowait"], r["at_attach"])] = (
+                r["cgroup_id"], r["cgroup_v1_id"], r["count"], r["total_ns"])
+        if self._metrics_on and rows:
+            from .engine.metrics import name_cgroups
+
+            name_cgroups([r["cgroup_id"] for r in rows], [r["cgroup_v1_id"] for r in rows])
         hist = []
         for key, count in slots.items():
             if self._tick_hist_counts.get(key) != count:
                 self._tick_hist_counts[key] = count
                 hist.append({"ts_ns": now, "iowait": key[0], "slot": key[1], "count": count})
         return [(TICK_KIND, (rows, hist))] if rows or hist else []
+
+    def metrics(self, series: "Series", containers: "ContainerOf") -> "list[Family]":
+        """Sleeps and iowait from the kernel's totals as the last tick read
+        them (with the task's cgroups, so a reader gone since keeps its
+        container); the tasks in D now from the kernel's table of sleeps
+        under way (alive: their container from /proc)."""
+        import numpy as np
+
+        self._metrics_on = True
+        sleeps: dict[tuple[str, ...], float] = {}
+        iowait: dict[tuple[str, ...], float] = {}
+        for (_tid, _stack, is_iowait, _at), (cgroup_id, v1_id, count, total_ns) in self._latest.items():
+            key = (containers.cgroup(cgroup_id, v1_id),)
+            sleeps[key] = sleeps.get(key, 0) + count
+            if is_iowait:
+                iowait[key] = iowait.get(key, 0) + total_ns / 1e9
+        now: dict[tuple[str, ...], float] = {}
+        if self.tracer is not None:
+            dtype = self.tracer.btf.dtype("dstate_sleep")
+            me = os.getpid()
+            for _key, raw in self.tracer.obj.map("dstate_sleeping").items():
+                pid = int(np.frombuffer(raw, dtype=dtype, count=1)[0]["pid"])
+                if pid != me:
+                    key = (containers.pid(pid),)
+                    now[key] = now.get(key, 0) + 1
+        return [series.per_container("kerntrace_dstate_tasks", "gauge",
+                                     "Tasks in uninterruptible sleep (D state) now.", now),
+                series.per_container("kerntrace_dstate_sleeps_total", "counter",
+                                     "Uninterruptible (D-state) sleeps that ended.", sleeps),
+                series.per_container("kerntrace_dstate_iowait_seconds_total", "counter",
+                                     "Seconds of D-state sleep spent waiting for I/O (in_iowait: what the CPU "
+                                     "counts as iowait).", iowait)]
 
     def _replay_tick(self, table: "pa.Table") -> None:
         for row in table.to_pylist():
@@ -467,6 +518,7 @@ class DStateTool(Tool):
                 "wait_site": self._site(int(key["stack_id"]), tid, at_attach, 1) if at_attach
                 else wait_site(frames, depth=1),
                 "stack": ";".join(frames), "at_attach": at_attach,
+                "cgroup_id": int(val["cgroup_id"]), "cgroup_v1_id": int(val["cgroup_v1_id"]),
             })
         return rows
 
@@ -610,8 +662,8 @@ def print_tables(frames: "dict[str, pd.DataFrame]", out: TextIO, top: int = 10) 
                    "(`frame;frame;frame N`): the folded format flamegraph.pl and speedscope read.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
             cgroups: tuple[str, ...], duration: Optional[float],
-            as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest, min_ms: float,
-            folded: bool) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest,
+            prometheus: Optional[Exporter], min_ms: float, folded: bool) -> int:
     """Uninterruptible (D-state) sleeps of the traced tasks (all tasks without
     -p/-c): count, total and longest per task, split into iowait and other D,
     the distribution of their lengths, and the kernel stacks where the time
@@ -622,5 +674,5 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, contain
     check_output_path(output)
     chosen = require_bpf_environment(backend)
     run_tool("iotrace", DStateTool(min_ms=min_ms, min_event_ms=min_ms, folded=folded), target, duration=duration,
-             as_json=as_json, output=output, utc=utc, live=not folded, backend=chosen)
+             as_json=as_json, output=output, utc=utc, live=not folded, backend=chosen, prometheus=prometheus)
     return 0

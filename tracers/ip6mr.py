@@ -34,6 +34,7 @@ from .engine.probe import ensure_tracefs
 from .engine.records import Records, records_of
 
 if TYPE_CHECKING:
+    from .engine.metrics import ContainerOf, Exporter, Family, Series
     import numpy as np
     import pyarrow as pa
 
@@ -393,6 +394,38 @@ class Ip6mrTool(Tool):
     def findings(self, duration_s: float) -> list[Any]:
         return rule.findings(self.stats, self.host(), duration_s)
 
+    def metrics(self, series: "Series", containers: "ContainerOf") -> "list[Family]":
+        from .engine.metrics import Family
+
+        created: dict[tuple[str, ...], float] = {}
+        failed: dict[tuple[str, ...], float] = {}
+        for name, c in self.by_container.items():
+            created[(name,)] = c["created"]
+            for err, n in c["failed_by_errno"].items():
+                failed[(name, err)] = n
+            unnamed = c["failed"] - sum(c["failed_by_errno"].values())
+            if unnamed:
+                failed[(name, "unknown")] = unnamed
+        host = self.host()
+        at_risk = rule.kernel_fix_status(host.release, host.version).at_risk and rule.crash_path_is_open(host)
+        precursors = Family("kerntrace_kmsg_precursors_total", "counter",
+                            "Kernel-log lines that come before the ip6mr crash, by kind.")
+        for kind in sorted(self.stats.precursors):
+            precursors.add(self.stats.precursors[kind], kind=kind)
+        return [
+            series.per_container("kerntrace_netns_creations_total", "counter",
+                                 "Network namespaces created (unshare, clone, clone3 with CLONE_NEWNET).", created),
+            series.per_container("kerntrace_netns_failures_total", "counter",
+                                 "Network-namespace creations that failed, by errno name.", failed, ("errno",)),
+            Family("kerntrace_netns_oom_kills_total", "counter",
+                   f"OOM kills within {rule.OOM_NEAR_S:g} s of a namespace creation (the node's; the "
+                   "ip6mr-crash-risk finding's count).").add(self.stats.oom_near),
+            precursors,
+            Family("kerntrace_ip6mr_kernel_at_risk", "gauge",
+                   "1: the kernel lacks upstream 15e668070a64 and the crash path is open (IPv6 on, "
+                   "multiple mroute tables); else 0.").add(1 if at_risk else 0),
+        ]
+
     def print_report(self, envelope: Mapping[str, Any], findings: Sequence[Any], out: TextIO) -> None:
         print_report(envelope, self.stats, findings, out)
 
@@ -512,7 +545,8 @@ def describe_hooks(choices: list[HookChoice]) -> list[str]:
 @pid_options(required=False)
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
             cgroups: tuple[str, ...], duration: Optional[float],
-            as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest) -> int:
+            as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest,
+            prometheus: Optional[Exporter]) -> int:
     """Network-namespace creation and entry, the ip6mr path, raw ICMPv6
     sockets, OOM kills and kernel-log precursors; then whether this host is
     at risk of the ip6mr_sk_done crash."""
@@ -522,7 +556,7 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, contain
     chosen = require_bpf_environment(backend)
     ensure_tracefs()
     run_tool("nstrace", Ip6mrTool(), target, duration=duration, as_json=as_json, output=output, utc=utc,
-             backend=chosen)
+             backend=chosen, prometheus=prometheus)
     return 0
 
 

@@ -32,6 +32,7 @@ from .engine.labels import container_cells, container_header
 from .engine.records import Records, records_of
 
 if TYPE_CHECKING:
+    from .engine.metrics import ContainerOf, Exporter, Family, Series
     import numpy as np
 
     from ..analysis.findings import Finding
@@ -60,6 +61,8 @@ HOOKS = (
     # optional, a kernel without io_uring still traces syscalls
     Hook("io_uring read submission", ("odirect_uring_submit_req", "odirect_uring_submit_sqe"), required=False),
     Hook("io_uring read completion", ("odirect_uring_complete",), required=False),
+    # a read handed to an io-wq worker: its bios are queued by the worker
+    Hook("io_uring read punted", ("odirect_uring_punt",), required=False),
 )
 
 HEADER = (  # after the TIME column; CONTAINER before FILE on hosts with containers
@@ -163,7 +166,9 @@ class PathNames:
         key = (pid, fd, ino)
         path = self._by_fd.get(key)
         if path is None:
-            path = self._readlink(pid, fd, dev, ino) or f"[{dev_name(dev)}:{ino}]"
+            path = self._readlink(pid, fd, dev, ino)
+            if path is None:   # not kept: the file's record may still come
+                return f"[{dev_name(dev)}:{ino}]"
             self._by_fd[key] = path
         return path
 
@@ -435,6 +440,10 @@ class ODirectTool(Tool):
         self.unattributed_requests = 0
         self.unattributed_bytes = 0
         self.untracked_bios = 0
+        # O_DIRECT reads and bytes per (cgroup_id, cgroup_v1_id), for --prometheus:
+        # named only when the series are rendered
+        self.direct_by_cgroup: dict[tuple[int, int], list[int]] = {}
+        self._metrics_on = False
 
     @classmethod
     def from_trace(cls, options: Mapping[str, Any]) -> "ODirectTool":
@@ -471,11 +480,45 @@ class ODirectTool(Tool):
             names = self._name_files(batch)
             table = self.read_table(batch, names)
             self.stats.add_reads(table)
+            self._count_direct(batch)
             self.window.add(batch, names)
             if self._pending:
                 self._resolve_pending()
             return _Reads(batch, names, table)
         return self._blocks(batch, final=False)
+
+    def _count_direct(self, batch: "np.ndarray[Any, Any]") -> None:
+        import numpy as np
+
+        direct = batch[batch["direct"] != 0]
+        if not len(direct):
+            return
+        pairs = np.stack([direct["cgroup_id"].astype(np.uint64), direct["cgroup_v1_id"].astype(np.uint64)], axis=1)
+        uniques, inverse = np.unique(pairs, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        nbytes = np.bincount(inverse, weights=direct["ret"].astype(np.int64).clip(min=0), minlength=len(uniques))
+        reads = np.bincount(inverse, minlength=len(uniques))
+        if self._metrics_on:
+            from .engine.metrics import name_cgroups
+
+            name_cgroups(uniques[:, 0].tolist(), uniques[:, 1].tolist())
+        for (a, b), n, size in zip(uniques.tolist(), reads.tolist(), nbytes.tolist()):
+            row = self.direct_by_cgroup.setdefault((a, b), [0, 0])
+            row[0] += n
+            row[1] += int(size)
+
+    def metrics(self, series: "Series", containers: "ContainerOf") -> "list[Family]":
+        self._metrics_on = True
+        reads: dict[tuple[str, ...], float] = {}
+        nbytes: dict[tuple[str, ...], float] = {}
+        for (a, b), (n, size) in self.direct_by_cgroup.items():
+            key = (containers.cgroup(a, b),)
+            reads[key] = reads.get(key, 0) + n
+            nbytes[key] = nbytes.get(key, 0) + size
+        return [series.per_container("kerntrace_odirect_reads_total", "counter",
+                                     "O_DIRECT reads (read, pread, readv, io_uring) of the container's tasks.", reads),
+                series.per_container("kerntrace_odirect_read_bytes_total", "counter",
+                                     "Bytes the container's O_DIRECT reads returned.", nbytes)]
 
     def _blocks(self, batch: "np.ndarray[Any, Any]", final: bool) -> Optional[_Blocks]:
         """Bios to the sinks with their files: those of this batch whose read
@@ -523,9 +566,7 @@ class ODirectTool(Tool):
             self.newest_bio_ns = max(self.newest_bio_ns, int(np.ascontiguousarray(bios["queued_ns"]).max()))
         dev = np.ascontiguousarray(bios["file_dev"])
         if not self.paths.knows_files(dev[known], ino[known]):
-            reader = self.tracer.readers.get(FILE_RING) if self.tracer is not None else None
-            if reader is not None:
-                self.paths.learn(reader.drain())
+            self._learn_files()
         pairs = list(zip(dev[known].tolist(), ino[known].tolist()))
         missing = {p for p in set(pairs) if not self.paths.knows(*p)}
         unnamed = np.array([p in missing for p in pairs], dtype=bool) if missing else np.zeros(len(known), bool)
@@ -553,6 +594,12 @@ class ODirectTool(Tool):
         wait[known] = False
         return Names(codes, labels).compact(), wait
 
+    def _learn_files(self) -> None:
+        """The file records in the ring now, ahead of the engine's next drain."""
+        reader = self.tracer.readers.get(FILE_RING) if self.tracer is not None else None
+        if reader is not None:
+            self.paths.learn(reader.drain())
+
     def _resolve_pending(self, final: bool = False) -> None:
         """After a batch of reads: the waiting bios whose read came, or that
         can wait no more, are ready for the next batch of bios."""
@@ -574,9 +621,7 @@ class ODirectTool(Tool):
         if not self.paths.knows_all(batch):
             # A file record committed after the file ring was drained and
             # before this read ring was: it is in the ring now.
-            reader = self.tracer.readers.get(FILE_RING) if self.tracer is not None else None
-            if reader is not None:
-                self.paths.learn(reader.drain())
+            self._learn_files()
         # one lookup per distinct (pid, fd, file): a batch reads few files.
         # Their fields mixed into one word (np.unique of a structured array
         # sorts slowly), checked exactly after.
@@ -785,6 +830,12 @@ class ODirectTool(Tool):
 
         if self.tracer is None:
             return None
+        # a file's record is sent before its first read is counted: in the
+        # ring, if not drained yet (a buffered read has no record of its own
+        # to have drained it)
+        self._learn_files()
+        if self._pending:
+            self._resolve_pending()   # bios of files named just now
         key_t = self.tracer.btf.dtype("odirect_total_key")
         val_t = self.tracer.btf.dtype("odirect_total")
         now = _time.monotonic_ns()
@@ -883,7 +934,10 @@ class ODirectTool(Tool):
         owners = slots["owner"][slots["bio"] != 0]
         owners = owners[(owners["traced"] != 0) & (owners["bytes"] > owners["credited"])]
         out = np.zeros(len(owners), dtype=block_dtype)
-        for name in ("queued_ns", "read_enter_ns", "sector", "dev", "pid", "tid", "op", "comm"):
+        # as send_bio sends an evicted one (bpf/odirect.bpf.c): its read's file
+        # names it, its cgroups its container
+        for name in ("queued_ns", "read_enter_ns", "file_ino", "file_dev", "sector", "cgroup_id", "cgroup_v1_id",
+                     "dev", "pid", "tid", "op", "comm"):
             out[name] = owners[name]
         out["uring_read"] = owners["uring"]
         out["ts_ns"] = owners["queued_ns"]
@@ -995,7 +1049,8 @@ def _indent(text: str) -> str:
                    "syscall: a reader of cached files runs several times slower with --all-reads.")
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
             cgroups: tuple[str, ...], duration: Optional[float], as_json: bool, output: Optional[str],
-            utc: bool, verbose: int, backend: BackendRequest, all_reads: bool) -> int:
+            utc: bool, verbose: int, backend: BackendRequest, prometheus: Optional[Exporter],
+            all_reads: bool) -> int:
     """Every O_DIRECT (and buffered) read of a process, the block I/O it causes, and a finding.
 
     O_DIRECT is read from the open file at each read, so a later fcntl(F_SETFL, O_DIRECT)
@@ -1007,5 +1062,5 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, contain
     check_output_path(output)
     chosen = require_bpf_environment(backend)
     run_tool("iotrace", ODirectTool(all_reads=all_reads), target, duration=duration, as_json=as_json, output=output,
-             utc=utc, backend=chosen)
+             utc=utc, backend=chosen, prometheus=prometheus)
     return 0

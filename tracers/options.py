@@ -16,9 +16,22 @@ from .engine.tracedir import DEFAULT_FLUSH_S
 __all__ = ["PidList", "backend_option", "btf_option", "pid_options", "setup_logging"]
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stderr as it is at each record: a command run
+    in-process (click's CliRunner, a test) swaps it and closes its own."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", handlers=[_StderrHandler()], force=True)
     if verbose < 2:
         # libbpf's debug chatter only with -vv; its warnings always show with -v.
         logging.getLogger("kerntrace.libbpf").setLevel(logging.INFO if verbose else logging.ERROR)
@@ -60,7 +73,7 @@ btf_option = click.option(
 
 def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """-p/-c/-f/-d/--json/-o/-T/-v, as bcc and libbpf-tools spell them,
-    and --backend/--btf."""
+    and --backend/--btf/--prometheus."""
 
     output = click.option("-o", "--output", type=click.Path(), metavar="DIR",
                           help="Write the trace to DIR as it goes: meta.json, Parquet parts per record kind, "
@@ -88,6 +101,9 @@ def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callab
             click.option("--json", "as_json", is_flag=True, help="JSON Lines: events, then a summary."),
             output,
             flush,
+            click.option("--prometheus", "prometheus", metavar="ADDR",
+                         help="Serve the run's figures to Prometheus on http://ADDR/metrics (HOST:PORT or :PORT, "
+                              "e.g. 127.0.0.1:9435): per container (the top 20, the rest as \"other\") and per node."),
             click.option("-T", "--utc", is_flag=True, help="Live lines show UTC wall-clock time, not seconds since the start."),
             backend_option,
             btf_option,
@@ -103,6 +119,11 @@ def pid_options(required: bool = False) -> Callable[[Callable[..., Any]], Callab
             if kwargs.get("output"):
                 kwargs["output"] = TraceOutput(kwargs["output"], flush_s)
             kwargs["backend"] = BackendRequest(kwargs.pop("backend"), kwargs.pop("btf_file"))
+            if kwargs.get("prometheus"):
+                from .engine.metrics import Exporter
+
+                # bound now: a bad ADDR or a port in use stops here, before anything is attached
+                kwargs["prometheus"] = Exporter(kwargs["prometheus"])
             return fn(*args, **kwargs)
 
         return wrapper

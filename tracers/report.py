@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import os
 import sys
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, TextIO
 
@@ -85,8 +86,9 @@ def write_markdown(envelope: Mapping[str, Any], findings: Sequence[Any], out: Te
 
 
 @click.command("report")
-@click.argument("trace_dir", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="The summary envelope as one JSON object.")
+@click.argument("trace_dirs", metavar="DIR...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="The summary envelope as one JSON object (several traces: the fleet report as one).")
 @click.option("--md", "as_md", is_flag=True, help="Markdown: the run and its findings with evidence tables.")
 @click.option("--html", "html_path", metavar="FILE", type=click.Path(dir_okay=False),
               help="Write one self-contained HTML page to FILE: the findings, then charts (needs matplotlib). "
@@ -94,13 +96,30 @@ def write_markdown(envelope: Mapping[str, Any], findings: Sequence[Any], out: Te
 @click.option("--folded", is_flag=True,
               help="Only the D time per kernel stack, in microseconds, root first (`frame;frame N`), for "
                    "flamegraph.pl and speedscope: traces of dstate and diagnose.")
-def command(trace_dir: str, as_json: bool, as_md: bool, html_path: Optional[str], folded: bool) -> int:
+@click.option("--s3-endpoint", metavar="URL",
+              help="The S3-compatible server of s3:// URLs (e.g. http://minio:9000); default AWS_ENDPOINT_URL_S3 "
+                   "or AWS_ENDPOINT_URL, else AWS. Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                   "AWS_SESSION_TOKEN; region AWS_REGION.")
+def command(trace_dirs: tuple[str, ...], as_json: bool, as_md: bool, html_path: Optional[str], folded: bool,
+            s3_endpoint: Optional[str]) -> int:
     """The summary and findings of a trace directory written with -o DIR,
     recomputed from its records (a killed run's trace included: reported as
     truncated, with what it holds).  Needs neither root nor BPF.  With
-    --html FILE alone, prints only where the page went."""
+    --html FILE alone, prints only where the page went.
+
+    Several DIRs, a directory holding traces (the DaemonSet's node=NODE/...
+    tree) or an S3 URL s3://bucket/prefix of one: each node's findings and
+    a fleet summary, which nodes show which finding and the worst."""
     if sum((as_json, as_md, folded)) > 1:
         raise UsageProblem("one of --json, --md and --folded")
+    from .engine.tracedir import is_trace_dir
+
+    if len(trace_dirs) > 1 or any(d.startswith("s3://") for d in trace_dirs) or (
+            os.path.isdir(trace_dirs[0]) and not is_trace_dir(trace_dirs[0])):
+        return _fleet(trace_dirs, as_json, as_md or folded or bool(html_path), s3_endpoint)
+    if s3_endpoint:
+        raise UsageProblem("--s3-endpoint: for s3:// URLs")
+    trace_dir = trace_dirs[0]
     if folded:
         _check_folded(trace_dir)
     if html_path:
@@ -135,4 +154,22 @@ def command(trace_dir: str, as_json: bool, as_md: bool, html_path: Optional[str]
         buffer = io.StringIO()
         tool.print_report(envelope, findings, buffer)
         sys.stdout.write(buffer.getvalue() + "\n" + _truncation_line(envelope) + "\n")
+    return 0
+
+
+def _fleet(roots: "tuple[str, ...]", as_json: bool, one_trace_only: bool, s3_endpoint: Optional[str]) -> int:
+    """Several traces: per-node findings and the fleet summary (text or --json)."""
+    if one_trace_only:
+        raise UsageProblem("--md, --html and --folded take one trace directory; a fleet report is text or --json")
+    if s3_endpoint and not any(root.startswith("s3://") for root in roots):
+        raise UsageProblem("--s3-endpoint: for s3:// URLs")
+    from .fleet import find_traces, fleet_report, write_fleet_text
+
+    report = fleet_report(find_traces(roots, s3_endpoint))
+    if as_json:
+        from .engine.records import json_line
+
+        sys.stdout.write(json_line(report))
+    else:
+        write_fleet_text(report, sys.stdout)
     return 0

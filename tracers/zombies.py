@@ -37,6 +37,7 @@ from .engine.labels import CONTAINER_WIDTH, container_header, label_of
 from .engine.records import arrow_table
 
 if TYPE_CHECKING:
+    from .engine.metrics import ContainerOf, Exporter, Family, Series
     import numpy as np
     import pyarrow as pa
 
@@ -147,6 +148,7 @@ class ZombiesTool(Tool):
         self.command_pid: Optional[int] = None
         self.orphans_reaped: list[int] = []
         self._exited: dict[int, tuple[int, int]] = {}    # pid -> (start_ns, exit ts): not reaped yet
+        self._parents: dict[int, int] = {}               # pid -> its parent at its exit (--prometheus)
         self._unfreed: dict[int, int] = {}               # pid -> start_ns: exit seen, free not yet
         self._coarse: dict[int, int] = {}                # pid -> tick: a start known from /proc only
         self._final: list[dict[str, Any]] = []
@@ -227,6 +229,7 @@ class ZombiesTool(Tool):
                 "comm": task.comm, "ppid": task.ppid, "parent_comm": comms.get(task.ppid, ""),
                 "exit_code": task.exit_code})
             self._exited[task.pid] = (task.start_ns, attach_ns)
+            self._parents[task.pid] = task.ppid
             self._unfreed[task.pid] = task.start_ns
             self._coarse[task.pid] = coarse
         if traced is None:
@@ -301,6 +304,7 @@ class ZombiesTool(Tool):
             kind, pid = self.kinds.get(int(ev["kind"])), int(ev["pid"])
             if kind == "exit":
                 self._exited[pid] = (int(ev["start_ns"]), int(ev["ts_ns"]))
+                self._parents[pid] = int(ev["ppid"])
                 self._unfreed[pid] = int(ev["start_ns"])
                 self._coarse.pop(pid, None)
             elif kind == "wait" and int(ev["target"]) in self._exited:
@@ -311,6 +315,19 @@ class ZombiesTool(Tool):
                     del self._unfreed[pid]
                     self._coarse.pop(pid, None)
                     self._exited.pop(pid, None)
+
+    def metrics(self, series: "Series", containers: "ContainerOf") -> "list[Family]":
+        """Zombies not reaped yet, by the container of their parent (the
+        one that should reap them)."""
+        for pid in [p for p in self._parents if p not in self._exited]:
+            del self._parents[pid]
+        now: dict[tuple[str, ...], float] = {}
+        for pid in self._exited:
+            key = (containers.pid(self._parents.get(pid, 0)),)
+            now[key] = now.get(key, 0) + 1
+        return [series.per_container("kerntrace_zombies", "gauge",
+                                     "Processes that exited and are not reaped yet, by their parent's container.",
+                                     now)]
 
     def _describe(self, ev: Any) -> str:
         kind = self.kinds.get(int(ev["kind"]))
@@ -535,7 +552,7 @@ def print_lifecycles(lives: list[Any], clock: Clock, out: TextIO, top: int = 20,
 def command(pids: tuple[int, ...], command: Optional[str], follow: bool, containers: tuple[str, ...],
             cgroups: tuple[str, ...], duration: Optional[float],
             as_json: bool, output: Optional[str], utc: bool, verbose: int, backend: BackendRequest,
-            min_zombie_s: float) -> int:
+            prometheus: Optional[Exporter], min_zombie_s: float) -> int:
     """Exits of the traced processes and of their children, and their
     reaping: by the parent, by a subreaper or init after the parent died, or
     still a zombie when tracing ends; the parent's wait4/waitid calls."""
@@ -543,5 +560,6 @@ def command(pids: tuple[int, ...], command: Optional[str], follow: bool, contain
     check_output_path(output)
     chosen = require_bpf_environment(backend)
     tool = ZombiesTool(reap_orphans=bool(target.argv), min_zombie_s=min_zombie_s)
-    run_tool("iotrace", tool, target, duration=duration, as_json=as_json, output=output, utc=utc, backend=chosen)
+    run_tool("iotrace", tool, target, duration=duration, as_json=as_json, output=output, utc=utc, backend=chosen,
+             prometheus=prometheus)
     return 0

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from runs import wait_ready  # tests/runs.py
 
 BIN = os.path.dirname(sys.executable)
 BLOCK = 4096
@@ -22,12 +23,7 @@ def start_tracer(prog, *args):
     """A tracer with --json, once its ready line is out."""
     proc = subprocess.Popen([os.path.join(BIN, prog), *args, "--json"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    line = ""
-    while "Ctrl-C to end" not in line:
-        line = proc.stderr.readline()
-        if not line:
-            proc.wait(timeout=30)
-            raise AssertionError(f"{prog} {' '.join(args)} ended before its ready line: {proc.stderr.read()}")
+    wait_ready(proc, f"{prog} {' '.join(args)}")
     return proc
 
 
@@ -63,7 +59,8 @@ def test_three_containers_one_namespace_each_labelled(docker_engine):
     made = creations(lines)
     for name in names:
         mine = [d for d in made if d.get("container") == name]
-        assert len(mine) == 1, (name, made)
+        assert len(mine) == 1, (name, [{k: d.get(k) for k in ("comm", "pid", "container", "pod", "cgroup_id",
+                                                             "cgroup_v1_id", "method")} for d in made])
         assert mine[0]["comm"].startswith("runc") and mine[0]["errno"] is None
     (summary,) = [d for d in lines if d["type"] == "summary"]
     per = {c["container"]: c for c in summary["containers"]}

@@ -3,6 +3,7 @@ holding a bridge without an address and its own disable_ipv6, and one only
 held by a process.  Every namespace is removed, even when a test fails."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -135,7 +136,9 @@ def test_snapshot_trace_dir_replays_to_the_live_json(named_netns_with_empty_brid
     named = spaces[named_ino]
     assert named["names"] == [name] and named["pids"] == [] and named["host"] is False
     assert named["bridges_without_address"] == ["br-empty"] and named["disable_ipv6_all"] == 1
-    assert named["time"].value == named["ts_ns"] + reader.meta["clock"]["offset_ns"]
+    utc_us = (named["ts_ns"] + reader.meta["clock"]["offset_ns"]) // 1000   # the trace's time: UTC microseconds
+    assert named["time"] == datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
+        microseconds=utc_us)
     assert spaces[held_ino]["pids"] == [{"pid": held_pid, "comm": "sleep", "container": ""}]   # a host process
     links = {l["ifname"]: l for l in reader.table("netns_link").to_pylist() if l["netns"] == named_ino}
     assert set(links) == {"lo", "br-empty", "br-used"}

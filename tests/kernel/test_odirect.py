@@ -21,7 +21,7 @@ import pytest
 from kerntrace.tracers.engine.target import Target
 from kerntrace.tracers.engine import Session
 from kerntrace.tracers.odirect import ODirectTool
-from runs import file_modes, run_quiet  # tests/runs.py
+from runs import file_modes, run_quiet, wait_ready  # tests/runs.py
 
 from witness import CompletionWitness
 
@@ -147,6 +147,28 @@ def test_buffered_reads_counted_in_the_kernel_exactly(data_file):
     # Readahead reads at least what was asked, in the reader's own context.
     assert int(from_reads["bytes"].sum()) >= 6 * N * BLOCK
     assert trace.findings(1.0) == []
+
+
+def test_totals_name_a_file_whose_record_is_not_drained_yet(data_file):
+    """The kernel's counts are read each second; by then the reader may be
+    gone and its file's record still in the ring (the 6.1 guest's fixed
+    run): the totals name the file from that record, never "[dev:ino]"."""
+    from runs import Attached
+
+    trace = Attached(ODirectTool())   # attached; nothing drained until asked
+    try:
+        reader = subprocess.Popen([sys.executable, READER, data_file, "buffered", str(N)])
+        assert reader.wait(timeout=120) == 0
+        totals, hist = trace.tool.read_totals()
+    finally:
+        trace.close()
+    mine = [(p, int(n)) for pid, p, n, ftype in zip(totals.column("pid"), totals.column("path"), totals.column("reads"),
+                                                     totals.column("ftype")) if pid == reader.pid and ftype == "reg"]
+    assert [p for p, _n in mine if p.startswith("[")] == []   # its python's modules are named too
+    assert sum(n for p, n in mine if p == data_file) == 4 * N
+    hist_mine = [int(c) for pid, p, c in zip(hist.column("pid"), hist.column("path"), hist.column("count"))
+                 if pid == reader.pid and p == data_file]
+    assert sum(hist_mine) == 4 * N
 
 
 def test_all_reads_records_buffered_reads_exactly(data_file):
@@ -371,7 +393,8 @@ def test_cli_live_output_and_trace_dir(data_file, tmp_path):
     reads = ds.dataset(out / "read", format="parquet").to_table().to_pandas()
     mine = reads[reads["path"] == data_file]
     assert len(mine) == 8 and mine["direct"].all() and set(mine["syscall"]) == {"read", "pread64", "readv", "preadv2"}
-    assert str(reads["time"].dtype) == "datetime64[ns, UTC]" and reads["ts_ns"].dtype == "uint64"
+    # the UTC time in microseconds (Spark reads no nanosecond timestamps), ts_ns the raw clock
+    assert str(reads["time"].dtype) == "datetime64[us, UTC]" and reads["ts_ns"].dtype == "uint64"
     assert reads["pid"].dtype == "uint32" and reads["ret"].dtype == "int64"
     blocks = ds.dataset(out / "block", format="parquet").to_table().to_pandas()
     assert int(blocks.loc[blocks["path"] == data_file, "bytes"].sum()) == 12 * BLOCK
@@ -443,10 +466,7 @@ def test_kill_9_leaves_every_read_up_to_the_last_flush(data_file, tmp_path):
         assert reader.stdout.readline().strip() == "ready"
         tracer = subprocess.Popen([IOTRACE, "odirect", "-p", str(reader.pid), "-o", str(out)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        line = ""
-        while "Ctrl-C to end" not in line:
-            line = tracer.stderr.readline()
-            assert line, "iotrace ended before its ready line"
+        wait_ready(tracer, "iotrace odirect")
         attached_ns = time.monotonic_ns()
         time.sleep(6.0)
         killed_ns = time.monotonic_ns()
@@ -583,16 +603,17 @@ def fio_job(data_dir, tmp_path, size, *args):
 
 
 def test_fio_counts_equal_ours_reads_and_block_bytes(data_dir, tmp_path):
-    """The issue's check, on tens of thousands of reads: fio's own count of
-    its O_DIRECT reads and bytes equals ours, and so do the block bytes
+    """The issue's check, on thousands of reads: fio's own count of its
+    O_DIRECT reads and bytes equals ours, and so do the block bytes
     credited to them (this kernel leaves a few completions unreported;
-    those bios are still counted, marked as not seen completing)."""
-    path, argv, job_of = fio_job(data_dir, tmp_path, "64M", "--ioengine=psync", "--runtime=3", "--time_based")
+    those bios are still counted, marked as not seen completing).  A count
+    of reads, not a run time: under TCG on a busy host 3 s gave 717."""
+    path, argv, job_of = fio_job(data_dir, tmp_path, "64M", "--ioengine=psync", "--number_ios=6000")
     pid, trace, frames = trace_command(argv)
     job = job_of()
     reads = frames["read"]
     mine = reads[(reads["path"] == path) & reads["direct"]]
-    assert job["total_ios"] > 1000
+    assert job["total_ios"] == 6000
     assert len(mine) == job["total_ios"] and int(mine["bytes"].sum()) == job["io_bytes"]
     blocks = frames["block"]
     credited = blocks[(blocks["path"] == path) & (blocks["op"] == "R")]
@@ -680,6 +701,8 @@ def test_split_bios_credit_every_byte(data_dir):
     (["--ioengine=io_uring", "--fixedbufs=1"], "io_uring_read_fixed"),
     (["--ioengine=io_uring", "--registerfiles=1"], "io_uring_read"),
     (["--ioengine=io_uring", "--sqthread_poll=1"], "io_uring_read"),
+    # IOSQE_ASYNC on every request: io-wq workers issue the reads and queue their bios
+    (["--ioengine=io_uring", "--force_async=1"], "io_uring_read"),
 ])
 def test_io_uring_reads_equal_fio(data_dir, tmp_path, engine_args, kind):
     """fio reading through io_uring, 4 requests in flight: every request it
@@ -707,6 +730,15 @@ def test_io_uring_reads_equal_fio(data_dir, tmp_path, engine_args, kind):
     blocks = frames["block"]
     credited = blocks[(blocks["pid"] == job_pid) & (blocks["path"] == path) & (blocks["op"] == "R")]
     assert int(credited["bytes"].sum()) == job["io_bytes"]
+    # each bio carries its request's file: one whose completion the kernel
+    # does not trace reaches user space late, after its read left the window
+    reader_bios = blocks[blocks["pid"] == job_pid]
+    strays = reader_bios[reader_bios["file_ino"] != os.stat(path).st_ino]
+    assert strays.empty, strays[["ts_ns", "tid", "comm", "op", "bytes", "sector", "read_enter_ns", "uring_read",
+                                 "completed", "path"]].to_string()
+    # one bio per 4 KiB read, each with its read's thread (an io-wq worker queues it for the reader)
+    assert len(credited) == 2000
+    assert set(credited["tid"]) == set(mine["tid"]) and set(credited["comm"]) == set(mine["comm"])
 
 
 def test_json_to_a_full_pipe_loses_no_line_on_ctrl_c(data_dir):
@@ -721,10 +753,7 @@ def test_json_to_a_full_pipe_loses_no_line_on_ctrl_c(data_dir):
     proc = subprocess.Popen([IOTRACE, "odirect", "--json", "-c",
                              f"{shutil.which('dd')} if={path} of=/dev/null bs={BLOCK} iflag=direct status=none"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = ""
-    while "Ctrl-C to end" not in line:
-        line = proc.stderr.readline()
-        assert line, "iotrace ended before its ready line"
+    wait_ready(proc, "iotrace odirect")
     # nobody reads: the tracer fills the pipe (~700 KB of lines, 64 KiB of pipe) and waits in it
     deadline = time.monotonic() + 120
     while not _wchan(proc.pid).endswith("pipe_write"):   # anon_pipe_write on 6.18

@@ -2,6 +2,7 @@
 BPF columns must show what the reader did, in the intervals covering it."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import selectors
@@ -351,8 +352,11 @@ def test_trace_dir_holds_every_interval_and_reports_as_live(data_dir, tmp_path):
     rows = reader.table("stat_interval").to_pylist()
     assert len(rows) == len(records)
     for row, rec in zip(rows, records):
-        assert rfc3339_ns(row["time"].value) == rec["time"]
-        assert row["time"].value == row["ts_ns"] + reader.meta["clock"]["offset_ns"]
+        utc_ns = row["ts_ns"] + reader.meta["clock"]["offset_ns"]
+        assert rfc3339_ns(utc_ns) == rec["time"]
+        # the trace's time: UTC microseconds (Spark reads no nanosecond timestamps)
+        assert row["time"] == datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(
+            microseconds=utc_ns // 1000)
         assert row["interval_s"] == rec["interval_s"]
         assert {k: row[f"cpu_{k}"] for k in rec["cpu"]} == rec["cpu"]
         assert (row["dsk_total_read"], row["dsk_total_writ"]) == (rec["dsk"]["total"]["read"], rec["dsk"]["total"]["writ"])

@@ -28,3 +28,26 @@ def test_help_lists_commands_without_importing_them():
     assert res.returncode == 0
     for name in ("doctor", "odirect", "dstate", "zombies", "diagnose", "stat"):
         assert name in res.stdout
+
+
+def test_logging_follows_stderr_after_an_in_process_run(capsys):
+    """A command run in-process (CliRunner, a test) sets logging up while
+    sys.stderr is its own, then closes it: later records still reach the
+    stderr of the moment, with no "Logging error" traceback."""
+    import io
+    import logging
+    import sys
+
+    from kerntrace.tracers.options import setup_logging
+
+    borrowed = io.StringIO()
+    real, sys.stderr = sys.stderr, borrowed
+    try:
+        setup_logging(0)
+    finally:
+        sys.stderr = real
+    borrowed.close()
+    logging.getLogger("kerntrace.test").warning("after the run")
+    err = capsys.readouterr().err
+    assert err == "kerntrace.test: after the run\n"
+    logging.basicConfig(force=True)

@@ -2,13 +2,15 @@
 its panic test."""
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
 # The runner is development tooling beside the VM tests, not in the package.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vm"))
 
-from vmtest import find_splats  # noqa: E402  (tests/vm/vmtest.py)
+import vmtest  # noqa: E402  (tests/vm/vmtest.py)
+from vmtest import find_splats  # noqa: E402
 
 CLEAN_BOOT = """\
 [    0.786173] PCI: Using host bridge windows from ACPI; if necessary, use "pci=nocrs" and report a bug
@@ -250,3 +252,19 @@ def test_panic_check_says_when_nstrace_never_attached(tmp_path):
     (tmp_path / "attempts.log").write_text("")
     outcome = panic_record.check(tmp_path)
     assert "no trace directory: nstrace never attached" in outcome.failures
+
+
+def test_guest_command_fits_the_kernel_command_line(tmp_path):
+    # vng carries it base64'd on the kernel command line; the pytest
+    # arguments (the denylist's many --deselect) go in a file instead
+    workdir = tmp_path / ("kerntrace-vmtest-" + "x" * 8)
+    command = vmtest.guest_command(workdir, Path("/work/some/checkout"), 300.0)
+    assert len(command) <= vmtest.GUEST_CMD_MAX
+    with pytest.raises(ValueError, match="kernel command line"):
+        vmtest.vng_command(Path("vng"), Path("bzImage"), tmp_path, tmp_path, "x" * (vmtest.GUEST_CMD_MAX + 1), 2, "2G")
+
+
+def test_guest_reads_the_hosts_pytest_arguments(tmp_path):
+    (tmp_path / vmtest.PYTEST_ARGS).write_text('["--deselect", "tests/kernel/test_image.py"]')
+    assert vmtest._guest_pytest_args(tmp_path, ["-x"]) == ["--deselect", "tests/kernel/test_image.py"]
+    assert vmtest._guest_pytest_args(tmp_path / "none", ["-x"]) == ["-x"]

@@ -112,8 +112,9 @@ class Column:
     """One column of a part: its values and how Parquet types them.
 
     kind: "int" (numpy integer, signed or not, 8 to 64 bits), "double",
-    "bool", "timestamp" (int64 UTC nanoseconds), "nullable" (float64 whose
-    NaN is a null, written as int64), "string" (codes and labels)."""
+    "bool", "timestamp" (int64 UTC nanoseconds, written as microseconds),
+    "nullable" (float64 whose NaN is a null, written as int64), "string"
+    (codes and labels)."""
 
     def __init__(self, name: str, kind: str, values: "np.ndarray[Any, Any]",
                  labels: Optional[list[str]] = None) -> None:
@@ -152,8 +153,9 @@ def _schema_element(col: Column) -> _Struct:
     if kind == "bool":
         return el.i32(1, _BOOLEAN).i32(3, _REQUIRED).binary(4, col.name.encode())
     if kind == "timestamp":
-        # LogicalType.TIMESTAMP(isAdjustedToUTC=true, unit=NANOS)
-        unit = _Struct().struct(3, _Struct())
+        # LogicalType.TIMESTAMP(isAdjustedToUTC=true, unit=MICROS): Spark
+        # reads no NANOS; the raw ts_ns column keeps the nanoseconds
+        unit = _Struct().struct(2, _Struct())
         ts = _Struct().boolean(1, True).struct(2, unit)
         return el.i32(1, _INT64).i32(3, _REQUIRED).binary(4, col.name.encode()).struct(10, _Struct().struct(8, ts))
     if kind == "nullable":
@@ -189,7 +191,9 @@ def _plain(col: Column) -> tuple[bytes, int]:
     if col.kind == "bool":
         return np.packbits(np.asarray(v, dtype=bool), bitorder="little").tobytes(), _BOOLEAN
     if col.kind == "timestamp":
-        return np.ascontiguousarray(v, dtype="<i8").tobytes(), _INT64
+        ns = np.asarray(v, dtype=np.int64)
+        us = ns // 1000 + ((ns < 0) & (ns % 1000 != 0))   # toward zero, as pyarrow's cast to "us"
+        return us.astype("<i8").tobytes(), _INT64
     raise ValueError(col.kind)
 
 

@@ -26,6 +26,7 @@ from .tracer import BpfTracer, describe_choices
 if TYPE_CHECKING:
     import numpy as np
 
+    from .metrics import Exporter
     from .sinks import Sink
     from .tool import ObjectSpec, Tool
 
@@ -109,6 +110,7 @@ class Run:
                 return self.envelope
             meta = self.meta()
             for sink in self.sinks:
+                sink.attached(self.tracers)
                 sink.begin(self.tool, self.clock, meta)
             for obj, ring, events in self.tool.attach_events():
                 self._show(obj, ring, events)
@@ -316,22 +318,29 @@ def check_output_path(path: Optional[str]) -> None:
 
 
 def build_sinks(as_json: bool, output: Optional[str], out: Optional[TextIO] = None,
-                live: bool = True, flush_s: Optional[float] = None) -> list["Sink"]:
-    """The sinks of a command's flags: JSON Lines or text, plus -o DIR."""
+                live: bool = True, flush_s: Optional[float] = None,
+                prometheus: Optional["Exporter"] = None) -> list["Sink"]:
+    """The sinks of a command's flags: JSON Lines or text, plus -o DIR,
+    plus --prometheus ADDR."""
     from .sinks import JsonSink, TextSink, TraceDirSink
 
     sinks: list[Sink] = [JsonSink(out) if as_json else TextSink(out, live=live)]
     if output:
         sinks.append(TraceDirSink(output, flush_s if flush_s is not None else getattr(output, "flush_s", None)))
+    if prometheus is not None:
+        from .metrics import MetricsSink
+
+        sinks.append(MetricsSink(prometheus))
     return sinks
 
 
 def run_tool(prog: str, tool: "Tool", target: Target, *, duration: Optional[float], as_json: bool,
              output: Optional[str], utc: bool = False, out: Optional[TextIO] = None,
-             live: bool = True, flush_s: Optional[float] = None, backend: Backend = LIBBPF) -> "Run":
+             live: bool = True, flush_s: Optional[float] = None, backend: Backend = LIBBPF,
+             prometheus: Optional["Exporter"] = None) -> "Run":
     """A command's whole run from its flags; returns the finished Run."""
-    run = Run(prog, tool, target, build_sinks(as_json, output, out, live, flush_s), duration=duration, utc=utc,
-              backend=backend)
+    run = Run(prog, tool, target, build_sinks(as_json, output, out, live, flush_s, prometheus), duration=duration,
+              utc=utc, backend=backend)
     run.execute()
     return run
 

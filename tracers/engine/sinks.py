@@ -25,6 +25,9 @@ class Sink:
     # Seconds between idle() calls; None: none wanted.
     idle_s: Optional[float] = None
 
+    def attached(self, tracers: Mapping[str, Any]) -> None:
+        """The run's BPF objects (name -> BpfTracer), once attached."""
+
     def begin(self, tool: "Tool", clock: "Clock", meta: Mapping[str, Any]) -> None:
         """Tracing is attached; no record has been shown yet.  meta: the
         run's facts (host, kernel, hooks, clock, argv)."""

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from .clock import Clock
+    from .metrics import ContainerOf, Family, Series
     from .tracer import BpfTracer, HookChoice
 
 __all__ = ["ObjectSpec", "Tool"]
@@ -90,6 +91,12 @@ class Tool:
 
     def json_records(self, obj: str, ring: str, events: Any, clock: "Clock") -> Iterable[Mapping[str, Any]]:
         return ()
+
+    def metrics(self, series: "Series", containers: "ContainerOf") -> "list[Family]":
+        """--prometheus: the tool's series as they stand now (called on the
+        run's thread, about once a second); series.per_container bounds the
+        container label, containers names a pid's or a cgroup's container."""
+        return []
 
     # -- after tracing -------------------------------------------------------
 

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from .records import Records
+    from .s3 import S3Store
 
 __all__ = ["FORMAT", "TraceReader", "TraceWriter", "check_trace_dir", "is_trace_dir"]
 
@@ -298,30 +299,61 @@ def _write_part(f: Any, tables: list[Any]) -> int:
 
     table = pa.concat_tables([t.to_arrow() if isinstance(t, Records) else t for t in tables],
                              promote_options="default")
-    pq.write_table(table, f, compression="zstd")
+    pq.write_table(_microsecond_times(table), f, compression="zstd")
     return int(table.num_rows)
 
 
-class TraceReader:
-    """A trace directory as written so far (a killed run's included)."""
+def _microsecond_times(table: "pa.Table") -> "pa.Table":
+    """Timestamp columns as microseconds, as the Records writer stores them:
+    the schema Spark reads (no TIMESTAMP(NANOS)); ts_ns keeps the ns."""
+    import pyarrow as pa
 
-    def __init__(self, path: str) -> None:
-        if not os.path.isdir(path):
-            raise UsageProblem(f"{path}: no such trace directory")
-        if not is_trace_dir(path):
-            raise UsageProblem(f"{path}: not a kerntrace trace (no {META} of format {FORMAT})")
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            us = pa.timestamp("us", tz=field.type.tz)
+            table = table.set_column(i, field.with_type(us), table.column(i).cast(us, safe=False))
+    return table
+
+
+class TraceReader:
+    """A trace directory as written so far (a killed run's included), on
+    local disk or in S3 (s3://bucket/prefix, see s3.py)."""
+
+    def __init__(self, path: str, s3: "Optional[S3Store]" = None) -> None:
+        from .s3 import is_s3_url
+
         self.path = path
-        with open(os.path.join(path, META)) as f:
-            self.meta: dict[str, Any] = json.load(f)
+        self._s3: "Optional[S3Store]" = None
+        self._objects: list[str] = []
+        if is_s3_url(path):
+            from .s3 import check_s3_url, s3_store
+
+            check_s3_url(path)
+            self.path = path.rstrip("/")
+            self._s3 = s3 or s3_store()
+            self._objects = self._s3.list(self.path)
+            if not self._objects:
+                raise UsageProblem(f"{path}: no such trace directory in S3")
+        elif not os.path.isdir(path):
+            raise UsageProblem(f"{path}: no such trace directory")
+        meta = self._json(META)
+        if meta is None or meta.get("format") != FORMAT:
+            raise UsageProblem(f"{path}: not a kerntrace trace (no {META} of format {FORMAT})")
+        self.meta: dict[str, Any] = meta
         self.end: Optional[dict[str, Any]] = self._json(END)
         self.summary: Optional[dict[str, Any]] = self._json(SUMMARY)
 
     def _json(self, name: str) -> Optional[dict[str, Any]]:
         try:
-            with open(os.path.join(self.path, name)) as f:
-                return json.load(f)
+            if self._s3 is not None:
+                url = f"{self.path}/{name}"
+                value = json.loads(self._s3.read(url)) if url in self._objects else None
+            else:
+                with open(os.path.join(self.path, name)) as f:
+                    value = json.load(f)
         except (OSError, ValueError):
             return None
+        return value if isinstance(value, dict) else None
 
     @property
     def complete(self) -> bool:
@@ -331,6 +363,14 @@ class TraceReader:
     def parts(self) -> list[tuple[int, str, str]]:
         """(sequence, kind, path) of every whole part, in write order."""
         out = []
+        if self._s3 is not None:
+            for url in self._objects:
+                kind, _, name = url[len(self.path) + 1:].partition("/")
+                m = _PART.match(name)
+                if m and _KIND.match(kind):
+                    out.append((int(m.group(1)), kind, url))
+            out.sort()
+            return out
         for kind in sorted(os.listdir(self.path)):
             directory = os.path.join(self.path, kind)
             if not (_KIND.match(kind) and os.path.isdir(directory)):
@@ -342,21 +382,31 @@ class TraceReader:
         out.sort()
         return out
 
+    def _source(self, path: str) -> Any:
+        """What pyarrow reads a part from: the path, or S3's bytes."""
+        if self._s3 is None:
+            return path
+        import pyarrow as pa
+
+        return pa.BufferReader(self._s3.read(path))
+
+    def read_part(self, path: str, columns: Optional[list[str]] = None) -> "pa.Table":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(self._source(path), columns=columns)
+
     def kinds(self) -> list[str]:
         return sorted({kind for _seq, kind, _path in self.parts()})
 
     def tables(self) -> Iterator[tuple[str, "pa.Table"]]:
         """(kind, table) of every part, in write order."""
-        import pyarrow.parquet as pq
-
         for _seq, kind, path in self.parts():
-            yield kind, pq.read_table(path)
+            yield kind, self.read_part(path)
 
     def table(self, kind: str) -> "pa.Table":
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        tables = [pq.read_table(path) for _seq, k, path in self.parts() if k == kind]
+        tables = [self.read_part(path) for _seq, k, path in self.parts() if k == kind]
         if not tables:
             return pa.table({})
         return pa.concat_tables(tables, promote_options="permissive")
@@ -372,9 +422,12 @@ class TraceReader:
 
         last = None
         for _seq, _kind, path in self.parts():
-            if "ts_ns" not in pq.read_schema(path).names:
+            source = self._source(path)
+            if "ts_ns" not in pq.read_schema(source).names:
                 continue
-            table = pq.read_table(path, columns=["ts_ns"])
+            if self._s3 is not None:
+                source.seek(0)
+            table = pq.read_table(source, columns=["ts_ns"])
             if table.num_rows:
                 value = pc.max(table["ts_ns"]).as_py()
                 last = value if last is None or value > last else last
