@@ -269,5 +269,11 @@ class CounterSampler:
         self._last = now
         return row
 
+    def cpu_seconds_since_start(self, field: str) -> float:
+        """CPU seconds in ``field`` (a CPU_FIELDS name) summed over every CPU
+        from restart() to the last sample: a counter, so a scraper reading it
+        now and then misses no interval."""
+        return max(self._last.cpu[field] - self._first.cpu[field], 0.0)
+
     def since_last(self) -> float:
         return (time.monotonic_ns() - self._last.mono_ns) / 1e9

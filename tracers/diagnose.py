@@ -137,7 +137,11 @@ class DiagnoseTool(Tool):
 
         out = [Family("kerntrace_cpu_iowait_ratio", "gauge",
                       "Share of CPU time in iowait over the last second, from /proc/stat (as iotrace stat "
-                      "computes it).").add(self._last_wai / 100)]
+                      "computes it).").add(self._last_wai / 100),
+               Family("kerntrace_cpu_iowait_seconds_total", "counter",
+                      "CPU seconds in iowait summed over the CPUs since the run started, from /proc/stat (rate() "
+                      "of it loses no second between scrapes, as the ratio can).").add(
+                          self.sampler.cpu_seconds_since_start("iowait"))]
         for part in self.parts.values():
             out += part.metrics(series, containers)
         return out
