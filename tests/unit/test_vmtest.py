@@ -286,7 +286,7 @@ def test_three_passes_by_default_in_order():
     assert libbpf.tests == vmtest.GUEST_TESTS and libbpf.env == {}
     assert btf.tests == vmtest.BACKEND_TESTS
     assert btf.env == {"KERNTRACE_BTF": "{guest_btf}", "KERNTRACE_TRANSPORT": "perf"}
-    assert "perf buffer" in btf.ready_words and "backend libbpf (BTF {guest_btf})" in btf.ready_words
+    assert "transport perf buffer" in btf.ready_words and "backend libbpf (BTF {guest_btf})" in btf.ready_words
     assert bcc.env == {"KERNTRACE_BACKEND": "bcc"} and bcc.tests == tuple(vmtest.BCC_SUBSET)
     assert vmtest.guest_passes(["bcc", "libbpf"])[0].name == "libbpf"     # always in this order
     (full,) = vmtest.guest_passes(["bcc"], bcc_full=True)

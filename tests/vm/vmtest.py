@@ -180,7 +180,7 @@ def guest_passes(names: Sequence[str], bcc_full: bool = False) -> list[GuestPass
         "btf": GuestPass(
             "btf", BACKEND_TESTS, {"KERNTRACE_BTF": "{guest_btf}", "KERNTRACE_TRANSPORT": "perf"},
             "CO-RE with --btf (the kernel's BTF copied to a file) and the ring buffer forced off",
-            ready_words=("backend libbpf (BTF {guest_btf})", "perf buffer")),
+            ready_words=("transport perf buffer", "backend libbpf (BTF {guest_btf})")),
         "bcc": GuestPass(
             "bcc", BACKEND_TESTS if bcc_full else tuple(BCC_SUBSET), {"KERNTRACE_BACKEND": "bcc"},
             "BCC compiling against the guest kernel's headers" + ("" if bcc_full else " (CI's subset)"),
