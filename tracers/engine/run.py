@@ -44,10 +44,14 @@ def kerntrace_version() -> str:
         return "0+unknown"
 
 
-def ready_line(prog: str, tool: str, target: Target, hooks: str, backend: Optional[Backend] = None) -> str:
+def ready_line(prog: str, tool: str, target: Target, hooks: str, backend: Optional[Backend] = None,
+               transport: Optional[str] = None) -> str:
     """The one ready line of every tracing command (stderr), and the hooks
-    line, which ends with the backend that runs them."""
+    line, which ends with how records travel (ring or perf buffer) and the
+    backend that runs them."""
     line = f"{prog} {tool}: tracing {target.describe()}; Ctrl-C to end\nhooks: {hooks}"
+    if transport is not None:
+        line += f"; transport {transport}"
     return f"{line}; backend {backend.describe()}" if backend is not None else line
 
 
@@ -67,7 +71,7 @@ def snapshot_envelope(tool: str, started_epoch_ns: int, findings: Sequence[Any],
     (netns, postmortem, doctor): the same keys as a tracing run's."""
     out = _envelope_head(tool, started_epoch_ns)
     out.update(duration_s=0.0, lost_events=0, hooks=[], stop_reason="snapshot", backend=None, btf_file=None,
-               findings=[f.as_dict() for f in findings])
+               transport=None, findings=[f.as_dict() for f in findings])
     out.update(keys)
     return out
 
@@ -105,7 +109,7 @@ class Run:
             self.tool.started(self.clock)
             if not self.quiet:
                 lines = [ready_line(self.prog, self.tool.name, self.target, describe_choices(session.choices),
-                                    self.backend if self.tracers else None)]
+                                    self.backend if self.tracers else None, self.transport)]
                 print("\n".join(lines + self.tool.hook_notes(session.choices)), file=self.status or sys.stderr, flush=True)
             if self.duration == 0:  # -d 0: attach, the ready line, nothing more
                 self.envelope = {}
@@ -209,6 +213,13 @@ class Run:
         for pid in self.target.pids:
             session.watch_exit(pid)
 
+    @property
+    def transport(self) -> Optional[str]:
+        """How the records travel: "ring buffer" or "perf buffer" (None
+        without objects); every object of a run takes the same."""
+        kinds = sorted({t.transport for t in self.tracers.values()})
+        return ", ".join(kinds) if kinds else None
+
     # -- while running ------------------------------------------------------
 
     def dispatch(self, tracer: BpfTracer, ring: str, batch: "np.ndarray[Any, Any]") -> None:
@@ -290,6 +301,7 @@ class Run:
             "hooks": [c.as_dict() for c in self.session.choices],
             "backend": self.backend.name if self.tracers else None,
             "btf_file": self.backend.btf_file if self.tracers else None,
+            "transport": self.transport,
             # ts_ns (CLOCK_MONOTONIC) + offset_ns = UTC nanoseconds
             "clock": {"offset_ns": self.clock.offset_ns, "start_ns": self.clock.start_ns},
         }
@@ -309,6 +321,7 @@ class Run:
             stop_reason=session.stop_reason,
             backend=self.backend.name if self.tracers else None,
             btf_file=self.backend.btf_file if self.tracers else None,
+            transport=self.transport,
             target=self.target.describe(),
             findings=[f.as_dict() for f in self.findings],
         )
