@@ -409,6 +409,7 @@ class BccTracer:
         self.ring_bytes = ring_bytes
         self.follows_children = follow_children
         self.targeted = targeted
+        self.transport = "perf buffer"   # BCC programs write BPF_PERF_OUTPUT maps (probe.PERF_BUFFER)
         self.links: list[Any] = []     # BCC keeps the attachments; detach() ends them
         self.readers: dict[str, Any] = {}
         self._attached: list[tuple[str, str, str]] = []
