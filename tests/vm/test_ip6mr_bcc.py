@@ -73,7 +73,7 @@ def test_bcc_backend_counts_unshare_sockets_and_kmsg_exactly(tmp_path):
         out, err = tracer.communicate(timeout=120)
     assert tracer.returncode == 0, err
     assert hooks.startswith("hooks: raw_tracepoint sys_enter; raw_tracepoint sys_exit; raw_tracepoint task_newtask")
-    assert hooks.endswith("; backend bcc (kernel headers)"), hooks
+    assert hooks.endswith("; transport perf buffer; backend bcc (kernel headers)"), hooks
     lines = [json.loads(line) for line in out.splitlines()]
     summary = lines[-1]
     assert summary["type"] == "summary" and summary["backend"] == "bcc" and summary["btf_file"] is None
@@ -106,3 +106,32 @@ def test_bcc_backend_counts_unshare_sockets_and_kmsg_exactly(tmp_path):
     # the kernel log: the precursor line, matched in the kernel by its needle
     kmsg = [e for e in lines if e["type"] == "kmsg" and tag in e["text"]]
     assert [e["kind"] for e in kmsg] == ["socket-alloc"]
+
+
+def _start_up(backend: str) -> tuple[float, float, str]:
+    """`nstrace ip6mr --backend B -d 0` (attach, the ready line, detach):
+    wall seconds, the process's peak RSS in MB (wait4) and its hooks line."""
+    import time
+
+    started = time.monotonic()
+    proc = subprocess.Popen([NSTRACE, "ip6mr", "--backend", backend, "-d", "0"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, err
+    (hooks,) = [line for line in err.splitlines() if line.startswith("hooks: ")]
+    return wall, usage.ru_maxrss / 1024, hooks
+
+
+def test_start_up_of_each_backend(report_result):
+    """What each backend costs to start here: the CO-RE object's load, or
+    BCC's compile against the headers.  Measured, not asserted (make bench's
+    kind of figure): printed in the run's closing summary."""
+    for backend, says in (("libbpf", "; backend libbpf (kernel BTF)"), ("bcc", "; backend bcc (kernel headers)")):
+        wall, rss_mb, hooks = _start_up(backend)
+        assert says in hooks, hooks
+        report_result(f"nstrace ip6mr --backend {backend} -d 0: {wall:.1f} s to attach and detach, "
+                      f"peak RSS {rss_mb:.0f} MB")
