@@ -260,7 +260,7 @@ static __always_inline struct file *fd_file(__s32 fd)
 		return NULL;
 	if (OD_RD(table, fdt->fd) || !table)
 		return NULL;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &table[fd]))
+	if (kt_read(&file, sizeof(file), &table[fd]))
 		return NULL;
 	return file;
 }
@@ -281,7 +281,7 @@ static __always_inline __u64 iov_bytes(__u64 iov_at, __u32 count, __u8 *truncate
 
 		if (i >= count)
 			return total;
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+		if (kt_read_user(&v, sizeof(v), &iov[i]))
 			return total;
 		total += v.iov_len;
 	}
@@ -390,7 +390,7 @@ static __always_inline void name_file(void *ctx, struct file *file, __u64 file_i
 
 		if (!d || OD_RD(parent, d->d_parent) || OD_RD(name, d->d_name.name))
 			break;
-		if (bpf_probe_read_kernel_str(e->names[i], ODIRECT_NAME_LEN, name) < 0)
+		if (kt_read_str(e->names[i], ODIRECT_NAME_LEN, name) < 0)
 			break;
 		depth = i + 1;
 		if (!parent || parent == d)
