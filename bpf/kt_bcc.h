@@ -302,6 +302,8 @@ static __always_inline void kt_task_cgroup_names(struct task_struct *task, bool 
 	struct cgroup *cgrp = kt_task_cgroup(task, v1);
 	const char *str = NULL;
 
+	if (!cgrp && v1)   /* no v1 memory cgroup: the v2 one, as kerntrace.bpf.h's readers do */
+		cgrp = kt_task_cgroup(task, false);
 	if (!cgrp)
 		return;
 #ifdef KT_CGROUP_KERNFS

@@ -26,6 +26,8 @@ from .tracer import BpfTracer, describe_choices
 if TYPE_CHECKING:
     import numpy as np
 
+    from .bcc import BccTracer
+
     from .metrics import Exporter
     from .sinks import Sink
     from .tool import ObjectSpec, Tool
@@ -163,9 +165,9 @@ class Run:
                 tracer.close()
 
     def _require_backend(self) -> None:
-        """The BCC programs are not in this build: --backend bcc (or auto on
-        a kernel without BTF, where BCC can run) stops here, one line."""
-        if self.backend.name == "bcc":
+        """The bcc backend runs the tools with a BCC program (Tool.bcc_program);
+        any other stops here, one line, before anything is opened."""
+        if self.backend.name == "bcc" and self.tool.bcc_program is None:
             raise UsageProblem(bcc_refusal(f"{self.prog} {self.tool.name}", self.tool.bcc_program))
 
     def _open(self) -> None:
@@ -176,7 +178,7 @@ class Run:
             if spec.keep_launcher:
                 self._keep_launcher.add(spec.name)
 
-    def _open_object(self, spec: "ObjectSpec") -> BpfTracer:
+    def _open_object(self, spec: "ObjectSpec") -> "BpfTracer | BccTracer":
         options = dict(spec.options)
         if spec.targeted:
             options["kt_filter_pids"] = self.target.filtered
@@ -185,8 +187,17 @@ class Run:
             # The tracer never records itself (its own reads and sleeps), unless
             # it was asked to trace its own pid.
             options["kt_self_tgid"] = 0 if os.getpid() in self.target.pids else os.getpid()
+        follow = spec.targeted and self.target.follow
+        if self.backend.name == "bcc":
+            from .bcc import BccTracer
+
+            # bpf/<bcc_program>.bcc.c, its records described by the CO-RE object's BTF
+            assert self.tool.bcc_program is not None
+            return BccTracer(self.tool.bcc_program, spec.name, hooks=self.tool.bcc_hooks, rings=spec.rings,
+                             options=options, ring_bytes=spec.ring_bytes, follow_children=follow,
+                             targeted=spec.targeted)
         return BpfTracer(spec.name, hooks=spec.hooks, rings=spec.rings, options=options,
-                         ring_bytes=spec.ring_bytes, follow_children=spec.targeted and self.target.follow,
+                         ring_bytes=spec.ring_bytes, follow_children=follow,
                          btf_custom_path=self.backend.btf_file)
 
     def _apply_target(self, session: Session) -> None:
