@@ -13,7 +13,7 @@ KT_EXPORT(selftest_event);
 
 __u64 triggers = 0;
 
-static __always_inline int emit_burst(void)
+static __always_inline int emit_burst(void *ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 n = burst;
@@ -36,7 +36,7 @@ static __always_inline int emit_burst(void)
 		e->seq = i;
 		e->burst = n;
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
-		bpf_ringbuf_submit(e, 0);
+		kt_submit(ctx, &selftest_events, e, sizeof(*e));
 	}
 	return 0;
 }
@@ -48,19 +48,19 @@ static __always_inline int emit_burst(void)
 SEC("fentry/__do_sys_getppid")
 int BPF_PROG(selftest_fentry)
 {
-	return emit_burst();
+	return emit_burst(ctx);
 }
 
 SEC("kprobe/__x64_sys_getppid")
 int BPF_KPROBE(selftest_kprobe)
 {
-	return emit_burst();
+	return emit_burst(ctx);
 }
 
 SEC("tp/syscalls/sys_enter_getppid")
 int selftest_getppid(void *ctx)
 {
-	return emit_burst();
+	return emit_burst(ctx);
 }
 
 /* Fails verification on purpose (reads past a map value); off unless a test
