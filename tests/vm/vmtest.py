@@ -782,8 +782,9 @@ def host_main(args: argparse.Namespace) -> int:
     vng = ensure_virtme(Path(sys.executable).parent)
     release = args.kernel or distro_kernel()
     image = check_kernel(release)
-    if not args.panic_only and any(p.name == "bcc" for p in passes):
-        # the guest runs BCC off the host's root: the module and its kernel's headers
+    if not args.panic_only:
+        # the guest runs BCC off the host's root (the module and its kernel's
+        # headers): the bcc pass, and tests/vm's bcc tests in the libbpf pass
         ensure_packages(bcc_packages(release))
     status = 0 if args.panic_only else run_tests(args, vng, image, tree, passes)
     if not args.no_panic:
