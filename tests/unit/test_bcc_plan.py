@@ -309,3 +309,18 @@ def test_without_bcc_the_bcc_tracer_is_one_line(monkeypatch):
     with pytest.raises(EnvironmentProblem) as info:
         bcc_mod.BccTracer("ip6mr", "ip6mr", hooks=ip6mr.BCC_HOOKS, rings={"ns_events": "ns_event"})
     assert str(info.value) == "the bcc backend cannot run here (python3-bpfcc is not installed)"
+
+
+def test_kt_bcc_h_is_put_in_place_of_its_include(tmp_path):
+    """BCC rewrites map calls in the main file only: the engine compiles the
+    program with kt_bcc.h's text where it was included, #line keeping the
+    compiler's messages on the files as written."""
+    from kerntrace.tracers.engine.bcc import bcc_source
+
+    (tmp_path / "kt_bcc.h").write_text("BPF_HASH(kt_traced, u32, u8, 8192);\n")
+    prog = tmp_path / "x.bcc.c"
+    prog.write_text('// x\n#include "kt_bcc.h"   /* in place */\n#include "x.h"\nint f(void *ctx) { return 0; }\n')
+    assert bcc_source(str(prog)) == (f'// x\n#line 1 "{tmp_path}/kt_bcc.h"\nBPF_HASH(kt_traced, u32, u8, 8192);\n'
+                                     f'#line 3 "{prog}"\n#include "x.h"\nint f(void *ctx) {{ return 0; }}\n')
+    text = bcc_source(program_path("ip6mr"))
+    assert '#include "kt_bcc.h"' not in text and "BPF_HASH(kt_traced, u32, u8, 8192);" in text

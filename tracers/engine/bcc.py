@@ -47,6 +47,7 @@ __all__ = [
     "FOLLOW_FORK",
     "HookProbe",
     "bcc_cflags",
+    "bcc_source",
     "choose_hooks",
     "elf_section",
     "object_btf",
@@ -198,6 +199,28 @@ def program_path(name: str) -> str:
     if not os.path.exists(path):
         raise EnvironmentProblem(f"the BCC program {name}.bcc.c is not in this install of kerntrace")
     return path
+
+
+KT_BCC_INCLUDE = '#include "kt_bcc.h"'
+
+
+def bcc_source(path: str) -> str:
+    """The program's text as BCC compiles it: kt_bcc.h's text in place of its
+    #include line.  BCC rewrites map operations (kt_traced.lookup(...)) and
+    writes classic tracepoints' argument structs in the main file only; in an
+    included header a map call stays a call through a function pointer, an
+    instruction the verifier refuses.  #line keeps the compiler's messages
+    pointing at the files as written."""
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    header = os.path.join(os.path.dirname(path), "kt_bcc.h")
+    for i, line in enumerate(lines):
+        if line.strip().startswith(KT_BCC_INCLUDE):
+            with open(header) as f:
+                text = f.read()
+            return "".join(lines[:i] + [f'#line 1 "{header}"\n', text, "\n" if not text.endswith("\n") else "",
+                                        f'#line {i + 2} "{path}"\n'] + lines[i + 1:])
+    return "".join(lines)
 
 
 def elf_section(path: str, section: str) -> bytes:
@@ -451,7 +474,7 @@ class BccTracer:
         bcc = _bcc()
         with _stderr_captured() as said:
             try:
-                bpf = bcc.BPF(src_file=self.source.encode(), cflags=self.cflags)
+                bpf = bcc.BPF(text=bcc_source(self.source).encode(), cflags=self.cflags)
             except Exception as exc:
                 error: Optional[str] = str(exc)
             else:
