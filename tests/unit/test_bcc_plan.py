@@ -323,4 +323,5 @@ def test_kt_bcc_h_is_put_in_place_of_its_include(tmp_path):
     assert bcc_source(str(prog)) == (f'// x\n#line 1 "{tmp_path}/kt_bcc.h"\nBPF_HASH(kt_traced, u32, u8, 8192);\n'
                                      f'#line 3 "{prog}"\n#include "x.h"\nint f(void *ctx) {{ return 0; }}\n')
     text = bcc_source(program_path("ip6mr"))
-    assert '#include "kt_bcc.h"' not in text and "BPF_HASH(kt_traced, u32, u8, 8192);" in text
+    assert not any(line.startswith('#include "kt_bcc.h"') for line in text.splitlines())
+    assert "BPF_HASH(kt_traced, u32, u8, 8192);" in text
