@@ -16,7 +16,8 @@ import time
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
 from . import probe
-from .backend import LIBBPF, Backend, bcc_refusal
+from .backend import Backend, bcc_refusal
+from .backend_env import backend_from_env
 from .clock import Clock, rfc3339_ns
 from .environment import UsageProblem
 from .session import LAUNCHER_COMM, Session
@@ -81,11 +82,13 @@ class Run:
 
     def __init__(self, prog: str, tool: "Tool", target: Target, sinks: Sequence["Sink"], *,
                  duration: Optional[float] = None, utc: bool = False, quiet: bool = False,
-                 status: Optional[TextIO] = None, backend: Backend = LIBBPF) -> None:
+                 status: Optional[TextIO] = None, backend: Optional[Backend] = None) -> None:
         self.prog = prog
         self.tool = tool
         self.target = target
-        self.backend = backend
+        # none given (a Run made from Python, e.g. by the kernel tests):
+        # KERNTRACE_BACKEND/KERNTRACE_BTF, as the command line's defaults
+        self.backend = backend if backend is not None else backend_from_env()
         self.sinks = list(sinks)
         self.duration = duration
         self.quiet = quiet
@@ -360,7 +363,7 @@ def build_sinks(as_json: bool, output: Optional[str], out: Optional[TextIO] = No
 
 def run_tool(prog: str, tool: "Tool", target: Target, *, duration: Optional[float], as_json: bool,
              output: Optional[str], utc: bool = False, out: Optional[TextIO] = None,
-             live: bool = True, flush_s: Optional[float] = None, backend: Backend = LIBBPF,
+             live: bool = True, flush_s: Optional[float] = None, backend: Optional[Backend] = None,
              prometheus: Optional["Exporter"] = None) -> "Run":
     """A command's whole run from its flags; returns the finished Run."""
     run = Run(prog, tool, target, build_sinks(as_json, output, out, live, flush_s, prometheus), duration=duration,
