@@ -7,7 +7,7 @@
  * (copy_net_ns, setup_net, ip6mr_net_init/exit, ip6mr_sk_done).  Which of
  * each the engine took arrives as -DKT_HOOK_<function>=1 (tracers/ip6mr.py
  * BCC_HOOKS).  Output through perf buffers named as the CO-RE ring buffers. */
-#include "kt_bcc.h"
+#include "kt_bcc.h"   /* in place: BCC rewrites map calls in the main file only */
 #include <linux/proc_ns.h>
 #include <net/sock.h>
 #include "ip6mr.h"
@@ -386,8 +386,8 @@ int ns_kprobe_oom_victim(struct pt_regs *ctx, struct task_struct *tsk)
 }
 
 /* One console line (text, n bytes already in kmsg_scratch): scanned for a
- * needle, a match sent.  The loop is unrolled before Linux 5.3 (no bounded
- * loops in the verifier). */
+ * needle, a match sent.  Kernels before 5.3 have no bounded loops: the loop
+ * is unrolled there. */
 static __always_inline int on_console(void *ctx, struct kmsg_event *s, u32 n)
 {
 	int zero = 0;
@@ -398,6 +398,9 @@ static __always_inline int on_console(void *ctx, struct kmsg_event *s, u32 n)
 	/* the scratch buffer holds the previous, longer message past n */
 	if (n < NS_KMSG_LEN)
 		s->text[n] = 0;
+	/* n opaque to clang: else it folds the loop's bound into the test
+	 * against n, and the verifier sees no bound on the index */
+	asm volatile("" : "+r"(n));
 #if LINUX_VERSION_CODE < KERNEL_VERSION(5, 3, 0)
 #pragma unroll
 #endif

@@ -16,7 +16,11 @@
  * Map operations (name.lookup(), name.perf_submit()) must not sit inside
  * macros (BCC rewrites them in the source text): helpers here are static
  * inline functions, and a program counts a record perf_submit() could not
- * take itself:  if (ring.perf_submit(ctx, &e, sizeof(e))) kt_count_lost(); */
+ * take itself:  if (ring.perf_submit(ctx, &e, sizeof(e))) kt_count_lost();
+ *
+ * BCC rewrites map operations, and writes a classic tracepoint's argument
+ * struct, in the main file only: the engine puts this file's text in place
+ * of the program's #include "kt_bcc.h" line (bcc.py bcc_source). */
 #ifndef __KT_BCC_H
 #define __KT_BCC_H
 

@@ -309,3 +309,37 @@ def test_without_bcc_the_bcc_tracer_is_one_line(monkeypatch):
     with pytest.raises(EnvironmentProblem) as info:
         bcc_mod.BccTracer("ip6mr", "ip6mr", hooks=ip6mr.BCC_HOOKS, rings={"ns_events": "ns_event"})
     assert str(info.value) == "the bcc backend cannot run here (python3-bpfcc is not installed)"
+
+
+def test_kt_bcc_h_is_put_in_place_of_its_include(tmp_path):
+    """BCC rewrites map calls in the main file only: the engine compiles the
+    program with kt_bcc.h's text where it was included, #line keeping the
+    compiler's messages on the files as written."""
+    from kerntrace.tracers.engine.bcc import bcc_source
+
+    (tmp_path / "kt_bcc.h").write_text("BPF_HASH(kt_traced, u32, u8, 8192);\n")
+    prog = tmp_path / "x.bcc.c"
+    prog.write_text('// x\n#include "kt_bcc.h"   /* in place */\n#include "x.h"\nint f(void *ctx) { return 0; }\n')
+    assert bcc_source(str(prog)) == (f'// x\n#line 1 "{tmp_path}/kt_bcc.h"\nBPF_HASH(kt_traced, u32, u8, 8192);\n'
+                                     f'#line 3 "{prog}"\n#include "x.h"\nint f(void *ctx) {{ return 0; }}\n')
+    text = bcc_source(program_path("ip6mr"))
+    assert not any(line.startswith('#include "kt_bcc.h"') for line in text.splitlines())
+    assert "BPF_HASH(kt_traced, u32, u8, 8192);" in text
+
+
+def test_kprobe_functions_from_tracefs_else_kallsyms_less_the_blacklist(tmp_path):
+    from kerntrace.tracers.engine.bcc import kprobe_functions
+
+    tracefs = tmp_path / "tracing"
+    tracefs.mkdir()
+    (tracefs / "available_filter_functions").write_text("copy_net_ns\nsetup_net\nip6mr_sk_done [ipv6]\n")
+    kallsyms = tmp_path / "kallsyms"
+    kallsyms.write_text("ffffffff81000000 T copy_net_ns\nffffffff81000100 t setup_net\n"
+                        "ffffffff81000200 d ip6mr_net_init\nffffffffc0000000 t ip6mr_sk_done\t[ipv6]\n")
+    blacklist = tmp_path / "blacklist"
+    blacklist.write_text("0xffffffff81000100-0xffffffff81000180\tsetup_net\n")
+    wanted = {"copy_net_ns", "setup_net", "ip6mr_net_init", "ip6mr_sk_done"}
+    assert kprobe_functions(wanted, str(tracefs), str(kallsyms), str(blacklist)) == {"copy_net_ns", "ip6mr_sk_done"}
+    # no tracefs listing: kallsyms's text symbols; no blacklist readable (debugfs not mounted)
+    assert kprobe_functions(wanted, None, str(kallsyms), str(tmp_path / "none")) == \
+        {"copy_net_ns", "setup_net", "ip6mr_sk_done"}

@@ -47,6 +47,8 @@ __all__ = [
     "FOLLOW_FORK",
     "HookProbe",
     "bcc_cflags",
+    "bcc_source",
+    "kprobe_functions",
     "choose_hooks",
     "elf_section",
     "object_btf",
@@ -200,6 +202,28 @@ def program_path(name: str) -> str:
     return path
 
 
+KT_BCC_INCLUDE = '#include "kt_bcc.h"'
+
+
+def bcc_source(path: str) -> str:
+    """The program's text as BCC compiles it: kt_bcc.h's text in place of its
+    #include line.  BCC rewrites map operations (kt_traced.lookup(...)) and
+    writes classic tracepoints' argument structs in the main file only; in an
+    included header a map call stays a call through a function pointer, an
+    instruction the verifier refuses.  #line keeps the compiler's messages
+    pointing at the files as written."""
+    with open(path) as f:
+        lines = f.read().splitlines(keepends=True)
+    header = os.path.join(os.path.dirname(path), "kt_bcc.h")
+    for i, line in enumerate(lines):
+        if line.strip().startswith(KT_BCC_INCLUDE):
+            with open(header) as f:
+                text = f.read()
+            return "".join(lines[:i] + [f'#line 1 "{header}"\n', text, "\n" if not text.endswith("\n") else "",
+                                        f'#line {i + 2} "{path}"\n'] + lines[i + 1:])
+    return "".join(lines)
+
+
 def elf_section(path: str, section: str) -> bytes:
     """One section of a little-endian ELF64 file (a BPF object), by name.
     The CO-RE object's .BTF is raw BTF; read without libbpf, which the
@@ -245,40 +269,77 @@ def _bcc() -> Any:
     return bcc
 
 
+KPROBE_BLACKLIST = "/sys/kernel/debug/kprobes/blacklist"
+
+
+def kprobe_functions(wanted: Iterable[str], tracefs: Optional[str], kallsyms: str = "/proc/kallsyms",
+                     blacklist: str = KPROBE_BLACKLIST) -> set[str]:
+    """Which of ``wanted`` a kprobe can hook here: listed in tracefs's
+    available_filter_functions (functions not inlined away, not notrace), or
+    text symbols of kallsyms where that file cannot be read; never one of
+    the kprobe blacklist (readable with debugfs mounted).  BCC's own
+    get_kprobe_functions raises when debugfs is not mounted."""
+    wanted = set(wanted)
+    found: set[str] = set()
+    try:
+        if tracefs is None:
+            raise OSError("no tracefs")
+        with open(os.path.join(tracefs, "available_filter_functions")) as f:
+            for line in f:
+                name = line.split(maxsplit=1)[0] if line.strip() else ""
+                if name in wanted:
+                    found.add(name)
+    except OSError:
+        with open(kallsyms) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[1] in ("t", "T") and parts[2] in wanted:
+                    found.add(parts[2])
+    try:
+        with open(blacklist) as f:
+            found -= {parts[1] for parts in (line.split() for line in f) if len(parts) >= 2}
+    except OSError:
+        pass
+    return found
+
+
 class SystemProbe:
-    """HookProbe on this kernel through BCC's own look-ups: the kprobe-able
-    functions (kallsyms less the blacklist, within available_filter_functions)
-    and tracefs's events."""
+    """HookProbe on this kernel: the kprobe-able functions (kprobe_functions)
+    and tracefs's events; raw tracepoints as BCC tells them (kallsyms)."""
 
     def __init__(self, functions: Iterable[str]) -> None:
-        self._wanted = sorted(set(functions))
+        self._wanted = set(functions)
         self._kprobes: Optional[set[str]] = None
+        from .probe import tracefs_root
 
-    def _tracefs(self) -> str:
-        return str(getattr(_bcc(), "TRACEFS", "/sys/kernel/tracing"))
+        self._tracefs = tracefs_root(mount_if_missing=True)
+
+    def _events(self) -> str:
+        if self._tracefs is None:
+            raise EnvironmentProblem("tracefs is not mounted and cannot be mounted at /sys/kernel/tracing")
+        return os.path.join(self._tracefs, "events")
 
     def kprobe(self, function: str) -> str:
         if self._kprobes is None:
-            pattern = ("^(" + "|".join(self._wanted) + ")$").encode()
-            self._kprobes = {f.decode() for f in _bcc().BPF.get_kprobe_functions(pattern)}
+            self._kprobes = kprobe_functions(self._wanted, self._tracefs)
         if function in self._kprobes:
             return ""
         return f"no kprobe-able function {function} here (absent, inlined or notrace)"
 
     def tracepoint(self, category: str, event: str) -> str:
-        if _bcc().BPF.tracepoint_exists(category, event):
+        if os.path.isdir(os.path.join(self._events(), category, event)):
             return ""
         return f"no tracepoint {category}:{event}"
 
     def raw_tracepoint(self, event: str) -> str:
         if not _bcc().BPF.support_raw_tracepoint():
             return "no raw tracepoints (Linux 4.17)"
-        if not glob.glob(os.path.join(self._tracefs(), "events", "*", event)):
+        if not glob.glob(os.path.join(self._events(), "*", event)):
             return f"no tracepoint {event}"
         return ""
 
     def format(self, category: str, event: str) -> str:
-        with open(os.path.join(self._tracefs(), "events", category, event, "format")) as f:
+        with open(os.path.join(self._events(), category, event, "format")) as f:
             return f.read()
 
 
@@ -451,7 +512,7 @@ class BccTracer:
         bcc = _bcc()
         with _stderr_captured() as said:
             try:
-                bpf = bcc.BPF(src_file=self.source.encode(), cflags=self.cflags)
+                bpf = bcc.BPF(text=bcc_source(self.source).encode(), cflags=self.cflags)
             except Exception as exc:
                 error: Optional[str] = str(exc)
             else:
