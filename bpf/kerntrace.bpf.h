@@ -225,30 +225,35 @@ static __always_inline void kt_count_lost(void)
 	__sync_fetch_and_add(&kt_lost_events, 1);
 }
 
+/* The lowest free slot, claimed by an atomic test-and-set of its bit.  No
+ * loop over the slots: each would be another path for the verifier to walk
+ * in every program that reserves (odirect's read exit reserves twice, its
+ * file record inside its read record, and went past the verifier's limit
+ * with a loop).  Taken between the test and the set (a preempted program's
+ * slot): lost, counted. */
 static __always_inline void *kt_perf_reserve(__u64 size)
 {
-	__u32 zero = 0;
+	struct kt_perf_slot *slot;
+	__u32 zero = 0, index;
 	__u64 *busy = bpf_map_lookup_elem(&kt_perf_busy, &zero);
+	__u64 used, bit;
 
 	if (!busy || size > KT_PERF_RECORD_MAX)
 		return NULL;
-	for (__u32 i = 0; i < KT_PERF_NEST; i++) {
-		struct kt_perf_slot *slot;
-		__u64 bit = 1ULL << i;
-
-		if (*busy & bit)
-			continue;
-		if (__sync_fetch_and_or(busy, bit) & bit)
-			continue;  /* taken between the test and the set */
-		slot = bpf_map_lookup_elem(&kt_perf_heap, &i);
-		if (!slot) {
-			__sync_fetch_and_and(busy, ~bit);
-			return NULL;
-		}
-		slot->index = i;
-		return slot->data;
+	used = *busy;
+	bit = ~used & (used + 1);  /* the lowest clear bit */
+	if (!bit || bit >= (1ULL << KT_PERF_NEST))
+		return NULL;
+	if (__sync_fetch_and_or(busy, bit) & bit)
+		return NULL;
+	index = kt_log2_u64(bit);
+	slot = bpf_map_lookup_elem(&kt_perf_heap, &index);
+	if (!slot) {
+		__sync_fetch_and_and(busy, ~bit);
+		return NULL;
 	}
-	return NULL;
+	slot->index = index;
+	return slot->data;
 }
 
 static __always_inline void kt_perf_release(void *rec)
