@@ -310,6 +310,7 @@ class SystemProbe:
     def __init__(self, functions: Iterable[str]) -> None:
         self._wanted = set(functions)
         self._kprobes: Optional[set[str]] = None
+        self._raw: Optional[bool] = None
         from .probe import tracefs_root
 
         self._tracefs = tracefs_root(mount_if_missing=True)
@@ -332,7 +333,9 @@ class SystemProbe:
         return f"no tracepoint {category}:{event}"
 
     def raw_tracepoint(self, event: str) -> str:
-        if not _bcc().BPF.support_raw_tracepoint():
+        if self._raw is None:
+            self._raw = bool(_bcc().BPF.support_raw_tracepoint())
+        if not self._raw:
             return "no raw tracepoints (Linux 4.17)"
         if not glob.glob(os.path.join(self._events(), "*", event)):
             return f"no tracepoint {event}"
