@@ -217,3 +217,33 @@ def test_pages_must_be_a_power_of_two():
     with pytest.raises(ValueError, match="power of two"):
         PerfRings.from_fds({0: ring.fd}, EVENT, 3)
     os.close(ring.fd)
+
+
+# -- the engine's choice of transport, and the perf rings' size ---------------
+
+def test_transport_is_forced_by_the_environment_or_probed(monkeypatch):
+    from kerntrace.tracers.engine import probe
+    from kerntrace.tracers.engine.environment import UsageProblem
+
+    monkeypatch.setenv("KERNTRACE_TRANSPORT", "perf")
+    assert probe.transport() == "perf buffer"
+    monkeypatch.setenv("KERNTRACE_TRANSPORT", "Ring")
+    assert probe.transport() == "ring buffer"
+    monkeypatch.setenv("KERNTRACE_TRANSPORT", "carrier-pigeon")
+    with pytest.raises(UsageProblem, match="KERNTRACE_TRANSPORT=carrier-pigeon: expected perf or ring"):
+        probe.transport()
+    monkeypatch.delenv("KERNTRACE_TRANSPORT")
+    monkeypatch.setattr(probe, "probe_ringbuf", lambda: probe.Verdict(False, "no map type"))
+    assert probe.transport() == "perf buffer"
+    monkeypatch.setattr(probe, "probe_ringbuf", lambda: probe.Verdict(True))
+    assert probe.transport() == "ring buffer"
+
+
+def test_perf_rings_share_the_ring_size_among_cpus_with_a_floor():
+    from kerntrace.tracers.engine.tracer import perf_pages_per_cpu
+
+    mib = 1 << 20
+    assert perf_pages_per_cpu(4 * mib, 2) * PAGE == 2 * mib
+    assert perf_pages_per_cpu(4 * mib, 64) * PAGE == 256 * 1024   # the floor
+    assert perf_pages_per_cpu(4096, 2) == 1                        # never more than the ring itself
+    assert perf_pages_per_cpu(3 * mib, 4) * PAGE == mib            # a power of two, rounded up
