@@ -443,7 +443,7 @@ class ODirectTool(Tool):
     """Reads (O_DIRECT or not), their files, and the block I/O they cause."""
 
     name = "odirect"
-    # a kernel without BTF (the ip6mr bug's): issue 22, not in this build yet
+    # --backend bcc (kernels without BTF, where the ip6mr bug lives): bpf/odirect.bcc.c
     bcc_program = "odirect"
     bcc_hooks = BCC_HOOKS
 
