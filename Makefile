@@ -95,8 +95,13 @@ test-kernel: install
 # Development tooling runs from the tree, not from the installed package:
 # tests/vm/vmtest.py (the VM runner), bench/ (benchmarks, the demo),
 # tools/manpages.py (man pages from the click commands, for install).
+# vmtest installs what the guest needs on this host's root, which the guest
+# shares, when missing: qemu-system-x86, busybox-static, linux-image-amd64,
+# and for its bcc pass python3-bpfcc and linux-headers-<guest release>.
+# It runs the kernel tests per backend (libbpf; --btf with the perf buffer;
+# bcc: CI's subset, both files whole with VMTEST_FULL=1).
 vmtest: install
-	$(Q)$(VPY) tests/vm/vmtest.py
+	$(Q)$(VPY) tests/vm/vmtest.py $(if $(filter 1,$(VMTEST_FULL)),--bcc-full)
 
 bench: install
 	$(Q)$(VPY) bench/bench.py

@@ -63,7 +63,7 @@ struct {
 __u64 sleeps_seen = 0;
 __u64 totals_full = 0;
 
-static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 how, __u32 waker)
+static __always_inline void end_sleep(void *ctx, struct task_struct *task, __u32 tid, __u8 how, __u32 waker)
 {
 	struct dstate_sleep *start = bpf_map_lookup_elem(&dstate_sleeping, &tid);
 	struct dstate_key key = {};
@@ -143,7 +143,7 @@ static __always_inline void end_sleep(struct task_struct *task, __u32 tid, __u8 
 			e->at_attach = start->at_attach;
 			e->_pad = 0;
 			bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
-			bpf_ringbuf_submit(e, 0);
+			kt_submit(ctx, &dstate_events, e, sizeof(*e));
 		}
 	}
 	bpf_map_delete_elem(&dstate_sleeping, &tid);
@@ -176,14 +176,14 @@ int BPF_PROG(dstate_switch, bool preempt, struct task_struct *prev, struct task_
 		}
 	}
 	if (next_tid != 0)
-		end_sleep(next, next_tid, DSTATE_END_SWITCH, 0);
+		end_sleep(ctx, next, next_tid, DSTATE_END_SWITCH, 0);
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(dstate_wakeup, struct task_struct *p)
 {
-	end_sleep(p, BPF_CORE_READ(p, pid), DSTATE_END_WAKEUP, bpf_get_current_pid_tgid() >> 32);
+	end_sleep(ctx, p, BPF_CORE_READ(p, pid), DSTATE_END_WAKEUP, bpf_get_current_pid_tgid() >> 32);
 	return 0;
 }
 

@@ -221,7 +221,7 @@ static __always_inline int attempt_enter(__u32 method, __u64 flags, __s32 fd, __
 	return 0;
 }
 
-static __always_inline int attempt_exit(long ret)
+static __always_inline int attempt_exit(void *ctx, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pending *p = bpf_map_lookup_elem(&pending_ns, &tid);
@@ -249,7 +249,7 @@ static __always_inline int attempt_exit(long ret)
 		}
 		if (!e->err)
 			remember_netns(e->netns);
-		bpf_ringbuf_submit(e, 0);
+		kt_submit(ctx, &ns_events, e, sizeof(*e));
 	}
 	bpf_map_delete_elem(&pending_ns, &tid);
 	return 0;
@@ -352,7 +352,7 @@ int BPF_PROG(ns_newtask, struct task_struct *task, __u64 clone_flags)
 	e->old_netns = current_netns();
 	e->fd = -1;
 	remember_netns(child_netns);
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &ns_events, e, sizeof(*e));
 	return 0;
 }
 
@@ -375,7 +375,7 @@ int ns_oom_victim(struct trace_event_raw_mark_victim *ctx)
 
 		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), (void *)ctx + (loc & 0xffff));
 	}
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &ns_events, e, sizeof(*e));
 	return 0;
 }
 
@@ -423,7 +423,7 @@ int BPF_PROG(ns_console, const char *text, size_t len)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	__builtin_memcpy(e->text, s->text, NS_KMSG_LEN);
 	e->text[NS_KMSG_LEN - 1] = 0;
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &kmsg_events, e, sizeof(*e));
 	return 0;
 }
 
@@ -442,7 +442,7 @@ static __always_inline int socket_enter(int family, int type, int protocol)
 	return 0;
 }
 
-static __always_inline int socket_exit(long ret)
+static __always_inline int socket_exit(void *ctx, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
@@ -466,7 +466,7 @@ static __always_inline int socket_exit(long ret)
 	e->fd = ret >= 0 ? ret : -1;
 	e->err = ret < 0 ? -ret : 0;
 	e->netns = current_netns();
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &ns_events, e, sizeof(*e));
 	return 0;
 }
 
@@ -482,7 +482,7 @@ static __always_inline int close_enter(int fd)
 	return 0;
 }
 
-static __always_inline int close_exit(long ret)
+static __always_inline int close_exit(void *ctx, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid;
@@ -504,7 +504,7 @@ static __always_inline int close_exit(long ret)
 	e->ret = ret;
 	e->err = ret < 0 ? -ret : 0;
 	e->netns = current_netns();
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &ns_events, e, sizeof(*e));
 	return 0;
 }
 
@@ -544,11 +544,11 @@ int BPF_PROG(ns_sys_exit, struct pt_regs *regs, long ret)
 {
 	switch (regs->orig_ax) {
 	case KT_NR_UNSHARE: case KT_NR_CLONE: case KT_NR_CLONE3: case KT_NR_SETNS:
-		return attempt_exit(ret);
+		return attempt_exit(ctx, ret);
 	case KT_NR_SOCKET:
-		return socket_exit(ret);
+		return socket_exit(ctx, ret);
 	case KT_NR_CLOSE:
-		return close_exit(ret);
+		return close_exit(ctx, ret);
 	}
 	return 0;
 }
@@ -568,13 +568,13 @@ int BPF_PROG(ns_process_exit, struct task_struct *task)
 	if (!e)
 		return 0;
 	e->fd = -1;
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &ns_events, e, sizeof(*e));
 	return 0;
 }
 
 /* -- the kernel path (fentry or kprobe, where allowed) --------------------- */
 
-static __always_inline int on_copy_net_ns(__u64 flags, struct net *old_net)
+static __always_inline int on_copy_net_ns(void *ctx, __u64 flags, struct net *old_net)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 now = bpf_ktime_get_ns();
@@ -590,11 +590,11 @@ static __always_inline int on_copy_net_ns(__u64 flags, struct net *old_net)
 	e->flags = flags;
 	e->old_netns = net_inum(old_net);
 	e->fd = -1;
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &ns_events, e, sizeof(*e));
 	return 0;
 }
 
-static __always_inline int on_copy_net_ns_ret(struct net *ret)
+static __always_inline int on_copy_net_ns_ret(void *ctx, struct net *ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 *start = bpf_map_lookup_elem(&copy_net_start, &tid);
@@ -614,13 +614,13 @@ static __always_inline int on_copy_net_ns_ret(struct net *ret)
 			e->netns = net_inum(ret);
 			remember_netns(e->netns);
 		}
-		bpf_ringbuf_submit(e, 0);
+		kt_submit(ctx, &ns_events, e, sizeof(*e));
 	}
 	bpf_map_delete_elem(&copy_net_start, &tid);
 	return 0;
 }
 
-static __always_inline int on_net_hook(__u32 kind, struct net *net)
+static __always_inline int on_net_hook(void *ctx, __u32 kind, struct net *net)
 {
 	__u32 inum = net_inum(net);
 	struct ns_event *e;
@@ -632,11 +632,11 @@ static __always_inline int on_net_hook(__u32 kind, struct net *net)
 		return 0;
 	e->netns = inum;
 	e->fd = -1;
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &ns_events, e, sizeof(*e));
 	return 0;
 }
 
-static __always_inline int on_sk_done(struct sock *sk)
+static __always_inline int on_sk_done(void *ctx, struct sock *sk)
 {
 	__u32 inum = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	struct ns_event *e;
@@ -649,81 +649,81 @@ static __always_inline int on_sk_done(struct sock *sk)
 	e->netns = inum;
 	e->ret = BPF_CORE_READ(sk, __sk_common.skc_num); /* the raw protocol */
 	e->fd = -1;
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &ns_events, e, sizeof(*e));
 	return 0;
 }
 
 SEC("fentry/copy_net_ns")
 int BPF_PROG(ns_fentry_copy_net_ns, unsigned long flags, struct user_namespace *user_ns, struct net *old_net)
 {
-	return on_copy_net_ns(flags, old_net);
+	return on_copy_net_ns(ctx, flags, old_net);
 }
 
 SEC("kprobe/copy_net_ns")
 int BPF_KPROBE(ns_kprobe_copy_net_ns, unsigned long flags, struct user_namespace *user_ns, struct net *old_net)
 {
-	return on_copy_net_ns(flags, old_net);
+	return on_copy_net_ns(ctx, flags, old_net);
 }
 
 SEC("fexit/copy_net_ns")
 int BPF_PROG(ns_fexit_copy_net_ns, unsigned long flags, struct user_namespace *user_ns, struct net *old_net,
 	     struct net *ret)
 {
-	return on_copy_net_ns_ret(ret);
+	return on_copy_net_ns_ret(ctx, ret);
 }
 
 SEC("kretprobe/copy_net_ns")
 int BPF_KRETPROBE(ns_kretprobe_copy_net_ns, struct net *ret)
 {
-	return on_copy_net_ns_ret(ret);
+	return on_copy_net_ns_ret(ctx, ret);
 }
 
 SEC("fentry/setup_net")
 int BPF_PROG(ns_fentry_setup_net, struct net *net)
 {
-	return on_net_hook(NS_KIND_SETUP_NET, net);
+	return on_net_hook(ctx, NS_KIND_SETUP_NET, net);
 }
 
 SEC("kprobe/setup_net")
 int BPF_KPROBE(ns_kprobe_setup_net, struct net *net)
 {
-	return on_net_hook(NS_KIND_SETUP_NET, net);
+	return on_net_hook(ctx, NS_KIND_SETUP_NET, net);
 }
 
 SEC("fentry/ip6mr_net_init")
 int BPF_PROG(ns_fentry_ip6mr_net_init, struct net *net)
 {
-	return on_net_hook(NS_KIND_IP6MR_NET_INIT, net);
+	return on_net_hook(ctx, NS_KIND_IP6MR_NET_INIT, net);
 }
 
 SEC("kprobe/ip6mr_net_init")
 int BPF_KPROBE(ns_kprobe_ip6mr_net_init, struct net *net)
 {
-	return on_net_hook(NS_KIND_IP6MR_NET_INIT, net);
+	return on_net_hook(ctx, NS_KIND_IP6MR_NET_INIT, net);
 }
 
 SEC("fentry/ip6mr_net_exit")
 int BPF_PROG(ns_fentry_ip6mr_net_exit, struct net *net)
 {
-	return on_net_hook(NS_KIND_IP6MR_NET_EXIT, net);
+	return on_net_hook(ctx, NS_KIND_IP6MR_NET_EXIT, net);
 }
 
 SEC("kprobe/ip6mr_net_exit")
 int BPF_KPROBE(ns_kprobe_ip6mr_net_exit, struct net *net)
 {
-	return on_net_hook(NS_KIND_IP6MR_NET_EXIT, net);
+	return on_net_hook(ctx, NS_KIND_IP6MR_NET_EXIT, net);
 }
 
 SEC("fentry/ip6mr_sk_done")
 int BPF_PROG(ns_fentry_ip6mr_sk_done, struct sock *sk)
 {
-	return on_sk_done(sk);
+	return on_sk_done(ctx, sk);
 }
 
 SEC("kprobe/ip6mr_sk_done")
 int BPF_KPROBE(ns_kprobe_ip6mr_sk_done, struct sock *sk)
 {
-	return on_sk_done(sk);
+	return on_sk_done(ctx, sk);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -10,9 +10,19 @@
 #include <bpf/bpf_core_read.h>
 #include "core_fixes.bpf.h"
 
-/* Records a ring buffer could not take.  User space reads it from .bss and
- * reports it with every summary: a lost event is never silent. */
+/* Records a ring buffer could not take (or, on the perf buffer, that found
+ * no scratch slot or that bpf_perf_event_output refused).  User space reads
+ * it from .bss and reports it with every summary: a lost event is never
+ * silent. */
 __u64 kt_lost_events = 0;
+
+/* The engine sets it before load where the kernel has no BPF ring buffer
+ * (or KERNTRACE_TRANSPORT=perf): it has then turned every KT_RINGBUF map
+ * into a BPF_MAP_TYPE_PERF_EVENT_ARRAY, and records are built in a per-CPU
+ * scratch slot and copied out with bpf_perf_event_output.  A frozen rodata
+ * constant: the verifier walks one transport and drops the other as dead
+ * code, so neither helper is checked against the other's map type. */
+const volatile bool kt_perf_output = false;
 
 /* When true, only tasks whose tgid is in kt_traced are recorded. */
 const volatile bool kt_filter_pids = false;
@@ -171,13 +181,131 @@ static __always_inline void kt_current_comm_btf(char *dst)
  * struct field has the enum's type (fields stay plain __u32/__u8). */
 #define KT_EXPORT_ENUM(enum_name) const enum enum_name *__kt_export_enum_##enum_name __attribute__((unused))
 
+/* -- record output: kt_reserve, then kt_submit or kt_discard --------------
+ *
+ * On the perf buffer a record is built in a slot of a per-CPU heap and
+ * copied out.  A program can be interrupted on its CPU by another that also
+ * writes a record (a block completion in irq during a syscall's program), so
+ * there are KT_PERF_NEST slots per CPU, each claimed by an atomic test-and-
+ * set of its bit in kt_perf_busy and released at submit or discard.  A bit
+ * mask rather than a depth counter: fentry programs run with migration, not
+ * preemption, disabled, so on a preemptible kernel two tasks' programs on
+ * one CPU need not finish in the reverse order of their start, and a
+ * counter would hand out a slot still in use.  No free slot: lost, counted. */
+#ifndef KT_PERF_NEST
+#define KT_PERF_NEST 4
+#endif
+/* The largest record any kerntrace ring carries (odirect's file record is
+ * 792 bytes); a larger one is refused (lost, counted). */
+#ifndef KT_PERF_RECORD_MAX
+#define KT_PERF_RECORD_MAX 1024
+#endif
+
+struct kt_perf_slot {
+	__u64 index;   /* this slot's number: its bit in kt_perf_busy */
+	__u8 data[KT_PERF_RECORD_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KT_PERF_NEST);
+	__type(key, __u32);
+	__type(value, struct kt_perf_slot);
+} kt_perf_heap SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);  /* 64-bit: BPF has 32-bit atomics only with -mcpu=v3 */
+} kt_perf_busy SEC(".maps");
+
+static __always_inline void kt_count_lost(void)
+{
+	__sync_fetch_and_add(&kt_lost_events, 1);
+}
+
+/* The lowest free slot, claimed by an atomic test-and-set of its bit.  No
+ * loop over the slots: each would be another path for the verifier to walk
+ * in every program that reserves (odirect's read exit reserves twice, its
+ * file record inside its read record, and went past the verifier's limit
+ * with a loop).  Taken between the test and the set (a preempted program's
+ * slot): lost, counted. */
+static __always_inline void *kt_perf_reserve(__u64 size)
+{
+	struct kt_perf_slot *slot;
+	__u32 zero = 0, index;
+	__u64 *busy = bpf_map_lookup_elem(&kt_perf_busy, &zero);
+	__u64 used, bit;
+
+	if (!busy || size > KT_PERF_RECORD_MAX)
+		return NULL;
+	used = *busy;
+	bit = ~used & (used + 1);  /* the lowest clear bit */
+	if (!bit || bit >= (1ULL << KT_PERF_NEST))
+		return NULL;
+	if (__sync_fetch_and_or(busy, bit) & bit)
+		return NULL;
+	index = kt_log2_u64(bit);
+	slot = bpf_map_lookup_elem(&kt_perf_heap, &index);
+	if (!slot) {
+		__sync_fetch_and_and(busy, ~bit);
+		return NULL;
+	}
+	slot->index = index;
+	return slot->data;
+}
+
+static __always_inline void kt_perf_release(void *rec)
+{
+	struct kt_perf_slot *slot = (void *)((char *)rec - __builtin_offsetof(struct kt_perf_slot, data));
+	__u32 zero = 0;
+	__u64 *busy = bpf_map_lookup_elem(&kt_perf_busy, &zero);
+
+	if (busy)
+		__sync_fetch_and_and(busy, ~(1ULL << (slot->index & 63)));
+}
+
+/* Room for a record of size bytes in ring, or NULL (counted lost). */
 static __always_inline void *kt_reserve(void *ring, __u64 size)
 {
-	void *rec = bpf_ringbuf_reserve(ring, size, 0);
+	void *rec;
 
+	if (kt_perf_output)
+		rec = kt_perf_reserve(size);
+	else
+		rec = bpf_ringbuf_reserve(ring, size, 0);
 	if (!rec)
-		__sync_fetch_and_add(&kt_lost_events, 1);
+		kt_count_lost();
 	return rec;
+}
+
+/* Sends a reserved record; ring_flags are bpf_ringbuf_submit's wake-up
+ * flags (the perf buffer wakes its reader by a watermark user space sets).
+ * ctx: the program's context, which bpf_perf_event_output needs. */
+static __always_inline void kt_submit_flags(void *ctx, void *ring, void *rec, __u64 size, __u64 ring_flags)
+{
+	if (kt_perf_output) {
+		if (bpf_perf_event_output(ctx, ring, BPF_F_CURRENT_CPU, rec, size))
+			kt_count_lost();
+		kt_perf_release(rec);
+	} else {
+		bpf_ringbuf_submit(rec, ring_flags);
+	}
+}
+
+static __always_inline void kt_submit(void *ctx, void *ring, void *rec, __u64 size)
+{
+	kt_submit_flags(ctx, ring, rec, size, 0);
+}
+
+/* Gives a reserved record back unsent (not a loss). */
+static __always_inline void kt_discard(void *ring, void *rec)
+{
+	if (kt_perf_output)
+		kt_perf_release(rec);
+	else
+		bpf_ringbuf_discard(rec, 0);
 }
 
 static __always_inline bool kt_is_self(__u32 tgid)

@@ -228,12 +228,17 @@ struct {
 	__type(value, __u64);
 } named_files SEC(".maps");
 
-static __always_inline void submit(void *ring, void *rec)
+static __always_inline void submit(void *ctx, void *ring, void *rec, __u64 size)
 {
-	__u64 half = bpf_ringbuf_query(ring, BPF_RB_RING_SIZE) / 2;
-	__u64 flags = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) > half ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u64 flags = 0;
 
-	bpf_ringbuf_submit(rec, flags);
+	/* the perf buffer wakes the reader at a watermark (half its ring) */
+	if (!kt_perf_output) {
+		__u64 half = bpf_ringbuf_query(ring, BPF_RB_RING_SIZE) / 2;
+
+		flags = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) > half ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	}
+	kt_submit_flags(ctx, ring, rec, size, flags);
 }
 
 /* task->files->fdt->fd[fd], bounds-checked against max_fds.  The walk to
@@ -348,7 +353,7 @@ static __always_inline int read_inode_head(struct inode *inode, struct inode_hea
 
 /* Sends the file's path the first time any traced task reads through this
  * struct file. */
-static __always_inline void name_file(struct file *file, __u64 file_ino, __u32 dev, __u32 pid, __s32 fd)
+static __always_inline void name_file(void *ctx, struct file *file, __u64 file_ino, __u32 dev, __u32 pid, __s32 fd)
 {
 	__u64 key = (__u64)file;
 	__u64 ino = file_ino; /* map values from the stack: 6.1 takes no ring memory there */
@@ -388,7 +393,7 @@ static __always_inline void name_file(struct file *file, __u64 file_ino, __u32 d
 		e->truncated = parent && parent != d;
 	}
 	e->depth = depth;
-	submit(&odirect_files, e);
+	submit(ctx, &odirect_files, e, sizeof(*e));
 }
 
 /* The file part of a read record, and the file's path the first time any
@@ -396,7 +401,7 @@ static __always_inline void name_file(struct file *file, __u64 file_ino, __u32 d
  * position, which it has advanced by what it returned.  s, when given, is
  * the thread's cache of its last file: a loop over one file needs neither
  * the superblock nor the named_files lookup. */
-static __always_inline void fill_file(struct odirect_read_event *e, struct file *file, __s64 pos, long ret,
+static __always_inline void fill_file(void *ctx, struct odirect_read_event *e, struct file *file, __s64 pos, long ret,
 				      struct reader_state *s)
 {
 	struct file_head head;
@@ -427,7 +432,7 @@ static __always_inline void fill_file(struct odirect_read_event *e, struct file 
 		return;
 	}
 	e->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	name_file(file, e->ino, e->dev, e->pid, e->fd);
+	name_file(ctx, file, e->ino, e->dev, e->pid, e->fd);
 	if (s) {
 		s->named_file = (__u64)file;
 		s->named_inode = (__u64)inode;
@@ -454,7 +459,7 @@ static __always_inline __u32 latency_slot(__u64 v)
  * buffered read of a regular file per (process, file, syscall), a read of
  * anything else per (process, file type, syscall).  Returns 0 when
  * counted; -1 when it must be recorded: O_DIRECT, or no room left. */
-static __always_inline int count_read(struct reader_state *s, __u32 pid, __u16 kind, __s32 fd, struct file *file,
+static __always_inline int count_read(void *ctx, struct reader_state *s, __u32 pid, __u16 kind, __s32 fd, struct file *file,
 				      long ret, __u64 latency, __u64 now, const struct kt_cgroup_ids *cg)
 {
 	struct odirect_total_key key = {};
@@ -483,7 +488,7 @@ static __always_inline int count_read(struct reader_state *s, __u32 pid, __u16 k
 				key.dev = s->named_dev;
 			} else {
 				key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
-				name_file(file, key.ino, key.dev, pid, fd);
+				name_file(ctx, file, key.ino, key.dev, pid, fd);
 				if (s) {
 					s->named_file = (__u64)file;
 					s->named_inode = (__u64)inode;
@@ -549,7 +554,7 @@ count:
  * argument registers still hold what the syscall was called with.  pos < 0:
  * the syscall read at the file position, which it has advanced by what it
  * returned. */
-static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 fd, __s64 pos, __u64 count,
+static __always_inline int read_exit(void *ctx, struct reader_state *s, __u16 kind, __s32 fd, __s64 pos, __u64 count,
 				     const struct iovec *iov, __u32 iovcnt, __u32 rwf, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -557,7 +562,7 @@ static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 f
 	struct file *file = fd_file(fd);
 	struct odirect_read_event *e;
 
-	if (!all_reads && !count_read(s, pid_tgid >> 32, kind, fd, file, ret, now - s->enter_ns, now, NULL))
+	if (!all_reads && !count_read(ctx, s, pid_tgid >> 32, kind, fd, file, ret, now - s->enter_ns, now, NULL))
 		goto out;
 	e = kt_reserve(&odirect_reads, sizeof(*e));
 	if (!e)
@@ -587,8 +592,8 @@ static __always_inline int read_exit(struct reader_state *s, __u16 kind, __s32 f
 	} else {
 		e->asked = count;
 	}
-	fill_file(e, file, pos, ret, s);
-	submit(&odirect_reads, e);
+	fill_file(ctx, e, file, pos, ret, s);
+	submit(ctx, &odirect_reads, e, sizeof(*e));
 out:
 	s->enter_ns = 0;
 	return 0;
@@ -667,7 +672,7 @@ int BPF_PROG(odirect_sys_exit, struct pt_regs *regs, long ret)
 		pos = -1;
 	if (kind == ODIRECT_SYSCALL_PREADV2)
 		rwf = regs->r9;
-	return read_exit(s, kind, fd, pos, count, iov, iovcnt, rwf, ret);
+	return read_exit(ctx, s, kind, fd, pos, count, iov, iovcnt, rwf, ret);
 }
 
 /* ---- io_uring reads ------------------------------------------------------ */
@@ -836,7 +841,7 @@ int BPF_PROG(odirect_uring_complete, void *ring, void *request)
 	now = bpf_ktime_get_ns();
 	cg.v2 = r->cgroup_id;
 	cg.v1 = r->cgroup_v1_id;
-	if (!all_reads && !count_read(NULL, r->pid, r->kind, r->fd, BPF_CORE_READ(req, file), BPF_CORE_READ(req, cqe.res),
+	if (!all_reads && !count_read(ctx, NULL, r->pid, r->kind, r->fd, BPF_CORE_READ(req, file), BPF_CORE_READ(req, cqe.res),
 				      now - r->submit_ns, now, &cg)) {
 		bpf_map_delete_elem(&uring_reads, &key);
 		return 0;
@@ -858,8 +863,8 @@ int BPF_PROG(odirect_uring_complete, void *ring, void *request)
 		e->cgroup_id = r->cgroup_id;
 		e->cgroup_v1_id = r->cgroup_v1_id;
 		__builtin_memcpy(e->comm, r->comm, sizeof(e->comm));
-		fill_file(e, BPF_CORE_READ(req, file), r->pos, e->ret, NULL);
-		submit(&odirect_reads, e);
+		fill_file(ctx, e, BPF_CORE_READ(req, file), r->pos, e->ret, NULL);
+		submit(ctx, &odirect_reads, e, sizeof(*e));
 	}
 	bpf_map_delete_elem(&uring_reads, &key);
 	return 0;
@@ -876,7 +881,7 @@ static __always_inline __u32 disk_dev(struct gendisk *disk)
 	return ((__u32)disk->major << 20) | (__u32)disk->first_minor;
 }
 
-static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 issue_ns, __u64 sector, __u32 bytes,
+static __always_inline void send_bio(void *ctx, struct bio_owner *owner, __u64 ts, __u64 issue_ns, __u64 sector, __u32 bytes,
 				     __u32 dev, __u32 op, __s32 error, __u8 completed)
 {
 	struct odirect_block_event *e = kt_reserve(&odirect_blocks, sizeof(*e));
@@ -904,29 +909,29 @@ static __always_inline void send_bio(struct bio_owner *owner, __u64 ts, __u64 is
 	e->uring_read = owner->uring;
 	e->pad = 0;
 	__builtin_memcpy(e->comm, owner->comm, sizeof(e->comm));
-	submit(&odirect_blocks, e);
+	submit(ctx, &odirect_blocks, e, sizeof(*e));
 }
 
 /* Sends a bio whose completion was never reported, by what it was queued
  * with (less what was credited of it). */
-static __always_inline void send_unreported(struct bio_owner *owner)
+static __always_inline void send_unreported(void *ctx, struct bio_owner *owner)
 {
 	if (owner->traced && owner->bytes > owner->credited)
-		send_bio(owner, owner->queued_ns, 0, owner->sector, owner->bytes - owner->credited, owner->dev, owner->op,
+		send_bio(ctx, owner, owner->queued_ns, 0, owner->sector, owner->bytes - owner->credited, owner->dev, owner->op,
 			 0, 0);
 }
 
 /* A bio at the same address as one still in the table: that one is gone
  * without a reported completion.  Otherwise the first free slot of the set,
  * else the oldest if it is stale. */
-static __always_inline void store_bio(__u64 bio, struct bio_owner *owner)
+static __always_inline void store_bio(void *ctx, __u64 bio, struct bio_owner *owner)
 {
 	struct bio_slot *slot, *oldest = NULL;
 	__u32 base = bio_set_base(bio);
 
 	slot = find_bio(bio);
 	if (slot) {
-		send_unreported(&slot->owner);
+		send_unreported(ctx, &slot->owner);
 		slot->owner = *owner;
 		return;
 	}
@@ -948,7 +953,7 @@ static __always_inline void store_bio(__u64 bio, struct bio_owner *owner)
 		__u64 was = oldest->bio;
 
 		if (was && __sync_val_compare_and_swap(&oldest->bio, was, bio) == was) {
-			send_unreported(&oldest->owner);
+			send_unreported(ctx, &oldest->owner);
 			oldest->owner = *owner; /* its bio was sent above, completed=false */
 			return;
 		}
@@ -1033,7 +1038,7 @@ static __always_inline void worker_bio(struct bio_owner *owner)
  * completion.  What is left at the end is read by user space.  Bios of
  * bio-based disks (device mapper, md) never reach a request: their clones,
  * queued on the disks below, are the ones tracked. */
-static __always_inline int on_bio_queue(struct bio *bio)
+static __always_inline int on_bio_queue(void *ctx, struct bio *bio)
 {
 	/* bio::bi_bdev since 5.12 (see get_bio_disk in core_fixes.bpf.h); this
 	 * object needs 5.17 (bpf_loop), so it is read directly, as the rest of
@@ -1094,7 +1099,7 @@ static __always_inline int on_bio_queue(struct bio *bio)
 		owner.cgroup_id = cg.v2;
 		owner.cgroup_v1_id = cg.v1;
 	}
-	store_bio(typed_key(bio), &owner);
+	store_bio(ctx, typed_key(bio), &owner);
 	return 0;
 }
 
@@ -1112,6 +1117,7 @@ static __always_inline int on_rq_issue(struct request *rq)
 }
 
 struct rq_walk {
+	void *ctx;          /* the program's, for bpf_perf_event_output */
 	struct request *rq;
 	struct bio *bio;
 	__u64 now;
@@ -1148,7 +1154,7 @@ static __always_inline void credit(struct rq_walk *w, __u64 bio, struct bio *ptr
 		return;
 	w->found = 1;
 	if (slot->owner.traced)
-		send_bio(&slot->owner, w->now, w->issue_ns, sector, size, w->dev, w->op, w->error, 1);
+		send_bio(w->ctx, &slot->owner, w->now, w->issue_ns, sector, size, w->dev, w->op, w->error, 1);
 	/* given back after its owner was read */
 	if (__sync_add_and_fetch(&slot->owner.credited, size) >= slot->owner.bytes)
 		__sync_val_compare_and_swap(&slot->bio, key, 0);
@@ -1171,12 +1177,13 @@ static long credit_next_bio(__u32 index, struct rq_walk *w)
 /* Bios are credited when their request completes, and only the bios this
  * completion covers (a driver may complete a request in parts).  The trace
  * point fires before the bios are ended, so rq->bio still lists them. */
-static __always_inline int on_rq_complete(struct request *rq, int error, unsigned int nr_bytes)
+static __always_inline int on_rq_complete(void *ctx, struct request *rq, int error, unsigned int nr_bytes)
 {
 	__u64 rq_key = typed_key(rq);
 	struct rq_stamp *stamp = rq_slot(rq_key);
 	struct bio *first = rq->bio;
 	struct rq_walk w = {
+		.ctx = ctx,
 		.rq = rq,
 		.now = bpf_ktime_get_ns(),
 		.op = rq->cmd_flags & 0xff,
@@ -1218,7 +1225,7 @@ static __always_inline int on_rq_complete(struct request *rq, int error, unsigne
 	e->op = w.op;
 	e->error = error;
 	e->completed = 1;
-	submit(&odirect_blocks, e);
+	submit(ctx, &odirect_blocks, e, sizeof(*e));
 	return 0;
 }
 
@@ -1227,7 +1234,7 @@ static __always_inline int on_rq_complete(struct request *rq, int error, unsigne
  * needs kernel BTF for CO-RE and bpf_loop (5.17), and such kernels attach
  * tp_btf to these tracepoints. */
 SEC("tp_btf/block_bio_queue")
-int BPF_PROG(odirect_bio_queue, struct bio *bio) { return on_bio_queue(bio); }
+int BPF_PROG(odirect_bio_queue, struct bio *bio) { return on_bio_queue(ctx, bio); }
 
 SEC("tp_btf/block_rq_issue")
 int BPF_PROG(odirect_rq_issue, struct request *rq) { return on_rq_issue(rq); }
@@ -1235,7 +1242,7 @@ int BPF_PROG(odirect_rq_issue, struct request *rq) { return on_rq_issue(rq); }
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(odirect_rq_complete, struct request *rq, int error, unsigned int nr_bytes)
 {
-	return on_rq_complete(rq, error, nr_bytes);
+	return on_rq_complete(ctx, rq, error, nr_bytes);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -216,7 +216,7 @@ int BPF_PROG(zombie_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	fill_process(e, child);
 	/* The child's comm is still its parent's; group_leader is the child. */
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &zombie_events, e, sizeof(*e));
 	return 0;
 }
 
@@ -237,7 +237,7 @@ int BPF_PROG(zombie_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	if (!e)
 		return 0;
 	fill_process(e, p);
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &zombie_events, e, sizeof(*e));
 	return 0;
 }
 
@@ -269,7 +269,7 @@ int BPF_PROG(zombie_exit, struct task_struct *p)
 	fill_process(e, p);
 	e->exit_code = BPF_CORE_READ(p, exit_code);
 	e->ns_init = pid_ns_init(p);
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &zombie_events, e, sizeof(*e));
 	return 0;
 }
 
@@ -312,7 +312,7 @@ int BPF_PROG(zombie_free, struct task_struct *p)
 	e->subreaper = BPF_CORE_READ_BITFIELD_PROBED(sig, is_child_subreaper);
 	e->ns_init = pid_ns_init(parent);
 	e->autoreap = ignores_sigchld(parent);
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &zombie_events, e, sizeof(*e));
 	return 0;
 }
 
@@ -330,7 +330,7 @@ static __always_inline int wait_enter(__u8 syscall, __s32 wait_pid, __u32 option
 	return 0;
 }
 
-static __always_inline int wait_exit(struct pt_regs *regs, long id, long ret)
+static __always_inline int wait_exit(void *ctx, struct pt_regs *regs, long id, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)pid_tgid, tgid = pid_tgid >> 32;
@@ -387,7 +387,7 @@ static __always_inline int wait_exit(struct pt_regs *regs, long id, long ret)
 		e->subreaper = BPF_CORE_READ_BITFIELD_PROBED(sig, is_child_subreaper);
 	}
 	e->ns_init = pid_ns_init(task);
-	bpf_ringbuf_submit(e, 0);
+	kt_submit(ctx, &zombie_events, e, sizeof(*e));
 out:
 	bpf_map_delete_elem(&zombie_waits, &tid);
 	return 0;
@@ -415,7 +415,7 @@ int BPF_PROG(zombie_sys_exit, struct pt_regs *regs, long ret)
 
 	if (id != KT_NR_WAIT4 && id != KT_NR_WAITID)
 		return 0;
-	return wait_exit(regs, id, ret);
+	return wait_exit(ctx, regs, id, ret);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -2,8 +2,10 @@
 which backend (libbpf CO-RE, BCC) can run here and why.
 
 Every answer comes from trying: a two-instruction program of each kind is
-loaded and attached to a real target, a ring buffer map is created, the
-module bcc is imported.  Nothing is inferred from the kernel version.
+loaded and attached to a real target, libbpf creates a ring buffer map, the
+module bcc is imported.  Nothing is inferred from the kernel version.  Where
+the ring buffer map type is missing the CO-RE objects send their records
+through the perf buffer (the transport line says which a run takes).
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ def _kernel_items() -> dict[str, Any]:
         report["libbpf_error"] = str(exc)
         for key in (*KINDS, "ringbuf"):
             report[key] = False
+        report["transport"] = None
         report["lockdown"] = probe.lockdown_mode()
         report["capabilities"] = probe.capabilities()
         return report
@@ -69,6 +72,11 @@ def _kernel_items() -> dict[str, Any]:
     report["ringbuf"] = ring.ok
     if not ring.ok:
         reasons["ringbuf"] = ring.reason
+    try:  # what a run takes: KERNTRACE_TRANSPORT, else the probe
+        report["transport"] = probe.transport()
+    except UsageProblem as exc:
+        report["transport"] = probe.RING_BUFFER if ring.ok else probe.PERF_BUFFER
+        reasons["transport"] = str(exc)
     report["lockdown"] = probe.lockdown_mode()
     report["capabilities"] = probe.capabilities()
     report["reasons"] = reasons
@@ -112,15 +120,18 @@ def backends_report(report: Mapping[str, Any], facts: Facts, bcc_what: str,
         problems.append(report.get("libbpf_error") or "libbpf.so.1 does not load")
     if btf is None:
         problems.append(f"no kernel BTF ({BTF_PATH} is missing): pass --btf FILE (e.g. from BTFHub)")
-    if not report.get("ringbuf"):
-        why = report.get("reasons", {}).get("ringbuf")
-        problems.append("no BPF ring buffer" + (f" ({why})" if why else ""))
+    # no ring buffer map type: the objects' records go through the perf buffer
+    transport = report.get("transport") or (probe.RING_BUFFER if report.get("ringbuf") else probe.PERF_BUFFER)
+    how = transport
+    if transport == probe.PERF_BUFFER:
+        how += " (forced by KERNTRACE_TRANSPORT)" if report.get("ringbuf") else " (no BPF ring buffer map type)"
     libbpf = {
         "usable": not problems,
-        "reason": "; ".join(problems) if problems else f"CO-RE against {btf}, ring buffer, libbpf {version}",
+        "reason": "; ".join(problems) if problems else f"CO-RE against {btf}, {how}, libbpf {version}",
         "btf": btf,
         "btf_file": facts.btf_file,
         "ringbuf": bool(report.get("ringbuf")),
+        "transport": transport if version is not None else None,
         "libbpf_version": version,
     }
 
@@ -166,6 +177,8 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"{'tracefs':<11} {_yes(report['tracefs']):<4} {where}")
     for kind in (*KINDS, "ringbuf"):
         lines.append(f"{kind:<11} {_yes(report[kind]):<4} {reasons.get(kind, '')}".rstrip())
+    if report.get("transport"):
+        lines.append(f"{'transport':<11} {report['transport']} (how the CO-RE objects send records here)")
     lines.append(f"{'lockdown':<11} {report['lockdown']}")
     caps = [name for name, held in report["capabilities"].items() if held]
     lines.append(f"{'caps':<11} {' '.join(caps) if caps else 'none (run as root)'}")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Se
 import click
 
 from .engine import BpfTracer, Hook, HookChoice, require_bpf_environment, target_from_options
+from .engine.bcc import BccHook
 from .engine.backend import BackendRequest
 from .engine.clock import Clock
 from .engine.run import check_output_path, run_tool
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["HOOKS", "Ip6mrTool", "command", "errno_name", "read_host_facts"]
+__all__ = ["BCC_HOOKS", "HOOKS", "Ip6mrTool", "command", "errno_name", "read_host_facts"]
 
 NS_RING = "ns_events"
 KMSG_RING = "kmsg_events"
@@ -62,6 +63,30 @@ HOOKS = (
     Hook("ip6mr_sk_done", ("ns_fentry_ip6mr_sk_done", "ns_kprobe_ip6mr_sk_done"), required=False),
 )
 KERNEL_HOOKS = ("copy_net_ns", "copy_net_ns return", "setup_net", "ip6mr_net_init", "ip6mr_net_exit", "ip6mr_sk_done")
+
+# The same hooks for the bcc backend (bpf/ip6mr.bcc.c), from what an old
+# kernel has: raw tracepoints (4.17), else the classic tracepoints or a
+# kprobe where the tracepoint is younger than the kernel.
+BCC_HOOKS = (
+    BccHook("syscalls enter", (("raw_tracepoint", "sys_enter", "ns_sys_enter"),
+                               ("tracepoint", "raw_syscalls/sys_enter", "ns_tp_sys_enter"))),
+    BccHook("syscalls exit", (("raw_tracepoint", "sys_exit", "ns_sys_exit"),
+                              ("tracepoint", "raw_syscalls/sys_exit", "ns_tp_sys_exit"))),
+    BccHook("task_newtask", (("raw_tracepoint", "task_newtask", "ns_newtask"),
+                             ("kprobe", "wake_up_new_task", "ns_kprobe_newtask"))),
+    BccHook("oom kill", (("tracepoint", "oom/mark_victim", "ns_oom_victim"),
+                         ("kprobe", "mark_oom_victim", "ns_kprobe_oom_victim")), required=False),
+    BccHook("kernel log", (("raw_tracepoint", "console", "ns_console"),
+                           ("tracepoint", "printk/console", "ns_tp_console")), required=False),
+    BccHook("process exit", (("raw_tracepoint", "sched_process_exit", "ns_process_exit"),
+                             ("tracepoint", "sched/sched_process_exit", "ns_tp_process_exit"))),
+    BccHook("copy_net_ns", (("kprobe", "copy_net_ns", "ns_kprobe_copy_net_ns"),), required=False),
+    BccHook("copy_net_ns return", (("kretprobe", "copy_net_ns", "ns_kretprobe_copy_net_ns"),), required=False),
+    BccHook("setup_net", (("kprobe", "setup_net", "ns_kprobe_setup_net"),), required=False),
+    BccHook("ip6mr_net_init", (("kprobe", "ip6mr_net_init", "ns_kprobe_ip6mr_net_init"),), required=False),
+    BccHook("ip6mr_net_exit", (("kprobe", "ip6mr_net_exit", "ns_kprobe_ip6mr_net_exit"),), required=False),
+    BccHook("ip6mr_sk_done", (("kprobe", "ip6mr_sk_done", "ns_kprobe_ip6mr_sk_done"),), required=False),
+)
 
 
 # -- host facts (I/O; the rule that reads them is pure) ------------------------
@@ -153,8 +178,9 @@ class Ip6mrTool(Tool):
     live run's summary and findings."""
 
     name = "ip6mr"
-    # where the bug lives, kernels have no BTF: issue 22, not in this build yet
+    # where the bug lives, kernels have no BTF: bpf/ip6mr.bcc.c (issue 22)
     bcc_program = "ip6mr"
+    bcc_hooks = BCC_HOOKS
 
     def __init__(self) -> None:
         self.tracer: Optional[BpfTracer] = None

@@ -21,6 +21,7 @@ import click
 
 from .engine import BpfTracer, Hook, require_bpf_environment, target_from_options
 from .engine.backend import BackendRequest
+from .engine.bcc import BccHook
 from .engine.clock import Clock
 from .engine.run import check_output_path, run_tool
 from .engine.tool import ObjectSpec, Tool
@@ -63,6 +64,37 @@ HOOKS = (
     Hook("io_uring read completion", ("odirect_uring_complete",), required=False),
     # a read handed to an io-wq worker: its bios are queued by the worker
     Hook("io_uring read punted", ("odirect_uring_punt",), required=False),
+)
+
+# The same for the BCC backend (bpf/odirect.bcc.c), for kernels without BTF:
+# raw tracepoints (4.17) where there are, else the classic syscall
+# tracepoints and kprobes on the block functions that fire the tracepoints.
+BCC_HOOKS = (
+    BccHook("read syscalls enter", (("raw_tracepoint", "sys_enter", "odirect_sys_enter"),
+                                    ("tracepoint", "raw_syscalls/sys_enter", "odirect_sys_enter_tp"))),
+    BccHook("read syscalls exit", (("raw_tracepoint", "sys_exit", "odirect_sys_exit"),
+                                   ("tracepoint", "raw_syscalls/sys_exit", "odirect_sys_exit_tp"))),
+    BccHook("bio submission", (("raw_tracepoint", "block_bio_queue", "odirect_bio_queue"),
+                               ("kprobe", "submit_bio_checks", "odirect_bio_queue_kp"),
+                               ("kprobe", "generic_make_request_checks", "odirect_bio_queue_kp"))),
+    BccHook("request issue", (("raw_tracepoint", "block_rq_issue", "odirect_rq_issue"),
+                              ("kprobe", "blk_mq_start_request", "odirect_rq_issue_kp"))),
+    BccHook("request completion", (("raw_tracepoint", "block_rq_complete", "odirect_rq_complete"),
+                                   ("kprobe", "blk_update_request", "odirect_rq_complete_kp"))),
+    # io_uring reads (the program has them on 6.0+, where io_kiocb is in a header)
+    BccHook("io_uring read submission", (("raw_tracepoint", "io_uring_submit_req", "odirect_uring_submit_req"),
+                                         ("raw_tracepoint", "io_uring_submit_sqe", "odirect_uring_submit_sqe")),
+            required=False),
+    BccHook("io_uring read completion", (("raw_tracepoint", "io_uring_complete", "odirect_uring_complete"),),
+            required=False),
+    BccHook("io_uring read punted", (("raw_tracepoint", "io_uring_queue_async_work", "odirect_uring_punt"),),
+            required=False),
+    # the request an io-wq worker issues (struct io_worker is in no header):
+    # its bios are the read's until io_wq_submit_work returns
+    BccHook("io-wq worker issues a read", (("kprobe", "io_wq_submit_work", "odirect_uring_worker"),),
+            required=False),
+    BccHook("io-wq worker done", (("kretprobe", "io_wq_submit_work", "odirect_uring_worker_done"),),
+            required=False),
 )
 
 HEADER = (  # after the TIME column; CONTAINER before FILE on hosts with containers
@@ -411,8 +443,9 @@ class ODirectTool(Tool):
     """Reads (O_DIRECT or not), their files, and the block I/O they cause."""
 
     name = "odirect"
-    # a kernel without BTF (the ip6mr bug's): issue 22, not in this build yet
+    # --backend bcc (kernels without BTF, where the ip6mr bug lives): bpf/odirect.bcc.c
     bcc_program = "odirect"
+    bcc_hooks = BCC_HOOKS
 
     # the kernel's counts of reads without a record of their own, read each second
     tick_interval = 1.0

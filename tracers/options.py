@@ -9,7 +9,10 @@ from typing import Any, Callable, Optional
 
 import click
 
+from click.core import ParameterSource
+
 from .engine.backend import BACKENDS, BackendRequest
+from .engine.backend_env import ENV_BACKEND, ENV_BTF, check_env_btf_file
 from .engine.sinks import TraceOutput
 from .engine.tracedir import DEFAULT_FLUSH_S
 
@@ -60,13 +63,25 @@ def _flatten(ctx: click.Context, param: click.Parameter, value: Any) -> tuple[in
 
 # --backend and --btf: pid_options turns them into one argument, `backend`
 # (a BackendRequest), which require_bpf_environment resolves; doctor takes --btf.
+# KERNTRACE_BACKEND and KERNTRACE_BTF are their defaults (a Run made from
+# Python reads the same: engine/backend_env.py).
 backend_option = click.option(
     "--backend", "backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+    envvar=ENV_BACKEND, show_envvar=True,
     help="auto: libbpf CO-RE where the kernel has BTF (or with --btf), else BCC where python3-bpfcc and the "
          "running kernel's headers are installed (its programs, for nstrace ip6mr and iotrace odirect, are not "
          "in this build yet). Printed with the hooks, recorded in the summary and the trace.")
+def _check_env_btf(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    # a file named on the command line is checked where the backend is resolved;
+    # one from the environment here, so its one line names the variable
+    if value and ctx.get_parameter_source(param.name or "") is ParameterSource.ENVIRONMENT:
+        check_env_btf_file(value)
+    return value
+
+
 btf_option = click.option(
-    "--btf", "btf_file", type=click.Path(), metavar="FILE",
+    "--btf", "btf_file", type=click.Path(), metavar="FILE", envvar=ENV_BTF, show_envvar=True,
+    callback=_check_env_btf,
     help="The kernel's BTF from FILE (raw BTF or an ELF file with .BTF, e.g. BTFHub's for a kernel built "
          "without BTF): the CO-RE relocations and the hook probes read it.")
 

@@ -24,6 +24,11 @@ from kerntrace.tracers.cli import nstrace_main
 from runs import Attached, run_quiet  # tests/runs.py
 
 HOST_NETNS = os.stat("/proc/self/ns/net").st_ino
+# The backend every run here takes (make vmtest's bcc pass sets KERNTRACE_BACKEND),
+# and how it hooks the syscalls and task creation: tp_btf for the CO-RE object,
+# raw tracepoints for the BCC program (the first choice of its plan).
+BACKEND = "bcc" if os.environ.get("KERNTRACE_BACKEND") == "bcc" else "libbpf"
+HOOK_METHOD = "raw_tracepoint" if BACKEND == "bcc" else "tp_btf"
 
 
 def have_ip() -> bool:
@@ -361,8 +366,9 @@ def test_cli_json_summary_with_command(tmp_path):
     assert isinstance(attempt["result"], int) and attempt["result"] != HOST_NETNS
     assert summary["lost_events"] == 0
     hooks = {h["hook"]: h for h in summary["hooks"]}
-    assert hooks["syscalls enter"]["method"] == "tp_btf" and hooks["syscalls enter"]["target"] == "sys_enter"
-    assert hooks["task_newtask"]["method"] == "tp_btf"
+    assert hooks["syscalls enter"]["method"] == HOOK_METHOD and hooks["syscalls enter"]["target"] == "sys_enter"
+    assert hooks["task_newtask"]["method"] == HOOK_METHOD
+    assert summary["backend"] == BACKEND
     events = [l for l in lines if l["type"] == "attempt"]
     assert len(events) == 1 and events[0]["pid"] == attempt["pid"]
     (risk,) = [f for f in summary["findings"] if f["id"] == "ip6mr-crash-risk"]
@@ -385,7 +391,7 @@ def test_hooks_named_and_kernel_functions_reported_unavailable(capsys):
     rc = nstrace_main(["ip6mr", "-d", "0"])
     assert rc == 0
     err = capsys.readouterr().err
-    assert "hooks: tp_btf sys_enter; tp_btf sys_exit" in err
+    assert f"hooks: {HOOK_METHOD} sys_enter; {HOOK_METHOD} sys_exit" in err
     from kerntrace.tracers.engine import probe
 
     if not (probe.can_attach("fentry", "copy_net_ns") or probe.can_attach("kprobe", "copy_net_ns")):

@@ -10,7 +10,7 @@ from kerntrace.tracers import doctor
 from kerntrace.tracers.cli import iotrace_main
 from kerntrace.tracers.engine.backend import Facts
 
-LIBBPF_KEYS = {"usable", "reason", "btf", "btf_file", "ringbuf", "libbpf_version"}
+LIBBPF_KEYS = {"usable", "reason", "btf", "btf_file", "ringbuf", "transport", "libbpf_version"}
 BCC_KEYS = {"usable", "reason", "module", "bcc_version", "headers", "headers_path", "kprobes"}
 
 
@@ -41,6 +41,7 @@ def test_this_kind_of_host_libbpf_yes_bcc_no():
     assert set(libbpf) == LIBBPF_KEYS and set(bcc) == BCC_KEYS
     assert libbpf["usable"] and libbpf["btf"] == "/sys/kernel/btf/vmlinux" and libbpf["btf_file"] is None
     assert libbpf["reason"] == "CO-RE against /sys/kernel/btf/vmlinux, ring buffer, libbpf 1.1"
+    assert libbpf["ringbuf"] is True and libbpf["transport"] == "ring buffer"
     assert not bcc["usable"] and bcc["module"] is False and bcc["bcc_version"] is None
     assert bcc["headers"] is False and bcc["headers_path"] == "/lib/modules/4.9.0-old/build"
     assert bcc["kprobes"] is False
@@ -54,10 +55,22 @@ def test_old_kernel_with_bcc_and_headers():
                      kprobes=(True, "/sys/kernel/tracing/kprobe_events (not tried)"))
     libbpf, bcc = out["backends"]["libbpf"], out["backends"]["bcc"]
     assert not libbpf["usable"] and libbpf["btf"] is None
-    assert "--btf FILE" in libbpf["reason"] and "no BPF ring buffer" in libbpf["reason"]
+    assert "--btf FILE" in libbpf["reason"] and libbpf["ringbuf"] is False
+    assert libbpf["transport"] == "perf buffer"
     assert bcc["usable"] and bcc["bcc_version"] == "0.26.0" and bcc["kprobes"] is True
     assert "not in this build" in bcc["reason"]
     assert out["auto_backend"] == "bcc"
+
+
+def test_no_ring_buffer_map_type_is_the_perf_buffer_not_a_refusal():
+    out = report_for(kernel_items(ringbuf=False), facts())
+    libbpf = out["backends"]["libbpf"]
+    assert libbpf["usable"] and libbpf["ringbuf"] is False and libbpf["transport"] == "perf buffer"
+    assert libbpf["reason"] == ("CO-RE against /sys/kernel/btf/vmlinux, perf buffer (no BPF ring buffer map type), "
+                                "libbpf 1.1")
+    assert out["auto_backend"] == "libbpf"
+    forced = report_for({**kernel_items(), "transport": "perf buffer"}, facts())["backends"]["libbpf"]
+    assert forced["ringbuf"] is True and "perf buffer (forced by KERNTRACE_TRANSPORT)" in forced["reason"]
 
 
 def test_btf_file_makes_libbpf_usable_without_kernel_btf():

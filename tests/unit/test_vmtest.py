@@ -264,7 +264,171 @@ def test_guest_command_fits_the_kernel_command_line(tmp_path):
         vmtest.vng_command(Path("vng"), Path("bzImage"), tmp_path, tmp_path, "x" * (vmtest.GUEST_CMD_MAX + 1), 2, "2G")
 
 
-def test_guest_reads_the_hosts_pytest_arguments(tmp_path):
-    (tmp_path / vmtest.PYTEST_ARGS).write_text('["--deselect", "tests/kernel/test_image.py"]')
-    assert vmtest._guest_pytest_args(tmp_path, ["-x"]) == ["--deselect", "tests/kernel/test_image.py"]
-    assert vmtest._guest_pytest_args(tmp_path / "none", ["-x"]) == ["-x"]
+def test_guest_reads_the_hosts_passes(tmp_path):
+    passes = vmtest.guest_passes(["libbpf", "bcc"])
+    vmtest.write_passes(tmp_path, passes, ["--deselect", "tests/kernel/test_image.py"])
+    got = vmtest._guest_passes(tmp_path, ["-x"])
+    assert [p["name"] for p in got] == ["libbpf", "bcc"]
+    assert all(p["pytest_args"] == ["--deselect", "tests/kernel/test_image.py"] for p in got)
+    assert got[1]["env"] == {"KERNTRACE_BACKEND": "bcc"} and got[1]["stall_s"] == vmtest.BCC_STALL_S
+    # run by hand in a guest without the host's file: the libbpf pass, this command line's arguments
+    (alone,) = vmtest._guest_passes(tmp_path / "none", ["-x"])
+    assert alone["name"] == "libbpf" and alone["tests"] == list(vmtest.GUEST_TESTS) and alone["pytest_args"] == ["-x"]
+
+
+# -- the passes: the kernel tests once per backend -----------------------------
+
+
+def test_three_passes_by_default_in_order():
+    passes = vmtest.guest_passes("libbpf,btf,bcc".split(","))
+    assert [p.name for p in passes] == ["libbpf", "btf", "bcc"]
+    libbpf, btf, bcc = passes
+    assert libbpf.tests == vmtest.GUEST_TESTS and libbpf.env == {}
+    assert btf.tests == vmtest.BACKEND_TESTS
+    assert btf.env == {"KERNTRACE_BTF": "{guest_btf}", "KERNTRACE_TRANSPORT": "perf"}
+    assert "transport perf buffer" in btf.ready_words and "backend libbpf (BTF {guest_btf})" in btf.ready_words
+    assert bcc.env == {"KERNTRACE_BACKEND": "bcc"} and bcc.tests == tuple(vmtest.BCC_SUBSET)
+    assert vmtest.guest_passes(["bcc", "libbpf"])[0].name == "libbpf"     # always in this order
+    (full,) = vmtest.guest_passes(["bcc"], bcc_full=True)
+    assert full.tests == vmtest.BACKEND_TESTS and "subset" not in full.what
+    with pytest.raises(SystemExit, match="no pass ebpf"):
+        vmtest.guest_passes(["libbpf", "ebpf"])
+
+
+def test_full_from_make_and_passes_from_the_command_line(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(vmtest, "host_main", lambda args: seen.setdefault("args", args) and 0)
+    monkeypatch.setenv("VMTEST_FULL", "1")
+    vmtest.main(["--passes", "bcc"])
+    assert seen["args"].bcc_full and seen["args"].passes == "bcc"
+    seen.clear()
+    monkeypatch.delenv("VMTEST_FULL")
+    vmtest.main([])
+    assert not seen["args"].bcc_full and seen["args"].passes == "libbpf,btf,bcc"
+
+
+def test_makefile_vmtest_hands_on_vmtest_full():
+    makefile = (Path(vmtest.__file__).resolve().parents[2] / "Makefile").read_text()
+    rule = makefile.split("\nvmtest:", 1)[1].split("\n\n", 1)[0]
+    assert "--bcc-full" in rule and "VMTEST_FULL" in rule
+
+
+def test_bcc_pass_needs_bpfcc_and_the_guest_kernels_headers():
+    assert vmtest.bcc_packages("6.1.0-57-amd64") == ("python3-bpfcc", "linux-headers-6.1.0-57-amd64")
+
+
+def test_bcc_subset_names_collected_tests_each_with_a_reason():
+    """A test renamed or removed must not silently drop out of the subset."""
+    import subprocess
+    import sys
+
+    tree = Path(vmtest.__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           *vmtest.BACKEND_TESTS], cwd=tree, capture_output=True, text=True, timeout=120)
+    collected = set(done.stdout.split())
+    assert set(vmtest.BCC_SUBSET) <= collected, set(vmtest.BCC_SUBSET) - collected
+    assert all(len(why) > 10 for why in vmtest.BCC_SUBSET.values())
+    assert all(node.split("::")[0] in vmtest.BACKEND_TESTS for node in vmtest.BCC_SUBSET)
+
+
+SMALL_TESTS = """
+import os
+import pytest
+
+def test_env():
+    assert os.environ["KERNTRACE_STRICT"] == "1"
+    print("BTF", os.environ.get("KERNTRACE_BTF"), "BACKEND", os.environ.get("KERNTRACE_BACKEND"))
+
+def test_fails_on_bcc():
+    assert os.environ.get("KERNTRACE_BACKEND") != "bcc"
+
+@pytest.mark.skipif(os.environ.get("KERNTRACE_BTF") is None, reason="no btf here")
+def test_btf_file_is_the_copy():
+    with open(os.environ["KERNTRACE_BTF"]) as f:
+        assert f.read() == "guest btf"
+"""
+
+
+def test_passes_run_in_turn_each_in_its_environment(tmp_path):
+    """The guest's loop, on a small test file: each pass's variables (the
+    copied BTF file's path filled in) reach its tests, its junit file counts
+    them, and a failing pass fails the run while the others' counts stand."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "test_small.py").write_text(SMALL_TESTS)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / vmtest.GUEST_BTF).write_text("guest btf")
+    passes = [
+        vmtest.GuestPass("libbpf", ("test_small.py::test_env", "test_small.py::test_fails_on_bcc"), {}, "plain"),
+        vmtest.GuestPass("btf", ("test_small.py",), {"KERNTRACE_BTF": "{guest_btf}"}, "btf file"),
+        vmtest.GuestPass("bcc", ("test_small.py::test_env", "test_small.py::test_fails_on_bcc"),
+                         {"KERNTRACE_BACKEND": "bcc"}, "bcc", stall_s=60.0),
+    ]
+    vmtest.write_passes(workdir, passes, ["-rA"])
+    with open(workdir / "pytest.log", "w") as log:
+        results = vmtest.run_passes(workdir, str(tree), vmtest._guest_passes(workdir, []), 60.0,
+                                    {"KERNTRACE_STRICT": "1", "PATH": "/usr/bin:/bin"}, log, tmp_path / "cores")
+    assert [(r["name"], r["status"]) for r in results] == [("libbpf", 0), ("btf", 0), ("bcc", 1)]
+    text = (workdir / "pytest.log").read_text()
+    assert f"BTF {workdir / vmtest.GUEST_BTF} BACKEND None" in text and "BTF None BACKEND bcc" in text
+    assert "==== vmtest pass bcc: bcc; KERNTRACE_BACKEND=bcc" in text
+    btf = vmtest.junit_outcome(vmtest.junit_file(workdir, "btf"))
+    assert (btf.passed, btf.failed, btf.skipped) == (3, [], [])
+    libbpf = vmtest.junit_outcome(vmtest.junit_file(workdir, "libbpf"))
+    assert (libbpf.passed, libbpf.failed) == (2, [])
+    bcc = vmtest.junit_outcome(vmtest.junit_file(workdir, "bcc"))
+    assert (bcc.passed, bcc.failed) == (1, ["test_small.py::test_fails_on_bcc"])
+
+
+def _passes_report(tmp_path, passes, junit):
+    from vmtest import GuestRun, report
+
+    (tmp_path / "host-start").write_text("100.0\n")
+    for name, xml in junit.items():
+        vmtest.junit_file(tmp_path, name).write_text(xml)
+    result = {"kernel": "6.1.0-test", "uptime_s": 20.0, "guest_start": 130.0, "tests_s": 50.0,
+              "pytest_status": next((p["status"] for p in passes if p["status"]), 0), "plans": [],
+              "passes": passes}
+    return report(GuestRun(result["pytest_status"], 90.0, result, CLEAN_BOOT), tmp_path)
+
+
+def _junit(passed=0, failed=(), skipped=()):
+    cases = [f'<testcase classname="tests.kernel.test_ip6mr" name="test_p{i}" time="1"/>' for i in range(passed)]
+    cases += [f'<testcase classname="tests.kernel.test_odirect" name="{n}" time="1"><failure message="x"/></testcase>'
+              for n in failed]
+    cases += [f'<testcase classname="tests.kernel.test_odirect" name="{n}" time="0">'
+              f'<skipped type="pytest.skip" message="{why}"/></testcase>' for n, why in skipped]
+    return f'<?xml version="1.0"?><testsuites><testsuite name="pytest">{"".join(cases)}</testsuite></testsuites>'
+
+
+def _pass(name, status=0, ready_ok=True):
+    return {"name": name, "status": status, "tests_s": 60.0, "ready_ok": ready_ok, "ready_text": "hooks: x"}
+
+
+def test_report_prints_passed_per_backend(tmp_path, capsys):
+    junit = {"libbpf": _junit(120), "btf": _junit(41),
+             "bcc": _junit(8, skipped=[("test_hooks", "the bcc backend cannot run this: BCC has no tp_btf")])}
+    assert _passes_report(tmp_path, [_pass("libbpf"), _pass("btf"), _pass("bcc")], junit) == 0
+    out = capsys.readouterr().out
+    assert "vmtest: passed per backend: libbpf 120, btf 41, bcc 8\n" in out
+    assert "pass bcc: 8 passed, 0 failed, 1 skipped in 60 s" in out
+    assert "pass bcc: skipped tests/kernel/test_odirect.py::test_hooks: the bcc backend cannot run this" in out
+
+
+def test_a_failing_pass_fails_the_run_and_is_named(tmp_path, capsys):
+    junit = {"libbpf": _junit(120), "btf": _junit(40, failed=["test_burst"]), "bcc": _junit(9)}
+    assert _passes_report(tmp_path, [_pass("libbpf"), _pass("btf", 1), _pass("bcc")], junit) == 1
+    out = capsys.readouterr().out
+    assert "pass btf: FAILED tests/kernel/test_odirect.py::test_burst" in out
+    assert "FAIL: pass btf: tests failed in the guest (pytest exit status 1)" in out
+    assert "passed per backend: libbpf 120, btf 40, bcc 9" in out
+
+
+def test_a_pass_on_the_wrong_backend_or_without_results_fails(tmp_path, capsys):
+    junit = {"libbpf": _junit(120), "btf": _junit(41)}   # bcc's pytest died before writing its file
+    assert _passes_report(tmp_path, [_pass("libbpf"), _pass("btf", ready_ok=False), _pass("bcc", -11)], junit) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: pass btf: its ready line is not the backend it is meant to run on: hooks: x" in out
+    assert "FAIL: pass bcc: pytest left no results (exit status -11)" in out
+    assert "passed per backend: libbpf 120, btf 41, bcc 0" in out

@@ -139,18 +139,45 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _import_system_bcc() -> bool:
+    """Import the system's bcc package (python3-bpfcc, RHEL's bcc) into a
+    venv that cannot see it: that one directory only, not the rest of the
+    system's site-packages (whose other modules could shadow the venv's).
+    False when no such directory exists."""
+    import importlib.util
+
+    for path in sorted(p for pattern in _SYSTEM_BCC for p in glob.glob(pattern)):
+        init = os.path.join(path, "__init__.py")
+        if not os.path.isfile(init):
+            continue
+        spec = importlib.util.spec_from_file_location("bcc", init, submodule_search_locations=[path])
+        if spec is None or spec.loader is None:
+            continue
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bcc"] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules["bcc"]
+            raise
+        return True
+    return False
+
+
 def bcc_module() -> tuple[bool, str]:
     """(whether the module bcc imports here, bcc's version or why not).
-    The import loads libbcc: only done when the answer matters."""
+    The import loads libbcc: only done when the answer matters.  From a venv
+    the system's bcc package is imported from its own directory."""
     try:
-        import bcc  # type: ignore[import-not-found]
+        try:
+            import bcc  # type: ignore[import-not-found]
+        except ImportError as exc:
+            if getattr(exc, "name", None) != "bcc" or not _import_system_bcc():
+                raise
+            import bcc  # type: ignore[import-not-found]  # noqa: F811
     except ImportError as exc:
         if getattr(exc, "name", None) != "bcc":
             return False, f"module bcc does not import ({_first_line(exc)})"
-        installed = [p for pattern in _SYSTEM_BCC for p in glob.glob(pattern)]
-        if installed:
-            return False, (f"{sys.executable} cannot import the installed python3-bpfcc ({installed[0]}): "
-                           "a venv made without --system-site-packages")
         return False, NO_BCC
     except Exception as exc:  # libbcc missing or broken: OSError from ctypes, and others
         return False, f"module bcc does not import ({_first_line(exc)})"
@@ -205,10 +232,9 @@ def resolve(request: BackendRequest) -> Backend:
 
 
 def bcc_refusal(command: str, bcc_program: Optional[str]) -> str:
-    """Why ``command`` (e.g. 'iotrace dstate') cannot run on the bcc backend
-    of this build: one line for exit 2."""
+    """Why ``command`` (e.g. 'iotrace dstate') cannot run on the bcc
+    backend: it has no BCC program (bpf/<name>.bcc.c).  One line for exit 2."""
+    if bcc_program is not None:
+        raise ValueError(f"{command} has a BCC program ({bcc_program}.bcc.c): the bcc backend runs it")
     libbpf_way = f"use the libbpf backend (a kernel with BTF, or {BTFHUB_HINT})"
-    if bcc_program is None:
-        return f"the bcc backend runs only {BCC_COMMANDS}; {command} needs libbpf: {libbpf_way}"
-    # TODO(issue 22, next slice): bpf/<bcc_program>.bcc.c and the BCC run path.
-    return f"the BCC program of {command} is not in this build of kerntrace; {libbpf_way}"
+    return f"the bcc backend runs only {BCC_COMMANDS}; {command} needs BTF: {libbpf_way}"

@@ -30,6 +30,7 @@ __all__ = [
     "Program",
     "lib",
     "libbpf_version",
+    "num_possible_cpus",
 ]
 
 log = logging.getLogger("kerntrace.libbpf")
@@ -118,6 +119,8 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "libbpf_minor_version": (ctypes.c_uint32, []),
     "libbpf_set_print": (ctypes.c_void_p, [_PRINT_FN]),
     "libbpf_num_possible_cpus": (ctypes.c_int, []),
+    # (enum bpf_map_type, const void *opts: NULL): 1 supported, 0 not, <0 -errno
+    "libbpf_probe_bpf_map_type": (ctypes.c_int, [ctypes.c_int, ctypes.c_void_p]),
     "bpf_object__open_file": (_obj_p, [ctypes.c_char_p, ctypes.POINTER(_BpfObjectOpenOpts)]),
     "bpf_object__load": (ctypes.c_int, [_obj_p]),
     "bpf_object__close": (None, [_obj_p]),
@@ -141,6 +144,9 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "bpf_map__name": (ctypes.c_char_p, [_map_p]),
     "bpf_map__fd": (ctypes.c_int, [_map_p]),
     "bpf_map__type": (ctypes.c_int, [_map_p]),
+    "bpf_map__set_type": (ctypes.c_int, [_map_p, ctypes.c_int]),
+    "bpf_map__set_key_size": (ctypes.c_int, [_map_p, ctypes.c_uint32]),
+    "bpf_map__set_value_size": (ctypes.c_int, [_map_p, ctypes.c_uint32]),
     "bpf_map__max_entries": (ctypes.c_uint32, [_map_p]),
     "bpf_map__set_max_entries": (ctypes.c_int, [_map_p, ctypes.c_uint32]),
     "bpf_map__key_size": (ctypes.c_uint32, [_map_p]),
@@ -236,6 +242,11 @@ def lib() -> ctypes.CDLL:
         handle.libbpf_set_print(_print_thunk)
         _lib = handle
         return handle
+
+
+def num_possible_cpus() -> int:
+    """CPUs the kernel may ever bring up (per-CPU maps have a value each)."""
+    return _check_int(int(lib().libbpf_num_possible_cpus()), "count possible CPUs")
 
 
 def libbpf_version() -> str:
@@ -373,6 +384,10 @@ class Map:
     def type(self) -> int:
         return int(lib().bpf_map__type(self._ptr))
 
+    @type.setter
+    def type(self, value: int) -> None:
+        _check_int(lib().bpf_map__set_type(self._ptr, value), f"set type of map {self.name}")
+
     @property
     def max_entries(self) -> int:
         return int(lib().bpf_map__max_entries(self._ptr))
@@ -385,9 +400,17 @@ class Map:
     def key_size(self) -> int:
         return int(lib().bpf_map__key_size(self._ptr))
 
+    @key_size.setter
+    def key_size(self, value: int) -> None:
+        _check_int(lib().bpf_map__set_key_size(self._ptr, value), f"set key size of map {self.name}")
+
     @property
     def value_size(self) -> int:
         return int(lib().bpf_map__value_size(self._ptr))
+
+    @value_size.setter
+    def value_size(self, value: int) -> None:
+        _check_int(lib().bpf_map__set_value_size(self._ptr, value), f"set value size of map {self.name}")
 
     def data(self) -> tuple[int, int]:
         """(address, size) of a global-data map's contents: writable before
@@ -448,7 +471,7 @@ class Map:
 
     def _value_buffer_size(self) -> int:
         if self.type in self._PERCPU_TYPES:
-            return ((self.value_size + 7) & ~7) * int(lib().libbpf_num_possible_cpus())
+            return ((self.value_size + 7) & ~7) * num_possible_cpus()
         return self.value_size
 
 

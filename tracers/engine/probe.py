@@ -25,6 +25,8 @@ __all__ = [
     "lockdown_mode",
     "kernel_facts",
     "probe_kind",
+    "probe_ringbuf",
+    "transport",
     "set_kernel_btf",
     "tracefs_root",
 ]
@@ -96,6 +98,7 @@ _kind_works: dict[str, bool] = {}
 _kernel_btf: Optional[Any] = None
 _btf_file: Optional[BtfFile] = None
 _facts: Optional[dict[str, Any]] = None
+_ringbuf: Optional[Verdict] = None
 
 
 def _mount(source: str, target: str, fstype: str) -> int:
@@ -394,12 +397,39 @@ def probe_kind(kind: str) -> Verdict:
 
 
 def probe_ringbuf() -> Verdict:
-    ctypes.set_errno(0)
-    fd = lib().bpf_map_create(BPF_MAP_TYPE_RINGBUF, b"kt_probe_rb", 0, 0, 4096, None)
-    if fd < 0:
-        return Verdict(False, f"ring buffer map refused: {os.strerror(-fd)}")
-    os.close(fd)
-    return Verdict(True)
+    """Whether the kernel has the BPF ring buffer map type (Linux 5.8):
+    libbpf creates one and says.  Probed once per process."""
+    global _ringbuf
+    if _ringbuf is None:
+        ctypes.set_errno(0)
+        ret = int(lib().libbpf_probe_bpf_map_type(BPF_MAP_TYPE_RINGBUF, None))
+        if ret == 1:
+            _ringbuf = Verdict(True)
+        elif ret == 0:
+            _ringbuf = Verdict(False, "the kernel has no BPF ring buffer map type (BPF_MAP_TYPE_RINGBUF, Linux 5.8)")
+        else:
+            _ringbuf = Verdict(False, f"ring buffer probe failed: {os.strerror(-ret)}")
+    return _ringbuf
+
+
+RING_BUFFER = "ring buffer"
+PERF_BUFFER = "perf buffer"
+_TRANSPORT_WORDS = {"perf": PERF_BUFFER, "ring": RING_BUFFER}
+
+
+def transport() -> str:
+    """How the CO-RE objects send their records here: the BPF ring buffer
+    where the kernel has the map type, else the perf buffer.
+    KERNTRACE_TRANSPORT=perf forces the perf buffer (the guest tests the
+    fallback on a kernel that has both), =ring the ring buffer."""
+    forced = os.environ.get("KERNTRACE_TRANSPORT", "").strip().lower()
+    if forced:
+        if forced not in _TRANSPORT_WORDS:
+            from .environment import UsageProblem
+
+            raise UsageProblem(f"KERNTRACE_TRANSPORT={forced}: expected perf or ring")
+        return _TRANSPORT_WORDS[forced]
+    return RING_BUFFER if probe_ringbuf() else PERF_BUFFER
 
 
 def tracepoint_arg_count(name: str) -> Optional[int]:

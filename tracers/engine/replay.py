@@ -50,6 +50,7 @@ def replay_trace(reader: TraceReader, tool: "Tool") -> tuple[dict[str, Any], lis
         stop_reason=stop_reason,
         backend=meta.get("backend"),
         btf_file=meta.get("btf_file"),
+        transport=meta.get("transport"),
         target=meta.get("target"),
         findings=[f.as_dict() for f in findings],
     )

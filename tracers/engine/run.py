@@ -16,7 +16,8 @@ import time
 from typing import TYPE_CHECKING, Any, Optional, Sequence, TextIO
 
 from . import probe
-from .backend import LIBBPF, Backend, bcc_refusal
+from .backend import Backend, bcc_refusal
+from .backend_env import backend_from_env
 from .clock import Clock, rfc3339_ns
 from .environment import UsageProblem
 from .session import LAUNCHER_COMM, Session
@@ -25,6 +26,8 @@ from .tracer import BpfTracer, describe_choices
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from .bcc import BccTracer
 
     from .metrics import Exporter
     from .sinks import Sink
@@ -42,10 +45,14 @@ def kerntrace_version() -> str:
         return "0+unknown"
 
 
-def ready_line(prog: str, tool: str, target: Target, hooks: str, backend: Optional[Backend] = None) -> str:
+def ready_line(prog: str, tool: str, target: Target, hooks: str, backend: Optional[Backend] = None,
+               transport: Optional[str] = None) -> str:
     """The one ready line of every tracing command (stderr), and the hooks
-    line, which ends with the backend that runs them."""
+    line, which ends with how records travel (ring or perf buffer) and the
+    backend that runs them."""
     line = f"{prog} {tool}: tracing {target.describe()}; Ctrl-C to end\nhooks: {hooks}"
+    if transport is not None:
+        line += f"; transport {transport}"
     return f"{line}; backend {backend.describe()}" if backend is not None else line
 
 
@@ -65,7 +72,7 @@ def snapshot_envelope(tool: str, started_epoch_ns: int, findings: Sequence[Any],
     (netns, postmortem, doctor): the same keys as a tracing run's."""
     out = _envelope_head(tool, started_epoch_ns)
     out.update(duration_s=0.0, lost_events=0, hooks=[], stop_reason="snapshot", backend=None, btf_file=None,
-               findings=[f.as_dict() for f in findings])
+               transport=None, findings=[f.as_dict() for f in findings])
     out.update(keys)
     return out
 
@@ -75,11 +82,13 @@ class Run:
 
     def __init__(self, prog: str, tool: "Tool", target: Target, sinks: Sequence["Sink"], *,
                  duration: Optional[float] = None, utc: bool = False, quiet: bool = False,
-                 status: Optional[TextIO] = None, backend: Backend = LIBBPF) -> None:
+                 status: Optional[TextIO] = None, backend: Optional[Backend] = None) -> None:
         self.prog = prog
         self.tool = tool
         self.target = target
-        self.backend = backend
+        # none given (a Run made from Python, e.g. by the kernel tests):
+        # KERNTRACE_BACKEND/KERNTRACE_BTF, as the command line's defaults
+        self.backend = backend if backend is not None else backend_from_env()
         self.sinks = list(sinks)
         self.duration = duration
         self.quiet = quiet
@@ -103,7 +112,7 @@ class Run:
             self.tool.started(self.clock)
             if not self.quiet:
                 lines = [ready_line(self.prog, self.tool.name, self.target, describe_choices(session.choices),
-                                    self.backend if self.tracers else None)]
+                                    self.backend if self.tracers else None, self.transport)]
                 print("\n".join(lines + self.tool.hook_notes(session.choices)), file=self.status or sys.stderr, flush=True)
             if self.duration == 0:  # -d 0: attach, the ready line, nothing more
                 self.envelope = {}
@@ -163,9 +172,9 @@ class Run:
                 tracer.close()
 
     def _require_backend(self) -> None:
-        """The BCC programs are not in this build: --backend bcc (or auto on
-        a kernel without BTF, where BCC can run) stops here, one line."""
-        if self.backend.name == "bcc":
+        """The bcc backend runs the tools with a BCC program (Tool.bcc_program);
+        any other stops here, one line, before anything is opened."""
+        if self.backend.name == "bcc" and self.tool.bcc_program is None:
             raise UsageProblem(bcc_refusal(f"{self.prog} {self.tool.name}", self.tool.bcc_program))
 
     def _open(self) -> None:
@@ -176,7 +185,7 @@ class Run:
             if spec.keep_launcher:
                 self._keep_launcher.add(spec.name)
 
-    def _open_object(self, spec: "ObjectSpec") -> BpfTracer:
+    def _open_object(self, spec: "ObjectSpec") -> "BpfTracer | BccTracer":
         options = dict(spec.options)
         if spec.targeted:
             options["kt_filter_pids"] = self.target.filtered
@@ -185,8 +194,17 @@ class Run:
             # The tracer never records itself (its own reads and sleeps), unless
             # it was asked to trace its own pid.
             options["kt_self_tgid"] = 0 if os.getpid() in self.target.pids else os.getpid()
+        follow = spec.targeted and self.target.follow
+        if self.backend.name == "bcc":
+            from .bcc import BccTracer
+
+            # bpf/<bcc_program>.bcc.c, its records described by the CO-RE object's BTF
+            assert self.tool.bcc_program is not None
+            return BccTracer(self.tool.bcc_program, spec.name, hooks=self.tool.bcc_hooks, rings=spec.rings,
+                             options=options, ring_bytes=spec.ring_bytes, follow_children=follow,
+                             targeted=spec.targeted)
         return BpfTracer(spec.name, hooks=spec.hooks, rings=spec.rings, options=options,
-                         ring_bytes=spec.ring_bytes, follow_children=spec.targeted and self.target.follow,
+                         ring_bytes=spec.ring_bytes, follow_children=follow,
                          btf_custom_path=self.backend.btf_file)
 
     def _apply_target(self, session: Session) -> None:
@@ -197,6 +215,13 @@ class Run:
         session.trace_pids(self.target.pids)  # the objects that carry the pid filter
         for pid in self.target.pids:
             session.watch_exit(pid)
+
+    @property
+    def transport(self) -> Optional[str]:
+        """How the records travel: "ring buffer" or "perf buffer" (None
+        without objects); every object of a run takes the same."""
+        kinds = sorted({t.transport for t in self.tracers.values()})
+        return ", ".join(kinds) if kinds else None
 
     # -- while running ------------------------------------------------------
 
@@ -279,6 +304,7 @@ class Run:
             "hooks": [c.as_dict() for c in self.session.choices],
             "backend": self.backend.name if self.tracers else None,
             "btf_file": self.backend.btf_file if self.tracers else None,
+            "transport": self.transport,
             # ts_ns (CLOCK_MONOTONIC) + offset_ns = UTC nanoseconds
             "clock": {"offset_ns": self.clock.offset_ns, "start_ns": self.clock.start_ns},
         }
@@ -298,6 +324,7 @@ class Run:
             stop_reason=session.stop_reason,
             backend=self.backend.name if self.tracers else None,
             btf_file=self.backend.btf_file if self.tracers else None,
+            transport=self.transport,
             target=self.target.describe(),
             findings=[f.as_dict() for f in self.findings],
         )
@@ -336,7 +363,7 @@ def build_sinks(as_json: bool, output: Optional[str], out: Optional[TextIO] = No
 
 def run_tool(prog: str, tool: "Tool", target: Target, *, duration: Optional[float], as_json: bool,
              output: Optional[str], utc: bool = False, out: Optional[TextIO] = None,
-             live: bool = True, flush_s: Optional[float] = None, backend: Backend = LIBBPF,
+             live: bool = True, flush_s: Optional[float] = None, backend: Optional[Backend] = None,
              prometheus: Optional["Exporter"] = None) -> "Run":
     """A command's whole run from its flags; returns the finished Run."""
     run = Run(prog, tool, target, build_sinks(as_json, output, out, live, flush_s, prometheus), duration=duration,

@@ -143,8 +143,7 @@ class Session:
         epoll = select.epoll()
         fds: dict[int, Optional[BpfTracer]] = {}
         for tracer in self.tracers:
-            for reader_name in tracer.readers:
-                fd = tracer.obj.map(reader_name).fd
+            for fd in tracer.poll_fds():
                 epoll.register(fd, select.EPOLLIN)
                 fds[fd] = tracer
         for pid, pidfd in self._pidfds.items():

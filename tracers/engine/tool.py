@@ -12,6 +12,7 @@ from .tracer import Hook
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from .bcc import BccHook
     from .clock import Clock
     from .metrics import ContainerOf, Family, Series
     from .tracer import BpfTracer, HookChoice
@@ -44,6 +45,9 @@ class Tool:
     # The name of the tool's BCC program (bpf/<name>.bcc.c) for --backend
     # bcc; None: the tool runs on libbpf CO-RE only.
     bcc_program: Optional[str] = None
+    # Its hooks (tracers/engine/bcc.py BccHook), beside the CO-RE HOOKS: the
+    # alternatives an old kernel has (kprobes, classic and raw tracepoints).
+    bcc_hooks: "Sequence[BccHook]" = ()
     # Seconds between calls of tick(); None: no tick.
     tick_interval: Optional[float] = None
     # Set by the tool (in tick) to end the run, e.g. after COUNT intervals.

@@ -5,6 +5,12 @@ A tracer describes itself with :class:`Hook` (what it observes, and the
 programs that can observe it, best first) and a mapping from ring-buffer maps
 to the event struct each carries.  :class:`BpfTracer` turns that into a loaded
 and attached object; :class:`~.session.Session` runs tracers.
+
+Transport: the objects declare BPF ring buffers (KT_RINGBUF).  Where the
+kernel has no such map type (or KERNTRACE_TRANSPORT=perf), each ring map is
+turned into a BPF_MAP_TYPE_PERF_EVENT_ARRAY before load and the object's
+kt_perf_output set (kerntrace.bpf.h), and its records are read with
+:class:`~.perfring.PerfRings`.
 """
 from __future__ import annotations
 
@@ -14,11 +20,13 @@ import os
 import struct
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from . import probe
 from .btf import Btf, scalar_type_code
-from .libbpf import Link, Map, Object
+from .environment import EnvironmentProblem
+from .libbpf import Link, Map, Object, num_possible_cpus
+from .perfring import PerfRings
 from .ringbuf import RingReader
 
 if TYPE_CHECKING:
@@ -34,6 +42,24 @@ __all__ = [
 ]
 
 log = logging.getLogger("kerntrace.engine")
+
+BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
+# A perf ring per CPU gets the object's ring size shared among the CPUs, but
+# never less than this (or the ring size itself, when smaller): one CPU's
+# burst must fit until the reader wakes at half of it.
+PERF_MIN_CPU_BYTES = 256 * 1024
+
+
+def perf_pages_per_cpu(ring_bytes: int, cpus: int) -> int:
+    """Data pages of each CPU's perf ring (a power of two) standing in for
+    a ring buffer of ring_bytes."""
+    import mmap
+
+    want = min(max(ring_bytes // max(cpus, 1), PERF_MIN_CPU_BYTES), ring_bytes)
+    pages = 1
+    while pages * mmap.PAGESIZE < want:
+        pages *= 2
+    return pages
 
 
 class AttachError(RuntimeError):
@@ -130,6 +156,7 @@ class BpfTracer:
         ring_bytes: Optional[int] = None,
         follow_children: bool = False,
         btf_custom_path: Optional[str] = None,
+        transport: Optional[str] = None,
     ) -> None:
         self.name = object_name
         # btf_custom_path: --btf FILE, the kernel's types for CO-RE (probe.set_kernel_btf for the hooks)
@@ -139,16 +166,20 @@ class BpfTracer:
         self.follows_children = follow_children
         # Whether the object carries kerntrace.bpf.h's traced-pid set.
         self.targeted = any(m.name == "kt_traced" for m in self.obj.maps())
-        self.readers: dict[str, RingReader] = {}
+        self.readers: dict[str, Union[RingReader, PerfRings]] = {}
         self.links: list[Link] = []
         self.choices: list[HookChoice] = []
         self._bss: Optional[Map] = None
         if ring_bytes:
             for ring in self.ring_structs:
                 self.obj.map(ring).max_entries = ring_bytes
+        # "ring buffer" | "perf buffer" (probe.transport)
+        self.transport = transport or probe.transport()
+        self._perf_pages: dict[str, int] = {}
         # What the kernel is, for the globals of core_fixes.bpf.h the object has.
         variables = self.btf.datasec(".rodata")
         facts = {name: value for name, value in probe.kernel_facts().items() if name in variables}
+        facts.update(self._set_transport(variables))
         self.set_options({**facts, **options})
         self._choose(hooks, follow_children)
 
@@ -159,6 +190,33 @@ class BpfTracer:
             if m.name.endswith(section):
                 return m
         raise KeyError(f"{self.name} has no {section} section")
+
+    def _set_transport(self, variables: Mapping[str, Any]) -> dict[str, Any]:
+        """Turns the ring maps into perf event arrays for the perf buffer;
+        the rodata value that goes with the transport."""
+        has_switch = "kt_perf_output" in variables
+        if self.transport == probe.RING_BUFFER:
+            if has_switch:
+                self.obj.map("kt_perf_heap").max_entries = 1  # unused: one slot per CPU, not KT_PERF_NEST
+            return {"kt_perf_output": False} if has_switch else {}
+        if self.transport != probe.PERF_BUFFER:
+            raise ValueError(f"unknown transport {self.transport!r}")
+        if not self.ring_structs:
+            return {"kt_perf_output": True} if has_switch else {}
+        if not has_switch:
+            raise EnvironmentProblem(f"{self.name}: its object has no perf-buffer output (kt_perf_output)")
+        if not PerfRings.available():
+            raise EnvironmentProblem(f"{self.name}: this kernel has no BPF ring buffer and kerntrace reads "
+                                     "perf buffers on x86-64 only")
+        cpus = num_possible_cpus()
+        for ring in self.ring_structs:
+            m = self.obj.map(ring)
+            self._perf_pages[ring] = perf_pages_per_cpu(m.max_entries, cpus)
+            m.type = BPF_MAP_TYPE_PERF_EVENT_ARRAY
+            m.key_size = 4
+            m.value_size = 4
+            m.max_entries = cpus  # a slot per possible CPU; online CPUs get an event
+        return {"kt_perf_output": True}
 
     def set_options(self, options: Mapping[str, Any]) -> None:
         """Write ``const volatile`` globals; only valid before load."""
@@ -233,7 +291,12 @@ class BpfTracer:
         self.obj.load()
         for ring, struct_name in self.ring_structs.items():
             m = self.obj.map(ring)
-            self.readers[ring] = RingReader(m.fd, m.max_entries, functools.partial(self.btf.dtype, struct_name), ring)
+            dtype = functools.partial(self.btf.dtype, struct_name)
+            if self.transport == probe.PERF_BUFFER:
+                self.readers[ring] = PerfRings(functools.partial(_set_perf_slot, m), dtype, ring,
+                                               pages_per_cpu=self._perf_pages[ring])
+            else:
+                self.readers[ring] = RingReader(m.fd, m.max_entries, dtype, ring)
         try:
             self._bss = self._global_map(".bss")
         except KeyError:
@@ -278,10 +341,32 @@ class BpfTracer:
 
     @property
     def lost_events(self) -> int:
+        """Records made and not delivered.  On the perf buffer a record that
+        found its ring full is counted by the BPF side when the output
+        fails, and again by the LOST note the kernel writes once there is
+        room (perf_lost_notes): counted once here.  Samples too short for
+        their record are lost too."""
         try:
-            return self.read_global("kt_lost_events")
+            lost = self.read_global("kt_lost_events")
         except KeyError:
-            return 0
+            lost = 0
+        return lost + sum(r.short for r in self.readers.values() if isinstance(r, PerfRings))
+
+    @property
+    def perf_lost_notes(self) -> int:
+        """What the perf rings' LOST notes counted (a part of lost_events)."""
+        return sum(r.lost for r in self.readers.values() if isinstance(r, PerfRings))
+
+    def poll_fds(self) -> list[int]:
+        """What to wait on for records: each ring map's fd, or on the perf
+        buffer each CPU's event fd."""
+        fds: list[int] = []
+        for ring, reader in self.readers.items():
+            if isinstance(reader, PerfRings):
+                fds.extend(reader.fds)
+            else:
+                fds.append(self.obj.map(ring).fd)
+        return fds
 
     def drain(self) -> dict[str, "np.ndarray[Any, Any]"]:
         return {name: reader.drain() for name, reader in self.readers.items()}
@@ -302,6 +387,10 @@ class BpfTracer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _set_perf_slot(m: Map, cpu: int, fd: int) -> None:
+    m.update(struct.pack("<I", cpu), struct.pack("<I", fd))
 
 
 def destroy_links(links: Sequence[Link]) -> None:
