@@ -343,3 +343,54 @@ def test_kprobe_functions_from_tracefs_else_kallsyms_less_the_blacklist(tmp_path
     # no tracefs listing: kallsyms's text symbols; no blacklist readable (debugfs not mounted)
     assert kprobe_functions(wanted, None, str(kallsyms), str(tmp_path / "none")) == \
         {"copy_net_ns", "setup_net", "ip6mr_sk_done"}
+
+
+class FakeBpf:
+    """BCC's attach calls on a kernel whose verifier refuses the raw
+    tracepoint program of the console (its error as BCC raises it)."""
+
+    def __init__(self):
+        self.attached = []
+
+    def _ok(self, kind, target, fn):
+        if fn == b"ns_console":
+            raise Exception("Failed to load BPF program b'ns_console': Permission denied")
+        self.attached.append((kind, target, fn))
+
+    def attach_raw_tracepoint(self, tp, fn_name):
+        self._ok("raw_tracepoint", tp, fn_name)
+
+    def attach_tracepoint(self, tp, fn_name):
+        self._ok("tracepoint", tp, fn_name)
+
+    def attach_kprobe(self, event, fn_name):
+        self._ok("kprobe", event, fn_name)
+
+    def attach_kretprobe(self, event, fn_name):
+        self._ok("kretprobe", event, fn_name)
+
+    def detach_raw_tracepoint(self, tp):
+        pass
+
+    def detach_tracepoint(self, tp):
+        pass
+
+    def detach_kprobe(self, event, fn_name):
+        pass
+
+    def detach_kretprobe(self, event, fn_name):
+        pass
+
+
+def test_a_hook_whose_program_this_kernel_refuses_falls_back_to_its_next_alternative():
+    tracer = bcc_mod.BccTracer("ip6mr", "ip6mr", hooks=ip6mr.BCC_HOOKS, rings={}, probe=MODERN)
+    # the classic console tracepoint is compiled too, in case the raw one is refused
+    assert "-DKT_HOOK_ns_console=1" in tracer.cflags and "-DKT_HOOK_ns_tp_console=1" in tracer.cflags
+    fake = FakeBpf()
+    tracer.obj = bcc_mod.BccObject(fake)
+    tracer.attach()
+    (log_hook,) = [c for c in tracer.choices if c.hook == "kernel log"]
+    assert (log_hook.kind, log_hook.target, log_hook.program) == ("tracepoint", "printk/console", "ns_tp_console")
+    assert log_hook.rejected == [("ns_console", "Failed to load BPF program b'ns_console': Permission denied")]
+    assert ("tracepoint", b"printk:console", b"ns_tp_console") in fake.attached
+    assert len(fake.attached) == 12

@@ -480,6 +480,7 @@ class BccTracer:
         all_hooks = list(hooks) + ([FOLLOW_FORK] if follow_children else [])
         self.probe: HookProbe = probe or SystemProbe(
             t for h in all_hooks for k, t, _f in h.alternatives if k in ("kprobe", "kretprobe"))
+        self._all_hooks = all_hooks
         self.choices = choose_hooks(object_name, hooks, self.probe)
         self._required_names = {h.description for h in hooks if h.required}
         self._extra = choose_hooks(object_name, [FOLLOW_FORK], self.probe) if follow_children else []
@@ -490,17 +491,33 @@ class BccTracer:
     def _chosen(self) -> list[HookChoice]:
         return [c for c in self.choices + self._extra if c.program]
 
+    @functools.cached_property
+    def _fallbacks(self) -> dict[str, list[tuple[str, str, str]]]:
+        """Per hook, the alternatives after the chosen one that exist here
+        too: compiled as well, and tried in order when the chosen one does
+        not load or attach (the verifier of this kernel may refuse it)."""
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        hooks = {h.description: h for h in self._all_hooks}
+        for c in self._chosen():
+            alternatives = list(hooks[c.hook].alternatives)
+            index = next(i for i, (_k, _t, fn) in enumerate(alternatives) if fn == c.program)
+            out[c.hook] = [a for a in alternatives[index + 1:] if not _verdict(self.probe, a[0], a[1])]
+        return out
+
     def _functions(self) -> list[str]:
-        return [c.program for c in self._chosen() if c.program]
+        fns = [c.program for c in self._chosen() if c.program]
+        return fns + [fn for later in self._fallbacks.values() for _k, _t, fn in later]
 
     def _tracepoint_fields(self) -> dict[str, list[str]]:
         fields: dict[str, list[str]] = {}
         reader = getattr(self.probe, "format", None)
         if reader is None:
             return fields
-        for c in self._chosen():
-            if c.kind == "tracepoint":
-                category, event = c.target.split("/")
+        planned = [(c.kind, c.target) for c in self._chosen()]
+        planned += [(k, t) for later in self._fallbacks.values() for k, t, _fn in later]
+        for kind, target in planned:
+            if kind == "tracepoint":
+                category, event = target.split("/")
                 try:
                     fields[event] = tracepoint_fields(reader(category, event))
                 except OSError:
@@ -536,24 +553,28 @@ class BccTracer:
         bpf = self.obj.bpf
         for choice in self._chosen():
             assert choice.program is not None
-            with _stderr_captured() as said:
-                try:
-                    _attach(bpf, choice.kind, choice.target, choice.program)
-                except Exception as exc:
-                    error: Optional[str] = str(exc)
-                else:
-                    error = None
-                    self._attached.append((choice.kind, choice.target, choice.program))
-            if error is None:
-                continue
-            why = _first_error(said()) if said().strip() else error
-            if choice in self._extra or choice.hook in self._required_names:
-                self.detach()
-                raise EnvironmentProblem(f"the bcc backend cannot hook {choice.hook} on this kernel "
-                                         f"({choice.program}: {why})")
-            # an optional hook that does not load here: dropped, and said
-            choice.rejected.append((choice.program, why))
-            choice.program, choice.kind, choice.target = None, "none", ""
+            tries = [(choice.kind, choice.target, choice.program)] + self._fallbacks.get(choice.hook, [])
+            for kind, target, fn_name in tries:
+                with _stderr_captured() as said:
+                    try:
+                        _attach(bpf, kind, target, fn_name)
+                    except Exception as exc:
+                        error: Optional[str] = str(exc)
+                    else:
+                        error = None
+                if error is None:
+                    self._attached.append((kind, target, fn_name))
+                    choice.program, choice.kind, choice.target = fn_name, kind, target
+                    break
+                choice.rejected.append((fn_name, _first_error(said()) if said().strip() else error))
+            else:
+                why = "; ".join(f"{p}: {r}" for p, r in choice.rejected)
+                if choice in self._extra or choice.hook in self._required_names:
+                    self.detach()
+                    raise EnvironmentProblem(f"the bcc backend cannot hook {choice.hook} on this kernel ({why})")
+                # an optional hook that loads nowhere here: dropped, and said
+                choice.program, choice.kind, choice.target = None, "none", ""
+            log.info("%s (bcc): %s", self.name, choice.describe())
 
     def trace_pids(self, pids: Iterable[int]) -> None:
         traced = self.obj.map("kt_traced")

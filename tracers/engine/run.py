@@ -220,7 +220,7 @@ class Run:
     def transport(self) -> Optional[str]:
         """How the records travel: "ring buffer" or "perf buffer" (None
         without objects); every object of a run takes the same."""
-        kinds = sorted({t.transport for t in self.tracers.values()})
+        kinds = sorted({t.transport for t in self.tracers.values() if getattr(t, "transport", None)})
         return ", ".join(kinds) if kinds else None
 
     # -- while running ------------------------------------------------------
