@@ -22,6 +22,7 @@ added, as CO-RE's bpf_core_field_exists tells).
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import glob
 import logging
@@ -420,6 +421,15 @@ class BccMap:
     def keys(self) -> Iterator[bytes]:
         for key in list(self._table.keys()):
             yield bytes(key)   # type: ignore[call-overload]
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) as bytes: a snapshot of the keys, then each value."""
+        for key, value in list(self._table.items()):
+            yield bytes(key), bytes(value)   # type: ignore[call-overload]
+
+    @property
+    def value_size(self) -> int:
+        return ctypes.sizeof(self._table.Leaf)
 
 
 class BccObject:
