@@ -28,24 +28,47 @@ from iowait_repro import build_repro, make_data_file, repro_argv  # tests/iowait
 
 VFORK_C = r"""
 #define _GNU_SOURCE
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 /* N times: vfork a child that sleeps MS ms then exits.  The parent waits in
- * wait_for_vfork_done, a TASK_KILLABLE sleep: D in ps, not iowait. */
+ * wait_for_vfork_done, a TASK_KILLABLE sleep: D in ps, not iowait.  The child
+ * first waits until /proc shows the parent in D: a child that exited before
+ * the parent got there would leave it no sleep at all (CI saw 202 of 203). */
 int main(int argc, char **argv)
 {
 	int n = atoi(argv[1]), ms = atoi(argv[2]);
+	char path[64], buf[512];
 
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)getpid());
 	for (int i = 0; i < n; i++) {
 		pid_t pid = vfork();
 
 		if (pid == 0) {
 			struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
+			for (;;) {
+				int fd = open(path, O_RDONLY);
+				ssize_t len = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+				char *end;
+
+				if (fd >= 0)
+					close(fd);
+				if (len <= 0)
+					syscall(SYS_exit, 1);
+				buf[len] = 0;
+				end = strrchr(buf, ')');
+				if (end && end[1] == ' ' && end[2] == 'D')
+					break;
+				sched_yield();
+			}
 			syscall(SYS_nanosleep, &ts, NULL);
 			syscall(SYS_exit, 0);
 		}
