@@ -396,6 +396,14 @@ int ns_kprobe_oom_victim(struct pt_regs *ctx, struct task_struct *tsk)
 /* One console line (text, n bytes already in kmsg_scratch): scanned for a
  * needle, a match sent.  Kernels before 5.3 have no bounded loops: the loop
  * is unrolled there. */
+/* An index masked to 8 bits where clang cannot drop the mask (it knows the
+ * loop's bound, which the 6.1 verifier does not carry to the index). */
+static __always_inline u32 kt_mask8(u32 i)
+{
+	asm volatile("" : "+r"(i));
+	return i & 0xff;
+}
+
 static __always_inline int on_console(void *ctx, struct kmsg_scan *s, u32 n)
 {
 	int zero = 0;
@@ -405,7 +413,7 @@ static __always_inline int on_console(void *ctx, struct kmsg_scan *s, u32 n)
 
 	/* the scratch buffer holds the previous, longer message past n */
 	if (n < NS_KMSG_LEN)
-		s->e.text[n & 0xff] = 0;
+		s->e.text[kt_mask8(n)] = 0;
 	/* n opaque to clang: else it folds the loop's bound into the test
 	 * against n, and the verifier sees no bound on the index */
 	asm volatile("" : "+r"(n));
@@ -416,7 +424,7 @@ static __always_inline int on_console(void *ctx, struct kmsg_scan *s, u32 n)
 		if (i >= n)
 			break;
 		/* little-endian: the window's bytes are in string order */
-		window = (window >> 8) | ((u64)(u8)s->e.text[i & 0xff] << 56);
+		window = (window >> 8) | ((u64)(u8)s->e.text[kt_mask8(i)] << 56);
 		if (i < 7)
 			continue;
 		needle = kmsg_needles.lookup(&window);
