@@ -68,7 +68,15 @@ BPF_HASH(copy_net_start, u32, u64, 4096);
 
 /* 8-byte windows of the kernel's precursor messages, filled by user space. */
 BPF_HASH(kmsg_needles, u64, u32, 64);
-BPF_PERCPU_ARRAY(kmsg_scratch, struct kmsg_event, 1);
+/* A console line being scanned, with slack past the record so that an index
+ * masked to 8 bits is in bounds for any verifier (6.1's did not carry the
+ * loop's bound to the index). */
+struct kmsg_scan {
+	struct kmsg_event e;
+	char slack[64];
+};
+
+BPF_PERCPU_ARRAY(kmsg_scratch, struct kmsg_scan, 1);
 
 /* -- records --------------------------------------------------------------- */
 
@@ -388,7 +396,15 @@ int ns_kprobe_oom_victim(struct pt_regs *ctx, struct task_struct *tsk)
 /* One console line (text, n bytes already in kmsg_scratch): scanned for a
  * needle, a match sent.  Kernels before 5.3 have no bounded loops: the loop
  * is unrolled there. */
-static __always_inline int on_console(void *ctx, struct kmsg_event *s, u32 n)
+/* An index masked to 8 bits where clang cannot drop the mask (it knows the
+ * loop's bound, which the 6.1 verifier does not carry to the index). */
+static __always_inline u32 kt_mask8(u32 i)
+{
+	asm volatile("" : "+r"(i));
+	return i & 0xff;
+}
+
+static __always_inline int on_console(void *ctx, struct kmsg_scan *s, u32 n)
 {
 	int zero = 0;
 	struct kmsg_event e;
@@ -397,7 +413,7 @@ static __always_inline int on_console(void *ctx, struct kmsg_event *s, u32 n)
 
 	/* the scratch buffer holds the previous, longer message past n */
 	if (n < NS_KMSG_LEN)
-		s->text[n] = 0;
+		s->e.text[kt_mask8(n)] = 0;
 	/* n opaque to clang: else it folds the loop's bound into the test
 	 * against n, and the verifier sees no bound on the index */
 	asm volatile("" : "+r"(n));
@@ -408,7 +424,7 @@ static __always_inline int on_console(void *ctx, struct kmsg_event *s, u32 n)
 		if (i >= n)
 			break;
 		/* little-endian: the window's bytes are in string order */
-		window = (window >> 8) | ((u64)(u8)s->text[i] << 56);
+		window = (window >> 8) | ((u64)(u8)s->e.text[kt_mask8(i)] << 56);
 		if (i < 7)
 			continue;
 		needle = kmsg_needles.lookup(&window);
@@ -424,7 +440,7 @@ static __always_inline int on_console(void *ctx, struct kmsg_event *s, u32 n)
 	e.len = n;
 	e.pad = 0;
 	bpf_get_current_comm(e.comm, sizeof(e.comm));
-	__builtin_memcpy(e.text, s->text, NS_KMSG_LEN);
+	__builtin_memcpy(e.text, s->e.text, NS_KMSG_LEN);
 	e.text[NS_KMSG_LEN - 1] = 0;
 	if (kmsg_events.perf_submit(ctx, &e, sizeof(e)))
 		kt_count_lost();
@@ -435,7 +451,7 @@ static __always_inline int on_console(void *ctx, struct kmsg_event *s, u32 n)
 int ns_console(struct bpf_raw_tracepoint_args *ctx)
 {
 	int zero = 0;
-	struct kmsg_event *s = kmsg_scratch.lookup(&zero);
+	struct kmsg_scan *s = kmsg_scratch.lookup(&zero);
 	const char *text = (const char *)ctx->args[0];
 	u64 len = ctx->args[1];
 	u32 n;
@@ -444,7 +460,7 @@ int ns_console(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	kt_counter_add(kmsg_seen.lookup(&zero), 1);
 	n = len < NS_KMSG_LEN - 1 ? len : NS_KMSG_LEN - 1;
-	if (!n || kt_read(s->text, n, text))
+	if (!n || kt_read(s->e.text, n, text))
 		return 0;
 	return on_console(ctx, s, n);
 }
@@ -455,7 +471,7 @@ int ns_console(struct bpf_raw_tracepoint_args *ctx)
 int ns_tp_console(struct tracepoint__printk__console *args)
 {
 	int zero = 0;
-	struct kmsg_event *s = kmsg_scratch.lookup(&zero);
+	struct kmsg_scan *s = kmsg_scratch.lookup(&zero);
 	unsigned short off = args->data_loc_msg & 0xffff;
 	unsigned short len = args->data_loc_msg >> 16;   /* with its NUL */
 	u32 n;
@@ -466,7 +482,7 @@ int ns_tp_console(struct tracepoint__printk__console *args)
 	if (len)
 		len--;
 	n = len < NS_KMSG_LEN - 1 ? len : NS_KMSG_LEN - 1;
-	if (!n || kt_read(s->text, n, (char *)args + off))
+	if (!n || kt_read(s->e.text, n, (char *)args + off))
 		return 0;
 	return on_console(args, s, n);
 }

@@ -375,10 +375,14 @@ def _stderr_captured() -> Iterator[Callable[[], str]]:
 
 
 def _first_error(text: str) -> str:
-    for line in text.splitlines():
-        if "error:" in line:
-            return line.strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line:
+            return line
+    # a verifier log: the refusal is the line before its "processed N insns"
+    for i, line in enumerate(lines):
+        if line.startswith("processed ") and i > 0:
+            return lines[i - 1]
     return lines[-1] if lines else "no message"
 
 
