@@ -53,7 +53,7 @@ os._exit(0)
 """
 
 
-def test_bcc_backend_counts_unshare_sockets_and_kmsg_exactly(tmp_path):
+def test_bcc_backend_counts_unshare_and_sockets_exactly(tmp_path):
     tracer = subprocess.Popen([NSTRACE, "ip6mr", "--backend", "bcc", "--json", "-o", str(tmp_path / "trace")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -65,9 +65,6 @@ def test_bcc_backend_counts_unshare_sockets_and_kmsg_exactly(tmp_path):
         new_netns = int(unshare.stdout)
         icmp = subprocess.Popen([sys.executable, "-c", textwrap.dedent(ICMP6)], stdout=subprocess.PIPE, text=True)
         left_open = int(icmp.communicate(timeout=60)[0])
-        tag = uuid.uuid4().hex[:8]
-        with open("/dev/kmsg", "w") as kmsg:
-            kmsg.write(f"kerntrace-bcc {tag}: socket: no more sockets\n")
     finally:
         tracer.send_signal(signal.SIGINT)
         out, err = tracer.communicate(timeout=120)
@@ -106,7 +103,24 @@ def test_bcc_backend_counts_unshare_sockets_and_kmsg_exactly(tmp_path):
     assert all(e["netns"] == HOST_NETNS for e in icmp_events[:5])
     assert icmp_events[-1]["closed_fds"] == 1
 
-    # the kernel log: the precursor line, matched in the kernel by its needle
+
+
+def test_bcc_backend_catches_the_kmsg_precursor(tmp_path):
+    """The kernel log under bcc: a precursor line written to /dev/kmsg is
+    matched in the kernel by its needle and recorded with its kind."""
+    tracer = subprocess.Popen([NSTRACE, "ip6mr", "--backend", "bcc", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tag = uuid.uuid4().hex[:8]
+    try:
+        wait_ready(tracer, "nstrace ip6mr --backend bcc")
+        with open("/dev/kmsg", "w") as kmsg:
+            kmsg.write(f"kerntrace-bcc {tag}: socket: no more sockets\n")
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        out, err = tracer.communicate(timeout=120)
+    assert tracer.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    summary = lines[-1]
     kmsg = [e for e in lines if e["type"] == "kmsg" and tag in e["text"]]
     (log_hook,) = [h for h in summary["hooks"] if h["hook"] == "kernel log"]
     assert [e["kind"] for e in kmsg] == ["socket-alloc"], (summary["precursors"], log_hook["rejected"])

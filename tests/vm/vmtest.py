@@ -99,6 +99,11 @@ DENYLIST.update({f"tests/kernel/test_html_report.py::{name}": "a browser test, r
 # The image tests build a Debian root filesystem and import it into Docker: the
 # host's run shows the image on this kernel; under TCG the build alone takes ten
 # minutes of CI's ninety (they passed 10 of 10 in the 6.1 guest when written).
+DENYLIST["tests/vm/test_ip6mr_bcc.py::test_bcc_backend_catches_the_kmsg_precursor"] = (
+    "open: Debian 6.1's verifier refuses the BCC program of the kernel-log hook (ns_console / ns_tp_console: "
+    "'The sequence of 8193 jumps is too complex'; 6.18's takes it): the hook is optional, dropped and named "
+    "in the hooks line, and the rest of the run is unaffected")
+
 DENYLIST["tests/kernel/test_image.py"] = ("the image tests run on the host; under TCG the offline image "
                                           "build takes about ten minutes")
 
@@ -143,10 +148,10 @@ BCC_SUBSET: dict[str, str] = {
         "nstrace on bcc end to end: -c, --json summary, -o trace",
     "tests/kernel/test_odirect.py::test_odirect_reads_exact_per_syscall_and_block_bytes":
         "every read syscall kind, O_DIRECT flags, block bytes credited (the block request kprobes)",
-    "tests/kernel/test_odirect.py::test_burst_beyond_a_ring_between_polls_wakes_the_reader":
-        "the perf buffer under a burst: every record kept or counted lost",
-    "tests/kernel/test_odirect.py::test_pid_follows_children_only_with_f[True]":
-        "follow-fork of a traced pid under BCC",
+    "tests/kernel/test_odirect.py::test_buffered_reads_counted_in_the_kernel_exactly":
+        "the kernel's totals of buffered reads (read_totals) read through BCC's table each tick",
+    "tests/kernel/test_odirect.py::test_split_bios_credit_every_byte":
+        "a read split into several bios: every byte credited",
     "tests/kernel/test_odirect.py::test_fio_counts_equal_ours_reads_and_block_bytes":
         "fio's 6000 O_DIRECT reads, reads and block bytes exact",
     "tests/kernel/test_odirect.py::test_io_uring_reads_equal_fio[engine_args5-io_uring_read]":
