@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Op
 
 from .btf import Btf
 from .environment import EnvironmentProblem
-from .tracer import HookChoice, object_path
+from .tracer import FilterMaps, HookChoice, object_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -459,7 +459,7 @@ class BccObject:
         return self._maps[name]
 
 
-class BccTracer:
+class BccTracer(FilterMaps):
     """One BCC program from compile to detach, with BpfTracer's interface.
     ``program``: bpf/<program>.bcc.c; ``object_name``: the CO-RE object
     whose BTF describes its records (and the tracer's name)."""
@@ -589,19 +589,6 @@ class BccTracer:
                 # an optional hook that loads nowhere here: dropped, and said
                 choice.program, choice.kind, choice.target = None, "none", ""
             log.info("%s (bcc): %s", self.name, choice.describe())
-
-    def trace_pids(self, pids: Iterable[int]) -> None:
-        traced = self.obj.map("kt_traced")
-        for pid in pids:
-            traced.update(struct.pack("<I", pid), b"\x01")
-
-    def allow_cgroups(self, ids: Iterable[int]) -> None:
-        allowed = self.obj.map("kt_cgroup_allow")
-        for cgroup_id in ids:
-            allowed.update(struct.pack("<Q", cgroup_id), b"\x01")
-
-    def untrace_pid(self, pid: int) -> None:
-        self.obj.map("kt_traced").delete(struct.pack("<I", pid))
 
     # -- while running ---------------------------------------------------------
 

@@ -144,7 +144,27 @@ def object_path(name: str) -> str:
     return path
 
 
-class BpfTracer:
+class FilterMaps:
+    """The target's filter maps every kerntrace program has under the same
+    names (kerntrace.bpf.h, kt_bcc.h), filled the same way on both backends."""
+
+    obj: Any   # libbpf.Object or bcc.BccObject: map(name) with bytes update/delete
+
+    def trace_pids(self, pids: Iterable[int]) -> None:
+        traced = self.obj.map("kt_traced")
+        for pid in pids:
+            traced.update(struct.pack("<I", pid), b"\x01")
+
+    def allow_cgroups(self, ids: Iterable[int]) -> None:
+        allowed = self.obj.map("kt_cgroup_allow")
+        for cgroup_id in ids:
+            allowed.update(struct.pack("<Q", cgroup_id), b"\x01")
+
+    def untrace_pid(self, pid: int) -> None:
+        self.obj.map("kt_traced").delete(struct.pack("<I", pid))
+
+
+class BpfTracer(FilterMaps):
     """One BPF object, from open to detach."""
 
     def __init__(
@@ -306,19 +326,6 @@ class BpfTracer:
         for prog in self.obj.programs():
             if prog.autoload:
                 self.links.append(prog.attach())
-
-    def trace_pids(self, pids: Iterable[int]) -> None:
-        traced = self.obj.map("kt_traced")
-        for pid in pids:
-            traced.update(struct.pack("<I", pid), b"\x01")
-
-    def allow_cgroups(self, ids: Iterable[int]) -> None:
-        allowed = self.obj.map("kt_cgroup_allow")
-        for cgroup_id in ids:
-            allowed.update(struct.pack("<Q", cgroup_id), b"\x01")
-
-    def untrace_pid(self, pid: int) -> None:
-        self.obj.map("kt_traced").delete(struct.pack("<I", pid))
 
     # -- while running ---------------------------------------------------------
 
