@@ -51,13 +51,14 @@ def iotrace(*args, timeout=120):
 
 
 def shell(*argvs):
-    """One -c command that runs each argv in turn."""
-    return "sh -c '" + "; ".join(" ".join(a) for a in argvs) + "'"
+    """One -c command that runs each argv in turn, its output on stderr: on
+    the tracer's stdout a line of the reproduction landed inside a JSON line
+    (a pipe write over PIPE_BUF is not atomic; seen in the 6.1 guest)."""
+    return "sh -c '" + "; ".join(" ".join(a) + " >&2" for a in argvs) + "'"
 
 
 def summary_of(stdout):
-    """(records, summary envelope) of --json output (the reproduction's own
-    lines, on the same stdout, left out)."""
+    """(records, summary envelope) of --json output."""
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     assert lines[-1]["type"] == "summary"
     return lines[:-1], lines[-1]
