@@ -414,14 +414,18 @@ static __always_inline int on_console(void *ctx, struct kmsg_scan *s, u32 n)
 	/* the scratch buffer holds the previous, longer message past n */
 	if (n < NS_KMSG_LEN)
 		s->e.text[kt_mask8(n)] = 0;
-	/* n opaque to clang: else it folds the loop's bound into the test
-	 * against n, and the verifier sees no bound on the index */
-	asm volatile("" : "+r"(n));
 #if LINUX_VERSION_CODE < KERNEL_VERSION(5, 3, 0)
 #pragma unroll
 #endif
 	for (u32 i = 0; i < NS_KMSG_LEN - 1; i++) {
-		if (i >= n)
+		u32 limit = n;
+
+		/* limit opaque to clang in every pass: else clang merges the two
+		 * bounds into one test "i == min(n - 1, 190)", which leaves a
+		 * verifier before 6.7 (no range cut on a failed ==) without a
+		 * bound: it walks the loop until 8193 jumps are pending */
+		asm volatile("" : "+r"(limit));
+		if (i >= limit)
 			break;
 		/* little-endian: the window's bytes are in string order */
 		window = (window >> 8) | ((u64)(u8)s->e.text[kt_mask8(i)] << 56);

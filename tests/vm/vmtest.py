@@ -99,11 +99,6 @@ DENYLIST.update({f"tests/kernel/test_html_report.py::{name}": "a browser test, r
 # The image tests build a Debian root filesystem and import it into Docker: the
 # host's run shows the image on this kernel; under TCG the build alone takes ten
 # minutes of CI's ninety (they passed 10 of 10 in the 6.1 guest when written).
-DENYLIST["tests/vm/test_ip6mr_bcc.py::test_bcc_backend_catches_the_kmsg_precursor"] = (
-    "open: Debian 6.1's verifier refuses the BCC program of the kernel-log hook (ns_console / ns_tp_console: "
-    "'The sequence of 8193 jumps is too complex'; 6.18's takes it): the hook is optional, dropped and named "
-    "in the hooks line, and the rest of the run is unaffected")
-
 DENYLIST["tests/kernel/test_image.py"] = ("the image tests run on the host; under TCG the offline image "
                                           "build takes about ten minutes")
 
