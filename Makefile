@@ -58,7 +58,7 @@ bpf/vmlinux.h: | $(DEPS_STAMP)
 # Second expansion: a plain $(wildcard bpf/%.h) is expanded before the
 # pattern matches, finds nothing, and an edited event header rebuilt nothing.
 .SECONDEXPANSION:
-bpf/%.bpf.o: bpf/%.bpf.c bpf/vmlinux.h bpf/kerntrace.bpf.h bpf/core_fixes.bpf.h $$(wildcard bpf/$$*.h) | $(DEPS_STAMP)
+bpf/%.bpf.o: bpf/%.bpf.c bpf/vmlinux.h bpf/kerntrace.bpf.h bpf/kt_math.h bpf/core_fixes.bpf.h $$(wildcard bpf/$$*.h) | $(DEPS_STAMP)
 	@echo "  BPF     $@"
 	$(Q)$(CLANG) $(BPFCFLAGS) -c $< -o $@
 

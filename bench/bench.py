@@ -16,6 +16,8 @@ timings are only reported, a lost event is a defect.
     (f) bench_memory.py: iotrace odirect's peak RSS over a 20 s and an 80 s
         fio run, without and with ``-o DIR``; lost events; fio's read rate
         against untraced; records/s written to the trace directory.
+    (h) bench_backends.py: the record rate each backend and transport this
+        kernel allows sustains without loss (``--vm`` for the 6.1 guest).
 
 Development tooling, not installed: run as root from the source tree,
 ``.venv/bin/python bench/bench.py [--only STEP]``.
@@ -205,13 +207,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sustain-seconds", type=float, default=60.0)
     parser.add_argument("--memory-seconds", type=float, nargs="+", default=[20.0, 80.0], metavar="SECONDS",
                         help="fio run lengths of the memory step (the first short, the last long)")
-    parser.add_argument("--only", choices=["launch", "decode", "sustained", "odirect", "reads", "tools", "memory"],
+    parser.add_argument("--only", choices=["launch", "decode", "sustained", "odirect", "reads", "tools", "memory",
+                                           "backends"],
                         action="append")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("make bench needs root (it loads BPF programs)", file=sys.stderr)
         return 2
-    wanted = set(args.only or ["launch", "decode", "sustained", "odirect", "reads", "tools", "memory"])
+    wanted = set(args.only or ["launch", "decode", "sustained", "odirect", "reads", "tools", "memory", "backends"])
     failed = False
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     if "launch" in wanted:
@@ -239,6 +242,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         import bench_memory  # beside this file
 
         steps.append(("memory", lambda: bench_memory.run(args.memory_seconds)))
+    if "backends" in wanted:
+        import bench_backends  # beside this file
+
+        steps.append(("backends", bench_backends.run))
     for name, step in steps:
         print(f"== {name}", flush=True)
         try:
@@ -270,6 +277,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         elif name == "reads":
             # bench_reads printed its lines; a goal missed is a defect
             failed |= not result["ok"]
+        elif name == "backends":
+            failed |= not result["ok"]   # no backend could be measured
         elif name == "memory":
             # bench_memory printed its table and goals; a goal missed is a defect
             failed |= not result["ok"]

@@ -433,28 +433,7 @@ static __always_inline bool kt_compat_syscall(void)
 
 /* -- histograms -------------------------------------------------------------- */
 
-/* floor(log2(v)), 0 for v < 2, without a loop (histogram slots). */
-static __always_inline u32 kt_log2_u64(u64 v)
-{
-	u32 r, shift;
-
-	r = (v > 0xffffffffULL) << 5;
-	v >>= r;
-	shift = (v > 0xffff) << 4;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xff) << 3;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0xf) << 2;
-	v >>= shift;
-	r |= shift;
-	shift = (v > 0x3) << 1;
-	v >>= shift;
-	r |= shift;
-	r |= (v >> 1);
-	return r;
-}
+#include "kt_math.h"
 
 /* -- follow fork (-f, -c): kerntrace.bpf.h's kt_follow_fork ------------------ */
 
