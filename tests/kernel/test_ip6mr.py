@@ -354,7 +354,7 @@ def test_cli_json_summary_with_command(tmp_path):
         proc = subprocess.run(
             [os.path.join(os.path.dirname(sys.executable), "nstrace"), "ip6mr", "--json", "-o", str(trace_dir),
              "-c", "unshare -n true"],
-            stdout=out, stderr=subprocess.PIPE, text=True, timeout=120)
+            stdout=out, stderr=subprocess.PIPE, text=True, timeout=600)  # BCC's attach: over a minute under TCG
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(l) for l in out_file.read_text().splitlines()]
     summary = lines[-1]
