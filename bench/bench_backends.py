@@ -146,25 +146,28 @@ def print_result(way: str, result: dict[str, Any]) -> None:
           f"missing {result['missing']:,}, the kernel's lost count {result['lost_events']:,}")
 
 
-def run(rates: Sequence[int] = DEFAULT_RATES, seconds: float = 3.0) -> dict[str, Any]:
-    """make bench's step: every way this kernel allows, printed; ok when at
-    least one could be measured (bcc needs the kernel's headers)."""
+def run(rates: Sequence[int] = DEFAULT_RATES, seconds: float = 3.0, backends: Sequence[str] = ()) -> dict[str, Any]:
+    """make bench's step: every way this kernel allows (or those of the
+    backends named), printed; ok when at least one could be measured (bcc
+    needs the kernel's headers)."""
     results = {}
     for way, backend, env in WAYS:
+        if backends and backend not in backends:
+            continue
         results[way] = measure(backend, env, rates, seconds)
         print_result(way, results[way])
         sys.stdout.flush()
     return {"ok": any("error" not in r for r in results.values()), "results": results}
 
 
-def run_here(rates: Sequence[int], seconds: float, out: Optional[Path]) -> int:
-    result = run(rates, seconds)
+def run_here(rates: Sequence[int], seconds: float, backends: Sequence[str], out: Optional[Path]) -> int:
+    result = run(rates, seconds, backends)
     if out is not None:
         out.write_text(json.dumps({"kernel": os.uname().release, "results": result["results"]}, indent=1))
     return 0 if result["ok"] else 1
 
 
-def run_in_vm(rates: Sequence[int], seconds: float, timeout_s: float) -> int:
+def run_in_vm(rates: Sequence[int], seconds: float, backends: Sequence[str], timeout_s: float) -> int:
     """Boot the vmtest guest with this script as its command."""
     sys.path.insert(0, str(TREE / "tests" / "vm"))
     import vmtest  # tests/vm: the VM runner
@@ -176,7 +179,8 @@ def run_in_vm(rates: Sequence[int], seconds: float, timeout_s: float) -> int:
     with tempfile.TemporaryDirectory(prefix="kt-bench-vm-", dir="/tmp") as workdir:
         out = Path(workdir, "bench.json")
         guest_cmd = shlex.join([sys.executable, str(Path(__file__).resolve()), "--rates", ",".join(map(str, rates)),
-                                "--seconds", f"{seconds:g}", "--out", str(out)])
+                                "--seconds", f"{seconds:g}", "--out", str(out)]
+                               + (["--backends", ",".join(backends)] if backends else []))
         argv, env = vmtest.vng_command(vng, image, TREE, Path(workdir), guest_cmd, 2, "2G")
         print(f"booting {image} under QEMU/TCG", flush=True)
         try:
@@ -196,6 +200,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--rates", default=",".join(map(str, DEFAULT_RATES)),
                         help="socket pairs a second per step, comma-separated (2 records a pair)")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each step")
+    parser.add_argument("--backends", default="", help="only these backends, comma-separated (libbpf, bcc)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON")
     parser.add_argument("--vm", action="store_true", help="run in the make vmtest guest (6.1 under QEMU/TCG)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the guest run (--vm)")
@@ -208,9 +213,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError:
         print(f"--rates: not a list of integers: {args.rates!r}", file=sys.stderr)
         return 2
+    backends = [b for b in args.backends.split(",") if b]
+    unknown = set(backends) - {backend for _way, backend, _env in WAYS}
+    if unknown:
+        print(f"--backends: no backend {', '.join(sorted(unknown))} (libbpf, bcc)", file=sys.stderr)
+        return 2
     if args.vm:
-        return run_in_vm(rates, args.seconds, args.timeout)
-    return run_here(rates, args.seconds, args.out)
+        return run_in_vm(rates, args.seconds, backends, args.timeout)
+    return run_here(rates, args.seconds, backends, args.out)
 
 
 if __name__ == "__main__":

@@ -606,8 +606,17 @@ class BccTracer(FilterMaps):
 
     @property
     def lost_events(self) -> int:
+        """Records made and not delivered: counted by the program when
+        perf_submit fails (kt_count_lost), not again by the LOST note the
+        kernel writes later for the same records (perf_lost_notes), as the
+        CO-RE tracer does; and samples too short for their record."""
         kernel = self.read_global("kt_lost") if self.obj.loaded else 0
-        return kernel + sum(int(r.lost) for r in self.readers.values())
+        return kernel + sum(r.short for r in self.readers.values())
+
+    @property
+    def perf_lost_notes(self) -> int:
+        """What the perf rings' LOST notes counted (a part of lost_events)."""
+        return sum(r.lost for r in self.readers.values())
 
     def poll_fds(self) -> list[int]:
         return [fd for r in self.readers.values() for fd in r.fds]
