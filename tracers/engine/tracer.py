@@ -46,7 +46,7 @@ log = logging.getLogger("kerntrace.engine")
 BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
 # A perf ring per CPU gets the object's ring size shared among the CPUs, but
 # never less than this (or the ring size itself, when smaller): one CPU's
-# burst must fit until the reader wakes at half of it.
+# burst must fit until the reader wakes at a quarter of it (perfring.py).
 PERF_MIN_CPU_BYTES = 256 * 1024
 
 
