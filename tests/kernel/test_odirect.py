@@ -182,12 +182,11 @@ def test_all_reads_records_buffered_reads_exactly(data_file):
     assert int(from_reads["bytes"].sum()) >= 6 * N * BLOCK
 
 
-def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir, monkeypatch):
+def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir, monkeypatch, count=60000):
     """60000 reads of a cached file as fast as dd makes them: more than a
     ring holds, and all within the 5 s between the reader's own polls.  Once a ring is half full the programs wake the reader, so none is
     lost."""
     path = os.path.join(data_dir, "burst.dat")
-    count = 60000
     with open(path, "wb") as f:
         f.write(os.urandom(count * BLOCK))
     with open(path, "rb") as f:
