@@ -183,15 +183,14 @@ def test_all_reads_records_buffered_reads_exactly(data_file):
     assert int(from_reads["bytes"].sum()) >= 6 * N * BLOCK
 
 
-def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir, monkeypatch, count=None):
+def test_burst_beyond_a_ring_between_polls_wakes_the_reader(data_dir, monkeypatch):
     """60000 reads of a cached file as fast as dd makes them: 1.5 times what
     a ring holds, and all within the 5 s between the reader's own polls.
     Once a ring is half full the programs wake the reader, so none is lost.
     On the perf buffer (forced, or BCC's) the ring is one CPU's, which holds
     its share of the bytes: the burst is 1.5 times that."""
-    if count is None:
-        perf = os.environ.get("KERNTRACE_TRANSPORT") == "perf" or os.environ.get("KERNTRACE_BACKEND") == "bcc"
-        count = 60000 // (num_possible_cpus() if perf else 1)
+    perf = os.environ.get("KERNTRACE_TRANSPORT") == "perf" or os.environ.get("KERNTRACE_BACKEND") == "bcc"
+    count = 60000 // (num_possible_cpus() if perf else 1)   # the rings' share, as the tracer sizes them
     path = os.path.join(data_dir, "burst.dat")
     with open(path, "wb") as f:
         f.write(os.urandom(count * BLOCK))
